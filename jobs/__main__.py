@@ -1,0 +1,39 @@
+"""``horde-analytics`` / ``python -m jobs``: one console script, one module per command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "run": ("jobs.run", "run one batch: load, analyse, snapshot, publish"),
+    "hydrate": ("jobs.hydrate", "run batches on a schedule (the cache hydrator)"),
+    "parse": ("jobs.parse", "parse text model names, print JSON lines"),
+    "query": ("jobs.query", "filter the latest deletion-risk snapshot by preset"),
+}
+USAGE = (
+    "usage: horde-analytics {"
+    + ",".join(COMMANDS)
+    + "} [options]\n\n"
+    + "\n".join(f"  {name:8} {help_text}" for name, (_, help_text) in COMMANDS.items())
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a command's ``main``; exit codes per SPEC §1 (0 ok, 1 failed, 2 usage, 3 locked)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(USAGE)
+        return 0 if args else 2
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"horde-analytics: unknown command {args[0]!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(command[0])
+    result: int = module.main(args[1:])
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``horde-analytics run``: one batch; prints a summary table (or the statistics as JSON)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from jobs._cli import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentParser,
+    UsageError,
+    settings_or_exit,
+)
+from pipeline.batch import Publisher, RunReport, run_once
+from pipeline.logs import configure_logging
+from pipeline.settings import Settings
+from pipeline.sinks.parquet_snapshot import SnapshotLockedError
+
+log = logging.getLogger("jobs.run")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="horde-analytics run", description="Run one batch.")
+    parser.add_argument("--reference", help="model reference folder or base URL (MODEL_REFERENCE_SOURCE)")
+    parser.add_argument("--horde", help="AI Horde snapshot folder or API URL (HORDE_SOURCE)")
+    parser.add_argument("--snapshot-dir", help="where Parquet snapshots go (SNAPSHOT_DIR)")
+    parser.add_argument("--json", action="store_true", help="print the statistics JSON instead of a table")
+    return parser
+
+
+def format_summary(report: RunReport) -> str:
+    """A short per-category table of a finished run."""
+    header = f"{'category':<18} {'models':>7} {'grouped':>8} {'nsfw':>6} {'at risk':>8} {'critical':>9}"
+    lines = [f"run {report.run_id}", header, "-" * len(header)]
+    outputs = report.outputs
+    for (category, grouped), stats in sorted(outputs.statistics.items()):
+        if grouped:
+            continue
+        grouped_total = outputs.statistics[(category, True)].total_models
+        risk = outputs.deletion_risk.get((category, False, False))
+        at_risk = str(risk.summary.models_at_risk) if risk else "-"
+        critical = str(risk.summary.models_critical) if risk else "-"
+        counts = f"{stats.total_models:>7} {grouped_total:>8} {stats.nsfw_count:>6} {at_risk:>8} {critical:>9}"
+        lines.append(f"{category:<18} {counts}")
+    problems = report.problems.height
+    lines.append(f"input problems: {problems}" + (" (see the log)" if problems else ""))
+    if report.published_keys:
+        lines.append(f"published {len(report.published_keys)} Redis keys")
+    return "\n".join(lines)
+
+
+def statistics_json(report: RunReport) -> str:
+    """Every CategoryStatistics of the run as one JSON document."""
+    return json.dumps(
+        {
+            "run_id": report.run_id,
+            "statistics": [stats.model_dump(mode="json") for _, stats in sorted(report.outputs.statistics.items())],
+        },
+        indent=1,
+    )
+
+
+def make_publisher(settings: Settings) -> Publisher | None:
+    """The Redis publisher when REDIS_URL is set (None otherwise)."""
+    if not settings.redis_url:
+        return None
+    from pipeline.sinks.redis_cache import RedisPublisher
+
+    return RedisPublisher.from_settings(settings)
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    settings = settings_or_exit(
+        model_reference_source=args.reference, horde_source=args.horde, snapshot_dir=args.snapshot_dir
+    )
+    if isinstance(settings, int):
+        return settings
+    configure_logging()
+    try:
+        report = run_once(settings, publisher=make_publisher(settings))
+    except SnapshotLockedError as error:
+        print(f"horde-analytics run: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+    except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing published
+        log.error("run failed", extra={"error": f"{type(error).__name__}: {error}"})
+        print(f"horde-analytics run: failed, nothing published: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(statistics_json(report) if args.json else format_summary(report))
+    return EXIT_OK

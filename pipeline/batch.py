@@ -1,0 +1,143 @@
+"""One batch run, the imperative shell: sources -> pure steps -> sinks (SPEC §1, §7).
+
+Nothing is published until everything is computed; the snapshot manifest and the Redis transaction are the
+two commit points, so a failed run leaves the last good results in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from pipeline.deletion_risk import RiskRules
+from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
+from pipeline.schemas import HordeFrames
+from pipeline.settings import Settings
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, snapshot_lock, sweep_uncommitted
+from pipeline.sources.horde import load_horde
+from pipeline.sources.http import HttpFetcher
+from pipeline.sources.records import LoadedCategory, load_records
+
+log = logging.getLogger(__name__)
+
+
+def analysis_rules(settings: Settings) -> AnalysisRules:
+    """The rule values of a run, from settings."""
+    return AnalysisRules(
+        top_tags_limit=settings.top_tags_limit,
+        group_by_variant=settings.group_by_variant,
+        risk=RiskRules(
+            low_usage_threshold_percentage=settings.low_usage_threshold_percentage,
+            text_low_usage_threshold_percentage=settings.text_low_usage_threshold_percentage,
+            high_usage_threshold_percentage=settings.high_usage_threshold_percentage,
+            text_critical_usage_threshold=settings.text_critical_usage_threshold,
+            text_critical_worker_threshold=settings.text_critical_worker_threshold,
+            preferred_file_hosts=settings.preferred_file_hosts,
+            text_ignore_download_hosts=settings.text_ignore_download_hosts,
+        ),
+    )
+
+
+@dataclass
+class RunReport:
+    """What a finished run did."""
+
+    run_id: str
+    started_at: float
+    finished_at: float
+    outputs: RunOutputs
+    problems: pl.DataFrame
+    input_hashes: dict[str, str]
+    counts: dict[str, int]
+    published_keys: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything a run reads, loaded and validated."""
+
+    records: dict[str, LoadedCategory]
+    horde: dict[str, HordeFrames]
+    input_hashes: dict[str, str]
+
+
+def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
+    """Read and validate records and Horde data (raises on unusable input)."""
+    records = load_records(
+        settings.model_reference_source,
+        max_bad_record_fraction=settings.max_bad_record_fraction,
+        fetcher=fetcher,
+    )
+    horde, horde_hashes = load_horde(settings.horde_source, fetcher)
+    hashes = {f"records:{category}": item.input_hash for category, item in records.items()} | horde_hashes
+    return RunInputs(records=records, horde=horde, input_hashes=hashes)
+
+
+def _log_problems(problems: pl.DataFrame) -> None:
+    for row in problems.iter_rows(named=True):
+        level = logging.ERROR if row["severity"] == "error" else logging.WARNING
+        log.log(
+            level,
+            "input problem",
+            extra={"category": row["category"], "model": row["name"], "reason": row["reason"]},
+        )
+
+
+class Publisher(Protocol):
+    """Publishes a finished run's objects (the Redis sink); raises when nothing could be published."""
+
+    def publish_run(self, report: RunReport) -> list[str]: ...
+
+
+def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunReport:
+    """Load, compute, snapshot and publish one run; raises (publishing nothing) when any step fails.
+
+    Order of commit points: snapshot tables, then the Redis transaction, then the snapshot manifest. A failure
+    before the manifest removes this run's tables, so a failed run appears nowhere.
+    """
+    started = time.time()
+    run_at = datetime.fromtimestamp(started, tz=UTC)
+    run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    root = Path(settings.snapshot_dir)
+    with snapshot_lock(root):
+        sweep_uncommitted(root)
+        with HttpFetcher(
+            timeout=settings.horde_api_timeout,
+            attempts=settings.horde_api_retries,
+            cache_dir=root / "_http_cache",
+        ) as fetcher:
+            inputs = load_inputs(settings, fetcher)
+        problems = pl.concat([item.problems for item in inputs.records.values()])
+        _log_problems(problems)
+        outputs = run_outputs(inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started))
+        counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
+        report = RunReport(
+            run_id=run_id,
+            started_at=started,
+            finished_at=started,
+            outputs=outputs,
+            problems=problems,
+            input_hashes=inputs.input_hashes,
+            counts=counts,
+        )
+        writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
+        try:
+            for (table, category), frame in sorted(outputs.tables.items()):
+                writer.write(table, category, frame)
+            report.finished_at = time.time()
+            if publisher is not None:
+                report.published_keys = publisher.publish_run(report)
+            writer.commit(input_hashes=inputs.input_hashes, counts=counts)
+        except BaseException:
+            writer.abort()
+            raise
+    log.info("run finished", extra={"run_id": run_id, "seconds": round(report.finished_at - started, 3)})
+    return report

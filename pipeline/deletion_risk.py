@@ -1,0 +1,229 @@
+"""Deletion risk: flags, scores, summaries and the grouped text view (SPEC §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from pipeline.categories import TEXT_GENERATION
+from pipeline.models import (
+    CategoryDeletionRiskResponse,
+    CategoryDeletionRiskSummary,
+    DeletionRiskFlags,
+    ModelDeletionRiskInfo,
+    UsageTrend,
+)
+from pipeline.names.families import grouping_key
+from pipeline.statistics import download_host, model_size_bytes
+
+#: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
+FLAGS: Final = tuple(DeletionRiskFlags.model_fields)
+#: Flags about hosting and downloads: any of them is a warning (SPEC §6 ``has_warning``).
+HOST_FLAGS: Final = ("has_multiple_hosts", "has_non_preferred_host", "has_unknown_host", "no_download_urls")
+_GIB: Final = 1024**3
+#: Row columns that go into the JSON: the model's fields, plus a family's members.
+_INFO_FIELDS: Final = frozenset(ModelDeletionRiskInfo.model_fields) | {"members"}
+
+
+@dataclass(frozen=True)
+class RiskRules:
+    """Thresholds of SPEC §6 (defaults as there; a run passes the configured values)."""
+
+    low_usage_threshold_percentage: float = 0.0065
+    text_low_usage_threshold_percentage: float = 0.02
+    high_usage_threshold_percentage: float = 1.0
+    text_critical_usage_threshold: int = 10
+    text_critical_worker_threshold: int = 1
+    preferred_file_hosts: tuple[str, ...] = ("huggingface.co",)
+    text_ignore_download_hosts: bool = True
+
+
+def is_preferred_host(host: pl.Expr, preferred: tuple[str, ...]) -> pl.Expr:
+    """True where ``host`` equals or is a subdomain of a preferred host (``huggingface.co.evil.net`` is not)."""
+    result = pl.lit(False)
+    for entry in preferred:
+        result = result | (host == entry) | host.str.ends_with("." + entry)
+    return result
+
+
+def _host_facts(rules: RiskRules, ignore_hosts: bool) -> list[pl.Expr]:
+    urls = pl.col("download_urls")
+    hosts = urls.list.eval(download_host(pl.element()))
+    known = hosts.list.drop_nulls()
+    non_preferred = known.list.eval(~is_preferred_host(pl.element(), rules.preferred_file_hosts)).list.any()
+    facts = {
+        "has_multiple_hosts": known.list.unique().list.len() > 1,
+        "has_non_preferred_host": non_preferred.fill_null(False),
+        "has_unknown_host": hosts.list.len() > known.list.len(),
+        "no_download_urls": urls.list.len() == 0,
+    }
+    # SPEC §6: text download flags are off while TEXT_IGNORE_DOWNLOAD_HOSTS is true.
+    return [(pl.lit(False) if ignore_hosts else expr).alias(name) for name, expr in facts.items()] + [
+        known.list.unique().list.sort().alias("download_hosts"),
+        urls.list.len().cast(pl.Int64).alias("download_count"),
+    ]
+
+
+def _blank(column: str) -> pl.Expr:
+    return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+
+
+def _scored(frame: pl.LazyFrame, category: str, rules: RiskRules) -> pl.LazyFrame:
+    """Totals, shares, at_risk, risk_score, is_critical, has_warning from flag and usage columns."""
+    text = category == TEXT_GENERATION
+    critical = (
+        (pl.col("usage_month") < rules.text_critical_usage_threshold)
+        & (pl.col("worker_count") < rules.text_critical_worker_threshold)
+        if text
+        else (pl.col("usage_month") == 0) & (pl.col("worker_count") == 0)
+    )
+    return frame.with_columns(
+        pl.any_horizontal(*FLAGS).alias("at_risk"),
+        pl.sum_horizontal(*[pl.col(f).cast(pl.Int64) for f in FLAGS]).alias("risk_score"),
+        critical.alias("is_critical"),
+        pl.any_horizontal(*HOST_FLAGS).alias("has_warning"),
+    )
+
+
+def _usage_share() -> pl.Expr:
+    total = pl.col("category_total_month_usage")
+    return pl.when(total > 0).then(pl.col("usage_month") * 100.0 / total).otherwise(0.0).clip(0.0, 100.0).round(4)
+
+
+def _ratio(numerator: str, denominator: str) -> pl.Expr:
+    return pl.when(pl.col(denominator) > 0).then((pl.col(numerator) / pl.col(denominator)).round(4))
+
+
+def deletion_risk_table(
+    merged: pl.DataFrame,
+    *,
+    category: str,
+    rules: RiskRules,
+    grouped: bool = False,
+    group_by_variant: bool = False,
+) -> pl.DataFrame:
+    """One flat risk row per model (or per text family when ``grouped``), sorted as SPEC §6 says."""
+    text = category == TEXT_GENERATION
+    threshold = rules.text_low_usage_threshold_percentage if text else rules.low_usage_threshold_percentage
+    size = model_size_bytes()
+    rows = (
+        merged.lazy()
+        .with_columns(
+            pl.lit(category).alias("category"),
+            pl.col("usage_month").sum().alias("category_total_month_usage"),
+            *_host_facts(rules, ignore_hosts=text and rules.text_ignore_download_hosts),
+            (pl.col("usage_day") == 0).alias("zero_usage_day"),
+            (pl.col("usage_month") == 0).alias("zero_usage_month"),
+            (pl.col("usage_total") == 0).alias("zero_usage_total"),
+            (pl.col("worker_count") == 0).alias("no_active_workers"),
+            _blank("description").alias("missing_description"),
+            _blank("baseline").alias("missing_baseline"),
+            (~_blank("description")).alias("has_description"),
+            pl.when(size > 0).then((size / _GIB).round(2)).alias("size_gb"),
+        )
+        .with_columns(
+            _usage_share().alias("usage_percentage_of_category"),
+        )
+        .with_columns((pl.col("usage_percentage_of_category") < threshold).alias("low_usage"))
+    )
+
+    if grouped and text:
+        rows = _family_rows(rows, group_by_variant)
+    rows = _scored(rows, category, rules).with_columns(
+        _ratio("usage_day", "usage_month").alias("day_to_month_ratio"),
+        _ratio("usage_month", "usage_total").alias("month_to_total_ratio"),
+        pl.when(pl.col("size_gb") > 0)
+        .then((pl.col("usage_month") / pl.col("size_gb")).round(2))
+        .alias("cost_benefit_score"),
+    )
+    return rows.sort(["usage_month", "name"], descending=[True, False]).collect()
+
+
+def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
+    """SPEC §6 grouped text: usages and workers summed, flags OR-ed, shares recomputed from the sums."""
+    summed = ("usage_day", "usage_month", "usage_total", "worker_count")
+    return (
+        rows.with_columns(grouping_key(group_by_variant).alias("family_key"))
+        .group_by("family_key")
+        .agg(
+            pl.col("name").sort().alias("members"),
+            pl.col("name").sort().first().alias("_first"),
+            pl.col("base").drop_nulls().first(),
+            pl.col("size_label").drop_nulls().first(),
+            pl.first("category"),
+            pl.first("category_total_month_usage"),
+            *[pl.col(c).sum() for c in summed],
+            *[pl.col(f).any() for f in FLAGS if f != "low_usage"],
+            pl.col("baseline").drop_nulls().mode().sort().first(),
+            pl.col("nsfw").fill_null(False).any(),
+            pl.col("has_description").any(),
+            pl.col("download_count").sum(),
+            pl.col("download_hosts").list.explode(keep_nulls=False, empty_as_null=False).unique().sort(),
+            pl.col("size_gb").max(),
+            pl.col("low_usage").any(),
+        )
+        .with_columns(
+            pl.coalesce(
+                pl.when(pl.col("size_label").is_not_null())
+                .then(pl.col("base") + "-" + pl.col("size_label"))
+                .otherwise(pl.col("base")),
+                pl.col("_first"),
+            ).alias("name"),
+            _usage_share().alias("usage_percentage_of_category"),
+        )
+        .drop("_first", "base", "size_label")
+    )
+
+
+def deletion_risk_summary(table: pl.DataFrame) -> CategoryDeletionRiskSummary:
+    """Counts over the rows of one risk table."""
+    totals = table.select(
+        pl.len().alias("total_models"),
+        pl.col("at_risk").sum().alias("models_at_risk"),
+        pl.col("is_critical").sum().alias("models_critical"),
+        pl.col("has_warning").sum().alias("models_with_warnings"),
+        pl.col("zero_usage_day").sum().alias("models_with_zero_day_usage"),
+        pl.col("zero_usage_month").sum().alias("models_with_zero_month_usage"),
+        pl.col("zero_usage_total").sum().alias("models_with_zero_total_usage"),
+        pl.col("no_active_workers").sum().alias("models_with_no_active_workers"),
+        pl.col("no_download_urls").sum().alias("models_with_no_downloads"),
+        pl.col("has_non_preferred_host").sum().alias("models_with_non_preferred_hosts"),
+        pl.col("has_multiple_hosts").sum().alias("models_with_multiple_hosts"),
+        pl.col("low_usage").sum().alias("models_with_low_usage"),
+        pl.col("risk_score").mean().fill_null(0.0).round(2).alias("average_risk_score"),
+        pl.col("usage_month").sum().alias("category_total_month_usage"),
+    ).row(0, named=True)
+    return CategoryDeletionRiskSummary(**totals)
+
+
+def risk_info(row: dict[str, object], *, with_variations: bool) -> ModelDeletionRiskInfo:
+    """One flat risk row as the downstream model."""
+    return ModelDeletionRiskInfo.model_validate(
+        {
+            **{key: value for key, value in row.items() if key in _INFO_FIELDS},
+            "deletion_risk_flags": DeletionRiskFlags.model_validate({flag: row[flag] for flag in FLAGS}),
+            "usage_trend": UsageTrend(
+                day_to_month_ratio=row["day_to_month_ratio"],  # type: ignore[arg-type]
+                month_to_total_ratio=row["month_to_total_ratio"],  # type: ignore[arg-type]
+            ),
+            "backend_variations": row.get("backend_variations") if with_variations else None,
+        }
+    )
+
+
+def deletion_risk_response(
+    table: pl.DataFrame, *, category: str, with_variations: bool = False
+) -> CategoryDeletionRiskResponse:
+    """The §6 response object of one risk table."""
+    summary = deletion_risk_summary(table)
+    models = [risk_info(row, with_variations=with_variations) for row in table.iter_rows(named=True)]
+    return CategoryDeletionRiskResponse(
+        category=category,
+        category_total_month_usage=summary.category_total_month_usage,
+        total_count=table.height,
+        returned_count=table.height,
+        models=models,
+        summary=summary,
+    )

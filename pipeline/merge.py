@@ -1,0 +1,220 @@
+"""Records ⨝ AI Horde data: each Horde name credited to at most one model (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
+from pipeline.names.patterns import BACKEND_ALIAS_RULES, BACKENDS, TOKEN_CLASSES
+from pipeline.names.polars_engine import backend_of
+from pipeline.schemas import HordeFrames
+
+#: The fixed order of text backend variations; "canonical" is the unprefixed name.
+VARIATION_BACKENDS: Final = ("canonical", *BACKENDS)
+# A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
+_SUFFIX_CLASSES: Final = ("quant_q", "quant", "format")
+QUANT_SUFFIX: Final = (
+    r"(?:[-_. ](?:" + "|".join(pattern for kind, pattern in TOKEN_CLASSES if kind in _SUFFIX_CLASSES) + r"))+$"
+)
+
+
+def _short(name: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(name.str.contains("/", literal=True))
+        .then(name.str.splitn("/", 2).struct.field("field_1"))
+        .otherwise(name)
+    )
+
+
+def match_keys(records: pl.DataFrame, *, text: bool) -> pl.DataFrame:
+    """``key`` (lower-cased name) -> ``model``: names, recorded aliases and, for text, backend spellings.
+
+    A key claimed by several models goes to the exact name first, then the first record in file order.
+    """
+    ordered = records.select("name", "aliases").with_row_index("position")
+    lower = pl.col("name").str.to_lowercase()
+    parts = [
+        ordered.select(pl.col("name").alias("model"), lower.alias("key"), pl.lit(0).alias("priority"), "position"),
+        ordered.explode("aliases")
+        .drop_nulls("aliases")
+        .select(
+            pl.col("name").alias("model"),
+            pl.col("aliases").str.to_lowercase().alias("key"),
+            pl.lit(1).alias("priority"),
+            "position",
+        ),
+    ]
+    if text:
+        for backend, rule in BACKEND_ALIAS_RULES.items():
+            target = lower if rule == "full" else _short(lower)
+            parts.append(
+                ordered.select(
+                    pl.col("name").alias("model"),
+                    (pl.lit(f"{backend}/") + target).alias("key"),
+                    pl.lit(2).alias("priority"),
+                    "position",
+                )
+            )
+    return (
+        pl.concat(parts)
+        .sort("priority", "position")
+        .unique("key", keep="first", maintain_order=True)
+        .select("key", "model")
+    )
+
+
+def horde_names(frames: HordeFrames) -> pl.DataFrame:
+    """Every distinct name the Horde data mentions (status, usage, workers), as spelled there."""
+    sources = [frames.status.select("name"), frames.usage.select("name")]
+    if frames.workers is not None:
+        sources.append(frames.workers.select(pl.col("model").alias("name")))
+    return pl.concat(sources).unique().sort("name")
+
+
+def name_attribution(records: pl.DataFrame, frames: HordeFrames, *, text: bool) -> pl.DataFrame:
+    """``horde_name -> model`` for every Horde name that belongs to a record (SPEC §4 matching order)."""
+    keys = match_keys(records, text=text)
+    names = horde_names(frames).with_columns(
+        pl.col("name").str.to_lowercase().alias("exact"),
+        pl.col("name").str.to_lowercase().str.replace(QUANT_SUFFIX, "").alias("stripped"),
+    )
+    exact = names.join(keys, left_on="exact", right_on="key", how="inner")
+    rest = names.join(exact.select("name"), on="name", how="anti")
+    stripped = rest.join(keys, left_on="stripped", right_on="key", how="inner")
+    return pl.concat([exact.select("name", "model"), stripped.select("name", "model")]).rename({"name": "horde_name"})
+
+
+def _active_workers(frames: HordeFrames) -> pl.DataFrame | None:
+    if frames.workers is None:
+        return None
+    return frames.workers.filter(pl.col("online").fill_null(False) & ~pl.col("maintenance_mode").fill_null(False))
+
+
+def _per_key(frames: HordeFrames, attribution: pl.DataFrame, key: list[str], by: pl.DataFrame) -> pl.DataFrame:
+    """Usage, status and worker figures summed per ``key`` over the Horde names mapped in ``by``."""
+    usage = (
+        frames.usage.join(by, left_on="name", right_on="horde_name", how="inner")
+        .group_by(key)
+        .agg(pl.col("usage_day").sum(), pl.col("usage_month").sum(), pl.col("usage_total").sum())
+    )
+    status = (
+        frames.status.join(by, left_on="name", right_on="horde_name", how="inner")
+        .group_by(key)
+        .agg(
+            pl.col("count").sum().alias("status_count"),
+            pl.col("performance").max(),
+            pl.col("queued").sum(),
+            pl.col("jobs").sum(),
+            pl.col("eta").max(),
+        )
+    )
+    active = _active_workers(frames)
+    combined = usage.join(status, on=key, how="full", coalesce=True)
+    if active is not None:
+        workers = (
+            active.select("worker_id", pl.col("model").alias("_served"))
+            .join(by, left_on="_served", right_on="horde_name", how="inner")
+            .group_by(key)
+            .agg(pl.col("worker_id").n_unique().cast(pl.Int64).alias("worker_count"))
+        )
+        combined = combined.join(workers, on=key, how="full", coalesce=True)
+    else:
+        # SPEC §4: without the workers list, worker_count is the sum of status counts.
+        combined = combined.with_columns(pl.col("status_count").alias("worker_count"))
+    return combined
+
+
+_ZERO_FILLED: Final = ("usage_day", "usage_month", "usage_total", "worker_count", "status_count")
+
+
+def _backend_variations(records: pl.DataFrame, frames: HordeFrames, attribution: pl.DataFrame) -> pl.DataFrame:
+    """Per text model, one struct per backend in VARIATION_BACKENDS order (zeros where none is served)."""
+    by = attribution.with_columns(backend_of(pl.col("horde_name")).fill_null("canonical").alias("backend"))
+    figures = _per_key(frames, attribution, ["model", "backend"], by)
+    busiest = (
+        by.join(frames.usage, left_on="horde_name", right_on="name", how="left")
+        .sort(pl.col("usage_month").fill_null(-1), "horde_name", descending=[True, False])
+        .group_by("model", "backend", maintain_order=True)
+        .agg(pl.col("horde_name").first().alias("served_name"))
+    )
+    lower_default = {
+        "canonical": pl.col("model"),
+        **{
+            backend: pl.lit(f"{backend}/") + (pl.col("model") if rule == "full" else _short(pl.col("model")))
+            for backend, rule in BACKEND_ALIAS_RULES.items()
+        },
+    }
+    default_name = pl.lit(None, dtype=pl.String)
+    for backend, expr in lower_default.items():
+        default_name = pl.when(pl.col("backend") == backend).then(expr).otherwise(default_name)
+    grid = records.select(pl.col("name").alias("model")).join(
+        pl.DataFrame({"backend": list(VARIATION_BACKENDS), "_order": list(range(len(VARIATION_BACKENDS)))}),
+        how="cross",
+    )
+    return (
+        grid.join(figures, on=["model", "backend"], how="left")
+        .join(busiest, on=["model", "backend"], how="left")
+        .with_columns(pl.col(c).fill_null(0) for c in ("usage_day", "usage_month", "usage_total", "worker_count"))
+        .sort("model", "_order")
+        .group_by("model", maintain_order=True)
+        .agg(
+            pl.struct(
+                "backend",
+                pl.coalesce("served_name", default_name).alias("variant_name"),
+                pl.col("worker_count").cast(pl.Int64),
+                pl.col("performance").cast(pl.Float64),
+                "usage_day",
+                "usage_month",
+                "usage_total",
+            ).alias("backend_variations")
+        )
+    )
+
+
+def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one row per record with its Horde figures, the Horde names no record claims)."""
+    text = category == TEXT_GENERATION
+    attribution = name_attribution(records, frames, text=text)
+    per_model = _per_key(frames, attribution, ["model"], attribution)
+    served_as = attribution.group_by("model").agg(pl.col("horde_name").sort().alias("horde_names"))
+    merged = (
+        records.join(per_model, left_on="name", right_on="model", how="left", maintain_order="left")
+        .join(served_as, left_on="name", right_on="model", how="left", maintain_order="left")
+        .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in _ZERO_FILLED)
+        .with_columns(pl.col("horde_names").fill_null([]))
+    )
+    if text:
+        merged = merged.join(
+            _backend_variations(records, frames, attribution),
+            left_on="name",
+            right_on="model",
+            how="left",
+            maintain_order="left",
+        )
+
+    unclaimed = horde_names(frames).join(attribution, left_on="name", right_on="horde_name", how="anti")
+    # Case-only duplicates of one unknown model are summed under their first spelling (SPEC §4).
+    unclaimed_by = unclaimed.with_columns(
+        pl.col("name").alias("horde_name"), pl.col("name").str.to_lowercase().alias("folded")
+    )
+    unmatched_figures = _per_key(frames, attribution, ["folded"], unclaimed_by)
+    unmatched = (
+        unclaimed_by.group_by("folded")
+        .agg(pl.col("name").sort().first(), pl.col("name").sort().alias("spellings"))
+        .join(unmatched_figures, on="folded", how="left")
+        .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in _ZERO_FILLED)
+        .select(
+            "name",
+            pl.lit(HORDE_TYPES[category]).alias("type"),
+            "spellings",
+            pl.col("worker_count").alias("workers"),
+            "status_count",
+            "usage_day",
+            "usage_month",
+            "usage_total",
+        )
+        .sort("usage_month", "name", descending=[True, False])
+    )
+    return merged, unmatched

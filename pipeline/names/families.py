@@ -1,0 +1,160 @@
+"""Text model families: base name + size, collapsing quantization and backend variants (SPEC §3.3)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from pipeline.names.patterns import BASE_SEPARATOR
+from pipeline.names.polars_engine import parsed_names
+
+_B: Final = 1_000_000_000
+#: Parsed fields renamed where a record column has the same name.
+_RENAMED: Final = {"version": "name_version", "format": "name_format"}
+
+
+def with_parsed_names(records: pl.LazyFrame) -> pl.LazyFrame:
+    """Records plus the parsed fields of their names (``version``/``format`` as ``name_version``/``name_format``)."""
+    parsed = parsed_names(records.select("name")).rename(_RENAMED).unique("name", maintain_order=True)
+    return records.join(parsed, on="name", how="left", maintain_order="left")
+
+
+def parameter_count() -> pl.Expr:
+    """Record parameters when positive, else the parsed name size, else null (SPEC §5)."""
+    from_name = (pl.col("size_b") * _B).round(0).cast(pl.Int64)
+    return pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).otherwise(from_name)
+
+
+def grouping_key(group_by_variant: bool) -> pl.Expr:
+    """The key models are grouped by: ``family_key``, plus the sorted variants when ``group_by_variant``.
+
+    A name that does not parse is a family of its own (its lower-cased name).
+    """
+    key = pl.coalesce(pl.col("family_key"), pl.col("name").str.to_lowercase())
+    if not group_by_variant:
+        return key
+    variants = pl.col("variants").list.sort().list.join(BASE_SEPARATOR).str.to_lowercase()
+    return pl.when(variants.fill_null("") != "").then(key + BASE_SEPARATOR + variants).otherwise(key)
+
+
+def _display_spelling() -> pl.Expr:
+    spelled = (
+        pl.when(pl.col("size_label").is_not_null())
+        .then(pl.col("base") + BASE_SEPARATOR + pl.col("size_label"))
+        .otherwise(pl.col("base"))
+    )
+    return pl.coalesce(spelled, pl.col("name"))
+
+
+def _most_common(column: str) -> pl.Expr:
+    # Ties break by sort order so the choice is stable across runs. (mode(), not value_counts(): in
+    # Polars 2.1 value_counts over all-null groups followed by a sort crashes the process.)
+    return pl.col(column).drop_nulls().mode().sort().first()
+
+
+def families(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl.LazyFrame:
+    """One row per family of the parsed text records: key, display name, members, backends, quants, sizes."""
+    members = named.with_columns(
+        grouping_key(group_by_variant).alias("family_key"), _display_spelling().alias("_spelling")
+    )
+    alias_rows = members.select("family_key", pl.col("aliases").alias("alias")).explode("alias").drop_nulls("alias")
+    alias_parsed = parsed_names(alias_rows.select(pl.col("alias").alias("name"))).unique("name")
+    alias_facts = (
+        alias_rows.join(alias_parsed, left_on="alias", right_on="name", how="left")
+        .group_by("family_key")
+        .agg(
+            pl.col("backend").drop_nulls().unique().sort().alias("_alias_backends"),
+            pl.col("quant").drop_nulls().unique().sort().alias("_alias_quants"),
+            pl.len().cast(pl.Int64).alias("alias_count"),
+        )
+    )
+    return (
+        members.group_by("family_key")
+        .agg(
+            _most_common("_spelling").alias("display_name"),
+            pl.col("name").sort().alias("members"),
+            pl.len().cast(pl.Int64).alias("member_count"),
+            pl.col("backend").drop_nulls().unique().sort().alias("_backends"),
+            pl.col("quant").drop_nulls().unique().sort().alias("_quants"),
+            pl.col("size_label").drop_nulls().unique().sort().alias("sizes"),
+            pl.col("size_b").drop_nulls().first().alias("size_b"),
+        )
+        .join(alias_facts, on="family_key", how="left")
+        .select(
+            "family_key",
+            "display_name",
+            "members",
+            "member_count",
+            pl.col("alias_count").fill_null(0),
+            pl.concat_list(pl.lit(["canonical"]), pl.col("_alias_backends").fill_null([]))
+            .list.concat(pl.col("_backends"))
+            .list.unique()
+            .list.sort()
+            .alias("backends"),
+            pl.col("_quants")
+            .list.concat(pl.col("_alias_quants").fill_null([]))
+            .list.unique()
+            .list.sort()
+            .alias("quants"),
+            "sizes",
+            "size_b",
+        )
+        .sort("family_key")
+    )
+
+
+def family_records(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl.LazyFrame:
+    """One record-shaped row per family, for grouped statistics (SPEC §5 "Grouped text").
+
+    baseline and style: most common member value; nsfw: any member; tags: union; parameters: the family size.
+    """
+    members = named.with_columns(
+        grouping_key(group_by_variant).alias("family_key"),
+        _display_spelling().alias("_spelling"),
+        parameter_count().alias("parameter_count"),
+    )
+    return (
+        members.group_by("family_key")
+        .agg(
+            _most_common("_spelling").alias("name"),
+            pl.first("category"),
+            _most_common("baseline").alias("baseline"),
+            pl.col("nsfw").fill_null(False).any().alias("nsfw"),
+            _most_common("style").alias("style"),
+            pl.col("tags")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .drop_nulls()
+            .unique()
+            .sort()
+            .alias("tags"),
+            pl.col("description").drop_nulls().first().alias("description"),
+            pl.col("trigger")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .drop_nulls()
+            .unique()
+            .sort()
+            .alias("trigger"),
+            pl.col("inpainting").fill_null(False).any().alias("inpainting"),
+            pl.col("requirement_count").max().alias("requirement_count"),
+            pl.col("showcase_count").max().alias("showcase_count"),
+            pl.col("size_on_disk_bytes").max().alias("size_on_disk_bytes"),
+            pl.col("download_urls")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .drop_nulls()
+            .unique()
+            .sort()
+            .alias("download_urls"),
+            pl.lit([], dtype=pl.List(pl.Int64)).first().alias("download_sizes"),
+            pl.col("size_b").drop_nulls().first().alias("size_b"),
+            _most_common("parameter_count").alias("_member_parameters"),
+            pl.col("name").sort().alias("members"),
+        )
+        .with_columns(
+            pl.coalesce((pl.col("size_b") * _B).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
+                "parameter_count"
+            )
+        )
+        .drop("_member_parameters")
+        .sort("family_key")
+    )

@@ -1,0 +1,143 @@
+"""The vectorized parser: Polars expressions built from the pattern table (SPEC §3.2).
+
+Only distinct names are parsed; results are joined back onto the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import polars as pl
+
+from pipeline.names import patterns as p
+from pipeline.schemas import PARSED_NAME_SCHEMA
+
+_ID: Final = "__name_id"
+_TOKEN: Final = "__token"
+_LOWER: Final = "__lower"
+_KIND: Final = "__kind"
+
+
+def backend_of(name: pl.Expr) -> pl.Expr:
+    """``aphrodite`` / ``koboldcpp`` for a backend-prefixed name, else null."""
+    return name.str.extract(p.BACKEND_PREFIX, 1)
+
+
+def without_backend(name: pl.Expr) -> pl.Expr:
+    """The name with its backend prefix removed."""
+    return name.str.replace(p.BACKEND_PREFIX, "")
+
+
+def _token_kind(lowered: pl.Expr) -> pl.Expr:
+    """The first TOKEN_CLASSES class whose pattern matches the whole token, else null."""
+    chain: Any = pl
+    for kind, pattern in p.TOKEN_CLASSES:
+        chain = chain.when(lowered.str.contains(f"^(?:{pattern})$")).then(pl.lit(kind))
+    result: pl.Expr = chain.otherwise(None)
+    return result
+
+
+def _billions(value: pl.Expr, unit: pl.Expr) -> pl.Expr:
+    multiplier = unit.replace_strict({k: v[0] for k, v in p.UNIT_SCALE.items()}, default=None, return_dtype=pl.Float64)
+    divisor = unit.replace_strict({k: v[1] for k, v in p.UNIT_SCALE.items()}, default=None, return_dtype=pl.Float64)
+    return value.cast(pl.Float64) * multiplier / divisor
+
+
+def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """Parse a frame holding each name once; returns ``column`` plus the §3.1 fields."""
+    name = pl.col(column)
+    rest = without_backend(name)
+    # Distinct names are their own key: a row index would not survive a re-evaluated unique().
+    prepared = (
+        distinct.with_columns(pl.col(column).alias(_ID))
+        .with_columns(
+            backend_of(name).alias("backend"),
+            rest.str.split("/").alias("__parts"),
+            name.str.contains(p.PARSEABLE).fill_null(False).alias("__ok"),
+        )
+        .with_columns(
+            pl.when(pl.col("__parts").list.len() > 1)
+            .then(pl.col("__parts").list.first().replace("", None))
+            .alias("author"),
+            pl.col("__parts").list.last().str.extract_all(p.TOKEN).list.head(p.MAX_TOKENS).alias(_TOKEN),
+        )
+    )
+    tokens = (
+        prepared.select(_ID, _TOKEN)
+        .explode(_TOKEN)
+        .with_columns(pl.col(_TOKEN).str.to_lowercase().alias(_LOWER))
+        .with_columns(_token_kind(pl.col(_LOWER)).alias(_KIND))
+        .with_columns(
+            pl.when(pl.col(_KIND).is_null())
+            .then(pl.col(_LOWER).replace_strict(p.VARIANTS, default=None, return_dtype=pl.String))
+            .alias("__variant")
+        )
+    )
+    kind = pl.col(_KIND)
+    fields = tokens.group_by(_ID).agg(
+        pl.col(_TOKEN).filter(kind.is_in(["moe", "size"])).first().alias("__size_token"),
+        pl.col(_LOWER).filter(kind == "version").first().alias("version"),
+        pl.when(kind == "quant_q")
+        .then(pl.col(_LOWER).str.to_uppercase())
+        .when(kind == "quant")
+        .then(pl.col(_LOWER))
+        .drop_nulls()
+        .first()
+        .alias("quant"),
+        pl.col(_LOWER).filter(kind == "format").first().str.to_uppercase().alias("format"),
+        pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
+        pl.col(_TOKEN)
+        .filter(kind.is_null() & pl.col("__variant").is_null() & pl.col(_TOKEN).is_not_null())
+        .str.join(p.BASE_SEPARATOR)
+        .alias("base"),
+    )
+    size_lower = pl.col("__size_token").str.to_lowercase()
+    moe = size_lower.str.extract_groups(p.MOE_PARTS)
+    plain = size_lower.str.extract_groups(p.SIZE_PARTS)
+    experts = moe.struct.field("1").cast(pl.Int64)
+    expert_size = _billions(moe.struct.field("2"), moe.struct.field("3"))
+    base = pl.col("base").replace("", None)
+    size_label = pl.col("__size_token").str.to_uppercase()
+    parsed = (
+        prepared.join(fields, on=_ID, how="left")
+        .with_columns(
+            base.alias("base"),
+            size_label.alias("size_label"),
+            experts.alias("experts"),
+            expert_size.alias("expert_size_b"),
+            pl.when(experts.is_not_null())
+            .then(experts.cast(pl.Float64) * expert_size)
+            .otherwise(_billions(plain.struct.field("1"), plain.struct.field("2")))
+            .alias("size_b"),
+        )
+        .with_columns(
+            pl.when(pl.col("base").is_not_null())
+            .then(
+                pl.when(pl.col("size_label").is_not_null())
+                .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
+                .otherwise(pl.col("base"))
+                .str.to_lowercase()
+            )
+            .alias("family_key")
+        )
+    )
+    # An unparseable name (no ASCII letter or digit, or null) gets an all-null parse, as in the fallback.
+    ok = pl.col("__ok")
+    return parsed.select(
+        name,
+        *[pl.when(ok).then(pl.col(field)).alias(field) for field in PARSED_NAME_SCHEMA.names()],
+    ).cast(PARSED_NAME_SCHEMA)
+
+
+def parsed_names(frame: pl.LazyFrame | pl.DataFrame, column: str = "name") -> pl.LazyFrame:
+    """``frame`` with the §3.1 fields of its ``column`` of names added (distinct names parsed once)."""
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
+    clashes = sorted(set(schema.names()) & set(PARSED_NAME_SCHEMA.names()) - {column})
+    if clashes:
+        raise ValueError(f"parsed_names: input already has columns {clashes}; select the names column first")
+    if schema[column] != pl.String:
+        # Non-string names never parse (SPEC §3.2); keep the column, add all-null fields.
+        return lazy.with_columns(pl.lit(None, dtype=dtype).alias(field) for field, dtype in PARSED_NAME_SCHEMA.items())
+    distinct = lazy.select(pl.col(column)).unique().filter(pl.col(column).is_not_null())
+    return lazy.join(_parsed_distinct(distinct, column), on=column, how="left", maintain_order="left")

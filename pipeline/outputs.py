@@ -1,0 +1,134 @@
+"""Composes the pure steps: a run's inputs -> every table and model it publishes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
+from pipeline.deletion_risk import RiskRules, deletion_risk_response, deletion_risk_table
+from pipeline.merge import merged_models
+from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics
+from pipeline.names import parsed_names
+from pipeline.names.families import families, family_records, parameter_count, with_parsed_names
+from pipeline.schemas import MERGED_SCHEMA, PARSED_NAME_SCHEMA, RISK_SCHEMA, HordeFrames, conformed
+from pipeline.sources.records import LoadedCategory
+from pipeline.statistics import StatisticsTables, category_statistics, statistics_tables
+
+#: (category, grouped) and (category, grouped, variations): the keys of a run's published objects.
+StatisticsKey = tuple[str, bool]
+RiskKey = tuple[str, bool, bool]
+
+
+@dataclass(frozen=True)
+class AnalysisRules:
+    """The rule values a run applies (from Settings; the pure steps never read the environment)."""
+
+    top_tags_limit: int = 20
+    group_by_variant: bool = False
+    risk: RiskRules = field(default_factory=RiskRules)
+
+
+@dataclass
+class RunOutputs:
+    """Everything one run computed: published models and snapshot tables."""
+
+    statistics: dict[StatisticsKey, CategoryStatistics] = field(default_factory=dict)
+    deletion_risk: dict[RiskKey, CategoryDeletionRiskResponse] = field(default_factory=dict)
+    tables: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
+
+
+def _stats_rows(tables: StatisticsTables, grouped: bool) -> dict[str, pl.DataFrame]:
+    flag = pl.lit(grouped).alias("grouped")
+    found = {
+        "baselines": tables.baselines,
+        "tags": tables.tags,
+        "styles": tables.styles,
+        "hosts": tables.hosts,
+    }
+    if tables.buckets is not None:
+        found["buckets"] = tables.buckets
+    return {name: frame.with_columns(flag) for name, frame in found.items()}
+
+
+def _add_tables(outputs: RunOutputs, category: str, per_variant: list[dict[str, pl.DataFrame]]) -> None:
+    for name in per_variant[0]:
+        outputs.tables[(name, category)] = pl.concat([variant[name] for variant in per_variant])
+
+
+def text_names(records: pl.DataFrame) -> pl.DataFrame:
+    """Every text name the reference knows (canonical and aliases), parsed, with its canonical record."""
+    names = records.select(pl.col("name").alias("canonical"), pl.concat_list(pl.col("name"), "aliases").alias("name"))
+    exploded = names.explode("name").select("name", "canonical")
+    parsed = parsed_names(exploded.select("name").unique()).collect()
+    return exploded.join(parsed, on="name", how="left", maintain_order="left").select(
+        "name", "canonical", *PARSED_NAME_SCHEMA.names()
+    )
+
+
+def run_outputs(
+    loaded: Mapping[str, LoadedCategory],
+    horde: Mapping[str, HordeFrames] | None,
+    rules: AnalysisRules,
+    computed_at: int,
+) -> RunOutputs:
+    """Statistics for every category, deletion risk where Horde data exists, and every snapshot table."""
+    outputs = RunOutputs()
+    for category, item in loaded.items():
+        records = item.records
+        outputs.tables[("records", category)] = records
+        is_text = category == TEXT_GENERATION
+        if is_text:
+            # Collected once: every table below reads these, and re-running the parse per table is waste.
+            named = (
+                with_parsed_names(records.lazy())
+                .with_columns(parameter_count().alias("parameter_count"))
+                .collect()
+                .lazy()
+            )
+            grouped_rows = family_records(named, group_by_variant=rules.group_by_variant).collect().lazy()
+            outputs.tables[("names", category)] = text_names(records)
+            outputs.tables[("families", category)] = families(named, group_by_variant=rules.group_by_variant).collect()
+        else:
+            named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
+            grouped_rows = named  # grouping only changes text (SPEC §5)
+        ungrouped = statistics_tables(named, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=is_text)
+        grouped = (
+            statistics_tables(grouped_rows, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=True)
+            if is_text
+            else ungrouped
+        )
+        for flag, tables in ((False, ungrouped), (True, grouped)):
+            outputs.statistics[(category, flag)] = category_statistics(
+                category, tables, computed_at=computed_at, grouped=flag
+            )
+        _add_tables(outputs, category, [_stats_rows(ungrouped, False), _stats_rows(grouped, True)])
+
+        horde_type = HORDE_TYPES.get(category)
+        if horde is None or horde_type is None or horde_type not in horde:
+            continue
+        frames = horde[horde_type]
+        merged, unmatched = merged_models(named.collect(), frames, category=category)
+        outputs.tables[("merged", category)] = conformed(merged, MERGED_SCHEMA)
+        outputs.tables[("unmatched", category)] = unmatched
+        outputs.tables[("horde_status", category)] = frames.status
+        outputs.tables[("horde_usage", category)] = frames.usage
+        risk_rows = []
+        variants = [(False, False), (True, False), (False, True)] if is_text else [(False, False), (True, False)]
+        for grouped_flag, variations in variants:
+            table = deletion_risk_table(
+                merged,
+                category=category,
+                rules=rules.risk,
+                grouped=grouped_flag,
+                group_by_variant=rules.group_by_variant,
+            )
+            outputs.deletion_risk[(category, grouped_flag, variations)] = deletion_risk_response(
+                table, category=category, with_variations=variations
+            )
+            if not variations:
+                risk_rows.append(conformed(table.with_columns(pl.lit(grouped_flag).alias("grouped")), RISK_SCHEMA))
+        outputs.tables[("deletion_risk", category)] = pl.concat(risk_rows)
+    return outputs

@@ -1,0 +1,199 @@
+"""Polars schemas of every input and output frame: the one list of column names.
+
+Column names are the field names of the Pydantic models in ``pipeline.models`` where a frame feeds one
+(a test ties the two together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+#: One row per canonical model of a category (SPEC §2.1). Image-only and text-only columns are null
+#: where they do not apply, so every category shares one schema and one set of statistics code.
+RECORD_SCHEMA: Final = pl.Schema(
+    {
+        "category": pl.String(),
+        "name": pl.String(),
+        "baseline": pl.String(),
+        "raw_baseline": pl.String(),
+        "nsfw": pl.Boolean(),
+        "style": pl.String(),
+        "tags": pl.List(pl.String()),
+        "description": pl.String(),
+        "version": pl.String(),
+        "inpainting": pl.Boolean(),
+        "trigger": pl.List(pl.String()),
+        "requirement_count": pl.Int64(),
+        "showcase_count": pl.Int64(),
+        "homepage": pl.String(),
+        "size_on_disk_bytes": pl.Int64(),
+        "download_urls": pl.List(pl.String()),
+        "download_sizes": pl.List(pl.Int64()),
+        "parameters": pl.Int64(),
+        "display_name": pl.String(),
+        "url": pl.String(),
+        "instruct_format": pl.String(),
+        "aliases": pl.List(pl.String()),
+    }
+)
+
+#: A problem found in an input: reported, never silently dropped (SPEC §2.1 "Validation").
+PROBLEM_SCHEMA: Final = pl.Schema(
+    {"category": pl.String(), "name": pl.String(), "severity": pl.String(), "reason": pl.String()}
+)
+
+#: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.names.ParsedName``.
+PARSED_NAME_SCHEMA: Final = pl.Schema(
+    {
+        "backend": pl.String(),
+        "author": pl.String(),
+        "base": pl.String(),
+        "size_label": pl.String(),
+        "size_b": pl.Float64(),
+        "experts": pl.Int64(),
+        "expert_size_b": pl.Float64(),
+        "variants": pl.List(pl.String()),
+        "version": pl.String(),
+        "quant": pl.String(),
+        "format": pl.String(),
+        "family_key": pl.String(),
+    }
+)
+
+#: AI Horde model status rows (SPEC §2.2): ``GET /v2/status/models``.
+HORDE_STATUS_SCHEMA: Final = pl.Schema(
+    {
+        "name": pl.String(),
+        "count": pl.Int64(),
+        "performance": pl.Float64(),
+        "queued": pl.Float64(),
+        "jobs": pl.Float64(),
+        "eta": pl.Int64(),
+        "type": pl.String(),
+    }
+)
+
+#: AI Horde usage, one row per model name: the day/month/total maps of ``GET /v2/stats/*/models``.
+HORDE_USAGE_SCHEMA: Final = pl.Schema(
+    {"name": pl.String(), "usage_day": pl.Int64(), "usage_month": pl.Int64(), "usage_total": pl.Int64()}
+)
+
+#: AI Horde workers, one row per (worker, served model name).
+HORDE_WORKER_SCHEMA: Final = pl.Schema(
+    {
+        "worker_id": pl.String(),
+        "worker_name": pl.String(),
+        "online": pl.Boolean(),
+        "maintenance_mode": pl.Boolean(),
+        "trusted": pl.Boolean(),
+        "threads": pl.Int64(),
+        "model": pl.String(),
+    }
+)
+
+#: Columns every snapshot row carries (SPEC §7.2).
+RUN_COLUMNS: Final = pl.Schema({"run_id": pl.String(), "run_at": pl.Datetime("us", "UTC")})
+
+
+def empty(schema: pl.Schema) -> pl.DataFrame:
+    """An empty frame of ``schema``."""
+    return pl.DataFrame(schema=schema)
+
+
+@dataclass(frozen=True)
+class HordeFrames:
+    """The AI Horde runtime data of one model type (SPEC §2.2); ``workers`` is None when not fetched."""
+
+    status: pl.DataFrame
+    usage: pl.DataFrame
+    workers: pl.DataFrame | None
+
+
+#: One text model's figures under one backend spelling (SPEC §4 ``backend_variations``).
+BACKEND_VARIATION_DTYPE: Final = pl.Struct(
+    {
+        "backend": pl.String(),
+        "variant_name": pl.String(),
+        "worker_count": pl.Int64(),
+        "performance": pl.Float64(),
+        "usage_day": pl.Int64(),
+        "usage_month": pl.Int64(),
+        "usage_total": pl.Int64(),
+    }
+)
+
+#: Records joined with their Horde figures (SPEC §4); one schema for every category so the snapshot table
+#: reads as one dataset.
+MERGED_SCHEMA: Final = pl.Schema(
+    {
+        **RECORD_SCHEMA,
+        "size_b": pl.Float64(),
+        "family_key": pl.String(),
+        "parameter_count": pl.Int64(),
+        "worker_count": pl.Int64(),
+        "status_count": pl.Int64(),
+        "usage_day": pl.Int64(),
+        "usage_month": pl.Int64(),
+        "usage_total": pl.Int64(),
+        "performance": pl.Float64(),
+        "queued": pl.Float64(),
+        "jobs": pl.Float64(),
+        "eta": pl.Int64(),
+        "horde_names": pl.List(pl.String()),
+        "backend_variations": pl.List(BACKEND_VARIATION_DTYPE),
+    }
+)
+
+_FLAG_NAMES: Final = (
+    "zero_usage_day",
+    "zero_usage_month",
+    "zero_usage_total",
+    "no_active_workers",
+    "has_multiple_hosts",
+    "has_non_preferred_host",
+    "has_unknown_host",
+    "no_download_urls",
+    "missing_description",
+    "missing_baseline",
+    "low_usage",
+)
+
+#: One flat deletion-risk row (SPEC §6); the flags are columns so presets are plain expressions.
+RISK_SCHEMA: Final = pl.Schema(
+    {
+        "name": pl.String(),
+        "category": pl.String(),
+        "grouped": pl.Boolean(),
+        "members": pl.List(pl.String()),
+        "worker_count": pl.Int64(),
+        "usage_day": pl.Int64(),
+        "usage_month": pl.Int64(),
+        "usage_total": pl.Int64(),
+        "category_total_month_usage": pl.Int64(),
+        "usage_percentage_of_category": pl.Float64(),
+        **{flag: pl.Boolean() for flag in _FLAG_NAMES},
+        "at_risk": pl.Boolean(),
+        "risk_score": pl.Int64(),
+        "is_critical": pl.Boolean(),
+        "has_warning": pl.Boolean(),
+        "day_to_month_ratio": pl.Float64(),
+        "month_to_total_ratio": pl.Float64(),
+        "size_gb": pl.Float64(),
+        "cost_benefit_score": pl.Float64(),
+        "baseline": pl.String(),
+        "nsfw": pl.Boolean(),
+        "has_description": pl.Boolean(),
+        "download_count": pl.Int64(),
+        "download_hosts": pl.List(pl.String()),
+        "backend_variations": pl.List(BACKEND_VARIATION_DTYPE),
+    }
+)
+
+
+def conformed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """``frame`` with exactly ``schema``'s columns, in order: missing ones null, extra ones dropped."""
+    missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
+    return frame.with_columns(missing).select(schema.names()).cast(dict(schema))

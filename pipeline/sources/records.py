@@ -1,0 +1,321 @@
+"""Model-reference records: folder or base URL -> one validated Polars frame per category (SPEC §2.1)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from pipeline.baselines import is_known_baseline, normalized_baseline
+from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, TEXT_GENERATION
+from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA
+from pipeline.sources.http import HttpFetcher
+from pipeline.text_aliases import folded_text_aliases
+
+log = logging.getLogger(__name__)
+
+
+class ReferenceInputError(ValueError):
+    """An input that cannot be used at all (malformed JSON, a missing required file, too many bad records)."""
+
+
+@dataclass(frozen=True)
+class LoadedCategory:
+    """One category's records, the problems found on the way, and the hash of the input bytes."""
+
+    category: str
+    source_file: str
+    records: pl.DataFrame
+    problems: pl.DataFrame
+    input_hash: str
+    entries: int
+
+
+# JSON kinds accepted per record field. Anything else makes the record bad, named with the field.
+_STR = ("str",)
+_FIELD_KINDS: Final[dict[str, tuple[str, ...]]] = {
+    "baseline": _STR,
+    "nsfw": ("bool",),
+    "style": _STR,
+    "tags": ("list",),
+    "description": _STR,
+    "version": ("str", "int", "float"),
+    "inpainting": ("bool",),
+    "trigger": ("list",),
+    "requirements": ("dict",),
+    "showcases": ("list",),
+    "homepage": _STR,
+    "size_on_disk_bytes": ("int",),
+    "config": ("dict",),
+    "parameters": ("int",),
+    "parameters_count": ("int",),
+    "display_name": _STR,
+    "url": _STR,
+    "instruct_format": _STR,
+}
+#: Fields a record of the category must carry (SPEC §2.1: image baseline and nsfw are required).
+REQUIRED_FIELDS: Final[dict[str, tuple[str, ...]]] = {IMAGE_GENERATION: ("baseline", "nsfw")}
+_STRING_LIST_FIELDS: Final = ("tags", "trigger")
+
+
+class _JsonObject(dict[str, Any]):
+    """A decoded JSON object that remembers keys it saw more than once."""
+
+    duplicate_keys: list[str]
+
+
+def _object_with_duplicates(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject()
+    obj.duplicate_keys = []
+    for key, value in pairs:
+        if key in obj:
+            obj.duplicate_keys.append(key)  # the first occurrence wins (SPEC §2.1)
+        else:
+            obj[key] = value
+    return obj
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "NoneType"
+    return "dict" if isinstance(value, dict) else type(value).__name__
+
+
+def _download_columns(
+    configs: list[Any],
+) -> tuple[list[list[str] | None], list[list[int | None] | None], list[bool]]:
+    """Per record: download URLs, declared sizes, and whether the download list is well-formed."""
+    urls: list[list[str] | None] = []
+    sizes: list[list[int | None] | None] = []
+    valid: list[bool] = []
+    for config in configs:
+        downloads = config.get("download") if isinstance(config, dict) else None
+        if downloads is None:
+            urls.append([])
+            sizes.append([])
+            valid.append(True)
+            continue
+        entries_ok = isinstance(downloads, list) and all(
+            isinstance(d, dict)
+            and isinstance(d.get("file_url", ""), str)
+            and (d.get("size_bytes") is None or type(d.get("size_bytes")) is int)
+            for d in downloads
+        )
+        valid.append(entries_ok)
+        if not entries_ok:
+            urls.append(None)
+            sizes.append(None)
+            continue
+        urls.append([d["file_url"] for d in downloads if d.get("file_url")])
+        sizes.append([d.get("size_bytes") for d in downloads if d.get("file_url")])
+    return urls, sizes, valid
+
+
+def decoded_category(category: str, raw: bytes, source_file: str) -> _JsonObject:
+    """The top-level JSON object of a category file; malformed JSON raises with file and position."""
+    try:
+        document = json.loads(raw, object_pairs_hook=_object_with_duplicates)
+    except UnicodeDecodeError as error:
+        raise ReferenceInputError(f"{source_file}: not UTF-8 text at byte {error.start}") from None
+    except json.JSONDecodeError as error:
+        raise ReferenceInputError(
+            f"{source_file}: malformed JSON at line {error.lineno} column {error.colno} (char {error.pos}): {error.msg}"
+        ) from None
+    if not isinstance(document, _JsonObject):
+        raise ReferenceInputError(
+            f"{source_file}: expected a JSON object {{name: record}}, got {type(document).__name__}"
+        )
+    return document
+
+
+def records_frame(
+    category: str, raw: bytes, source_file: str, *, max_bad_record_fraction: float = 0.5
+) -> LoadedCategory:
+    """Validate one category file and return its canonical records; bad records are reported and skipped."""
+    document = decoded_category(category, raw, source_file)
+    names = list(document)
+    values = list(document.values())
+    objects = [value if isinstance(value, dict) else {} for value in values]
+
+    columns: dict[str, list[Any]] = {field: [obj.get(field) for obj in objects] for field in _FIELD_KINDS}
+    urls, sizes, downloads_ok = _download_columns(columns["config"])
+    checks = pl.DataFrame(
+        {
+            "name": names,
+            "is_object": [isinstance(value, dict) for value in values],
+            "downloads_ok": downloads_ok,
+            **{f"kind_{field}": [_kind(v) for v in column] for field, column in columns.items()},
+            **{
+                f"items_ok_{field}": [
+                    not isinstance(v, list) or all(isinstance(item, str) for item in v) for v in columns[field]
+                ]
+                for field in _STRING_LIST_FIELDS
+            },
+        },
+        schema_overrides={"name": pl.String},
+    )
+    reasons = [
+        pl.when(~pl.col("is_object")).then(pl.lit("record is not a JSON object")),
+        *[
+            pl.when(pl.col("is_object") & ~pl.col(f"kind_{field}").is_in(["NoneType", *kinds])).then(
+                pl.lit(f"field '{field}' must be {' or '.join(kinds)}, got ") + pl.col(f"kind_{field}")
+            )
+            for field, kinds in _FIELD_KINDS.items()
+        ],
+        *[
+            pl.when(pl.col("is_object") & (pl.col(f"kind_{field}") == "NoneType")).then(
+                pl.lit(f"required field '{field}' is missing")
+            )
+            for field in REQUIRED_FIELDS.get(category, ())
+        ],
+        *[
+            pl.when(~pl.col(f"items_ok_{field}")).then(pl.lit(f"field '{field}' must be a list of strings"))
+            for field in _STRING_LIST_FIELDS
+        ],
+        pl.when(pl.col("is_object") & ~pl.col("downloads_ok")).then(
+            pl.lit("config.download must be a list of {file_url: str, size_bytes: int}")
+        ),
+        pl.when(pl.col("name").str.strip_chars() == "").then(pl.lit("empty model name")),
+    ]
+    verdicts = checks.select(
+        "name",
+        pl.concat_list(reasons).list.drop_nulls().list.join("; ").alias("reason"),
+    ).with_row_index("position")
+
+    bad = verdicts.filter(pl.col("reason") != "")
+    parameters = [
+        p if p is not None else pc for p, pc in zip(columns["parameters"], columns["parameters_count"], strict=True)
+    ]
+    frame = pl.DataFrame(
+        {
+            "name": names,
+            "raw_baseline": columns["baseline"],
+            "nsfw": columns["nsfw"],
+            "style": columns["style"],
+            "tags": columns["tags"],
+            "description": columns["description"],
+            "version": columns["version"],
+            "inpainting": columns["inpainting"],
+            "trigger": columns["trigger"],
+            "requirement_count": [len(v) if isinstance(v, dict) else 0 for v in columns["requirements"]],
+            "showcase_count": [len(v) if isinstance(v, list) else 0 for v in columns["showcases"]],
+            "homepage": columns["homepage"],
+            "size_on_disk_bytes": columns["size_on_disk_bytes"],
+            "download_urls": urls,
+            "download_sizes": sizes,
+            "parameters": parameters,
+            "display_name": columns["display_name"],
+            "url": columns["url"],
+            "instruct_format": columns["instruct_format"],
+        },
+        schema_overrides={k: v for k, v in RECORD_SCHEMA.items() if k not in {"baseline", "category", "aliases"}}
+        | {"raw_baseline": pl.String},
+        strict=False,  # mistyped values are already reported above and their rows dropped below
+    ).with_row_index("position")
+    good = frame.join(bad.select("position"), on="position", how="anti")
+
+    # Duplicates: a repeated JSON key (the decoder kept the first) and names equal but for case.
+    folded = good.with_columns(pl.col("name").str.to_lowercase().alias("_folded"))
+    case_dupes = folded.filter(pl.col("_folded").is_duplicated() & ~pl.col("_folded").is_first_distinct())
+    good = folded.filter(pl.col("_folded").is_first_distinct()).drop("_folded")
+
+    records = good.with_columns(
+        pl.lit(category).alias("category"),
+        pl.col("version").cast(pl.String),
+        pl.col("raw_baseline").replace("", None),
+        pl.col("tags").fill_null([]),
+        pl.col("trigger").fill_null([]),
+        pl.col("download_urls").fill_null([]),
+        pl.col("download_sizes").fill_null([]),
+        pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).alias("parameters"),
+    ).with_columns(
+        (normalized_baseline(pl.col("raw_baseline")) if category == IMAGE_GENERATION else pl.col("raw_baseline")).alias(
+            "baseline"
+        ),
+        pl.lit([], dtype=pl.List(pl.String)).alias("aliases"),
+    )
+    problems = [
+        bad.select("name", pl.lit("error").alias("severity"), "reason"),
+        pl.DataFrame(
+            {
+                "name": document.duplicate_keys,
+                "severity": "warning",
+                "reason": "duplicate name; the first wins",
+            },
+            schema={"name": pl.String, "severity": pl.String, "reason": pl.String},
+        ),
+        case_dupes.select(
+            "name",
+            pl.lit("warning").alias("severity"),
+            pl.lit("case-only duplicate name; the first wins").alias("reason"),
+        ),
+    ]
+    if category == IMAGE_GENERATION:
+        problems.append(
+            records.filter(pl.col("raw_baseline").is_not_null() & ~is_known_baseline(pl.col("raw_baseline"))).select(
+                "name",
+                pl.lit("warning").alias("severity"),
+                pl.format("unknown baseline '{}' kept verbatim", pl.col("raw_baseline")).alias("reason"),
+            )
+        )
+    if category == TEXT_GENERATION:
+        records, alias_problems = folded_text_aliases(records)
+        problems.append(alias_problems)
+
+    entries = len(names) + len(document.duplicate_keys)
+    if entries and bad.height / entries > max_bad_record_fraction:
+        raise ReferenceInputError(
+            f"{source_file}: {bad.height} of {entries} records are bad, more than MAX_BAD_RECORD_FRACTION="
+            f"{max_bad_record_fraction}; first: {bad.row(0, named=True)['name']!r}: {bad.row(0, named=True)['reason']}"
+        )
+    problem_frame = pl.concat(problems).select(pl.lit(category).alias("category"), pl.all()).cast(PROBLEM_SCHEMA)
+    return LoadedCategory(
+        category=category,
+        source_file=source_file,
+        records=records.sort("position").select(RECORD_SCHEMA.names()).cast(RECORD_SCHEMA),
+        problems=problem_frame,
+        input_hash=hashlib.sha256(raw).hexdigest(),
+        entries=entries,
+    )
+
+
+def read_reference_files(source: str, fetcher: HttpFetcher | None = None) -> dict[str, tuple[str, bytes]]:
+    """The raw bytes of every category file present at ``source`` (a folder or a base URL)."""
+    found: dict[str, tuple[str, bytes]] = {}
+    is_url = source.startswith(("http://", "https://"))
+    for category, file_name in CATEGORY_FILES.items():
+        required = category in REQUIRED_CATEGORIES
+        if is_url:
+            if fetcher is None:
+                raise ValueError("a URL source needs an HttpFetcher")
+            url = source.rstrip("/") + "/" + file_name
+            body = fetcher.get_bytes(url, missing_ok=True)
+            if body is None and required:
+                raise ReferenceInputError(f"{url}: required file is missing (HTTP 404)")
+            if body is not None:
+                found[category] = (url, body)
+            continue
+        path = Path(source) / file_name
+        if path.is_file():
+            found[category] = (str(path), path.read_bytes())
+        elif required:
+            raise ReferenceInputError(
+                f"{path}: required file is missing; MODEL_REFERENCE_SOURCE must be a folder holding "
+                f"{', '.join(CATEGORY_FILES[c] for c in REQUIRED_CATEGORIES)} (e.g. sample_data/model_reference)"
+            )
+    return found
+
+
+def load_records(
+    source: str, *, max_bad_record_fraction: float = 0.5, fetcher: HttpFetcher | None = None
+) -> dict[str, LoadedCategory]:
+    """Every category present at ``source``, validated; raises ReferenceInputError when one is unusable."""
+    return {
+        category: records_frame(category, raw, label, max_bad_record_fraction=max_bad_record_fraction)
+        for category, (label, raw) in read_reference_files(source, fetcher).items()
+    }

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import polars as pl
+import pytest
+from pytest_httpserver import HTTPServer
+
+from jobs.__main__ import main
+from pipeline.sources.http import HttpFetcher
+from pipeline.sources.records import ReferenceInputError, load_records, records_frame
+
+
+def _image(name: str, **fields: object) -> dict[str, object]:
+    record: dict[str, object] = {"name": name, "baseline": "stable diffusion 1", "nsfw": False}
+    record.update(fields)
+    return record
+
+
+def _frame(category: str, document: dict[str, object], **kwargs: float):  # type: ignore[no-untyped-def]
+    return records_frame(category, json.dumps(document).encode(), f"{category}.json", **kwargs)
+
+
+# --- real data -------------------------------------------------------------------------------------------
+
+
+def test_real_image_file_totals_and_normalized_baselines(real_reference: Path) -> None:
+    image = load_records(str(real_reference))["image_generation"]
+    assert image.records.height == 161
+    assert image.problems.filter(pl.col("severity") == "error").height == 0
+    counts = dict(image.records.group_by("baseline").len().iter_rows())
+    # SOURCE.md: stable diffusion 1: 106, stable_diffusion_xl: 49, stable diffusion 2: 4, stable_cascade 1, flux_1 1.
+    assert counts == {
+        "stable_diffusion_1": 106,
+        "stable_diffusion_xl": 49,
+        "stable_diffusion_2_768": 4,
+        "stable_cascade": 1,
+        "flux_1": 1,
+    }
+
+
+def test_real_download_hosts_match_an_independent_count(real_reference: Path) -> None:
+    raw = json.loads((real_reference / "stable_diffusion.json").read_text())
+    expected = Counter(
+        urlsplit(download["file_url"]).hostname
+        for record in raw.values()
+        for download in record.get("config", {}).get("download", [])
+        if download.get("file_url")
+    )
+    records = load_records(str(real_reference))["image_generation"].records
+    urls = records.select(pl.col("download_urls").list.explode()).drop_nulls().to_series().to_list()
+    assert Counter(urlsplit(url).hostname for url in urls) == expected
+    assert sum(expected.values()) == len(urls) > 161
+
+
+def test_real_text_file_folds_2157_entries_into_719_models(real_reference: Path) -> None:
+    text = load_records(str(real_reference))["text_generation"]
+    assert text.entries == 2157
+    assert text.records.height == 719
+    assert text.records["aliases"].list.len().unique().to_list() == [2]
+    first = text.records.filter(pl.col("name") == "acrastt/Marx-3B-V3").row(0, named=True)
+    assert sorted(first["aliases"]) == ["aphrodite/acrastt/Marx-3B-V3", "koboldcpp/Marx-3B-V3"]
+    assert first["parameters"] == 3_000_000_000
+    assert text.problems.height == 0
+
+
+def test_every_small_category_present_is_loaded(real_reference: Path) -> None:
+    loaded = load_records(str(real_reference))
+    assert set(loaded) == {
+        "image_generation", "text_generation", "controlnet", "esrgan", "gfpgan", "codeformer", "clip", "blip",
+        "safety_checker", "miscellaneous",
+    }
+    assert loaded["controlnet"].records.height == 18
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+def test_malformed_json_names_file_and_position() -> None:
+    with pytest.raises(ReferenceInputError, match=r"stable_diffusion\.json: malformed JSON at line 2 column"):
+        records_frame("image_generation", b'{"a": {"name": "a",\n "nsfw": tru}}', "stable_diffusion.json")
+
+
+def test_malformed_json_fails_the_run_with_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    (folder / "stable_diffusion.json").write_text('{"x": ')
+    (folder / "text_generation.json").write_text("{}")
+    assert main(["run", "--reference", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "stable_diffusion.json" in err and "line 1 column 7" in err
+    assert not (tmp_path / "snapshots" / "_runs").exists() or not list((tmp_path / "snapshots" / "_runs").iterdir())
+
+
+def test_missing_required_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ReferenceInputError, match="stable_diffusion.json: required file is missing"):
+        load_records(str(tmp_path))
+
+
+def test_bad_records_are_reported_by_name_and_skipped() -> None:
+    loaded = _frame(
+        "image_generation",
+        {
+            "good": _image("good"),
+            "no-baseline": {"name": "no-baseline", "nsfw": True},
+            "wrong-nsfw": _image("wrong-nsfw", nsfw="yes"),
+            "not-an-object": [1, 2],
+            "bad-tags": _image("bad-tags", tags=["ok", 3]),
+            "bad-download": _image("bad-download", config={"download": [{"file_url": 5}]}),
+            "good-2": _image("good-2", tags=["x"]),
+            "good-3": _image("good-3"),
+            "good-4": _image("good-4"),
+        },
+        max_bad_record_fraction=0.9,
+    )
+    assert loaded.records["name"].to_list() == ["good", "good-2", "good-3", "good-4"]
+    reasons = dict(loaded.problems.select("name", "reason").iter_rows())
+    assert reasons["no-baseline"] == "required field 'baseline' is missing"
+    assert reasons["wrong-nsfw"] == "field 'nsfw' must be bool, got str"
+    assert reasons["not-an-object"] == "record is not a JSON object"
+    assert reasons["bad-tags"] == "field 'tags' must be a list of strings"
+    assert "config.download" in reasons["bad-download"]
+    assert set(loaded.problems["severity"]) == {"error"}
+
+
+def test_too_many_bad_records_fail_the_category() -> None:
+    document = {f"bad-{i}": {"name": f"bad-{i}"} for i in range(3)} | {"good": _image("good")}
+    with pytest.raises(ReferenceInputError, match="3 of 4 records are bad, more than MAX_BAD_RECORD_FRACTION=0.5"):
+        _frame("image_generation", document)
+
+
+def test_too_many_bad_records_publish_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    (folder / "stable_diffusion.json").write_text(json.dumps({f"m{i}": {"name": f"m{i}"} for i in range(4)}))
+    (folder / "text_generation.json").write_text("{}")
+    assert main(["run", "--reference", str(folder)]) == 1
+    assert not list((tmp_path / "snapshots").glob("**/*.parquet"))
+
+
+def test_duplicate_and_case_only_duplicate_names_first_wins() -> None:
+    raw = (
+        b'{"Alpha": {"baseline": "SDXL", "nsfw": false, "description": "first"},'
+        b' "Alpha": {"baseline": "SDXL", "nsfw": true, "description": "second"},'
+        b' "ALPHA": {"baseline": "SDXL", "nsfw": true, "description": "third"},'
+        b' "Beta": {"baseline": "SDXL", "nsfw": false}}'
+    )
+    loaded = records_frame("image_generation", raw, "stable_diffusion.json")
+    assert loaded.records["name"].to_list() == ["Alpha", "Beta"]
+    assert loaded.records.row(0, named=True)["description"] == "first"
+    reasons = loaded.problems.select("name", "reason").rows()
+    assert ("Alpha", "duplicate name; the first wins") in reasons
+    assert ("ALPHA", "case-only duplicate name; the first wins") in reasons
+
+
+def test_unknown_baseline_is_kept_and_warned() -> None:
+    loaded = _frame(
+        "image_generation",
+        {"a": _image("a", baseline="SD 9000"), "b": _image("b", baseline="SDXL"), "c": _image("c", baseline="SD1.5")},
+    )
+    assert loaded.records["baseline"].to_list() == ["SD 9000", "stable_diffusion_xl", "stable_diffusion_1"]
+    warning = loaded.problems.row(0, named=True)
+    assert (warning["name"], warning["severity"]) == ("a", "warning")
+    assert "SD 9000" in warning["reason"]
+
+
+def test_text_parameters_count_alias_and_zero() -> None:
+    loaded = _frame(
+        "text_generation",
+        {
+            "org/A-7B": {"name": "org/A-7B", "parameters_count": 7_000_000_000},
+            "org/B-13B": {"name": "org/B-13B", "parameters": 0},
+            "koboldcpp/A-7B": {"name": "koboldcpp/A-7B", "parameters": 7_000_000_000},
+            "aphrodite/org/B-13B": {"name": "aphrodite/org/B-13B"},
+            "koboldcpp/Orphan-3B": {"name": "koboldcpp/Orphan-3B"},
+        },
+    )
+    rows = {row["name"]: row for row in loaded.records.iter_rows(named=True)}
+    assert set(rows) == {"org/A-7B", "org/B-13B", "koboldcpp/Orphan-3B"}
+    assert rows["org/A-7B"]["parameters"] == 7_000_000_000
+    assert rows["org/B-13B"]["parameters"] is None  # 0 means unknown: statistics take the name's size
+    assert rows["org/A-7B"]["aliases"] == ["koboldcpp/A-7B"]
+    assert rows["org/B-13B"]["aliases"] == ["aphrodite/org/B-13B"]
+    assert "without a canonical record" in loaded.problems.row(0, named=True)["reason"]
+
+
+def test_hostile_strings_do_not_break_loading() -> None:
+    huge = "x" * 200_000
+    loaded = _frame(
+        "image_generation",
+        {huge: _image(huge, description="\u0000\ud7ff" * 10), "é🙂": _image("é🙂", tags=["🙂"] * 3), "": _image("")},
+    )
+    assert loaded.records.height == 2
+    assert dict(loaded.problems.select("name", "reason").iter_rows())[""] == "empty model name"
+
+
+# --- URL source ------------------------------------------------------------------------------------------
+
+
+def test_url_source_uses_etag_and_reuses_the_copy_on_304(httpserver: HTTPServer, tmp_path: Path) -> None:
+    from werkzeug import Request, Response
+
+    bodies = {
+        "/ref/stable_diffusion.json": json.dumps({"a": _image("a")}).encode(),
+        "/ref/text_generation.json": json.dumps({"org/M-8B": {"name": "org/M-8B", "parameters": 8_000_000_000}}).encode(),
+    }
+    seen: list[tuple[str, str | None, int]] = []
+
+    def conditional(request: Request) -> Response:
+        if request.path not in bodies:
+            response = Response("", status=404)
+        elif request.headers.get("If-None-Match") == '"v1"':
+            response = Response("", status=304)
+        else:
+            response = Response(bodies[request.path], headers={"ETag": '"v1"'})
+        seen.append((request.path, request.headers.get("If-None-Match"), response.status_code))
+        return response
+
+    httpserver.expect_request(re.compile("/ref/.*")).respond_with_handler(conditional)
+    base = httpserver.url_for("/ref")
+    with HttpFetcher(cache_dir=tmp_path / "cache", attempts=1) as fetcher:
+        first = load_records(base, fetcher=fetcher)
+    with HttpFetcher(cache_dir=tmp_path / "cache", attempts=1) as fetcher:
+        second = load_records(base, fetcher=fetcher)
+    assert set(first) == set(second) == {"image_generation", "text_generation"}
+    assert first["image_generation"].records.equals(second["image_generation"].records)
+    assert second["text_generation"].records["name"].to_list() == ["org/M-8B"]
+    image_calls = [(etag, status) for path, etag, status in seen if path == "/ref/stable_diffusion.json"]
+    assert image_calls == [(None, 200), ('"v1"', 304)]
+
+
+def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: Path) -> None:
+    from tests.conftest import SAMPLE_DATA
+
+    folder = SAMPLE_DATA / "model_reference"
+    for path in folder.glob("*.json"):
+        httpserver.expect_request(f"/ref/{path.name}").respond_with_data(path.read_bytes())
+    for file in ("gfpgan", "codeformer", "clip", "blip", "safety_checker", "miscellaneous"):
+        httpserver.expect_request(f"/ref/{file}.json").respond_with_data("", status=404)
+    with HttpFetcher(attempts=1) as fetcher:
+        by_url = load_records(httpserver.url_for("/ref"), fetcher=fetcher)
+    by_folder = load_records(str(folder))
+    assert set(by_url) == set(by_folder)
+    for category in by_folder:
+        assert by_url[category].records.equals(by_folder[category].records)
