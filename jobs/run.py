@@ -16,10 +16,12 @@ from jobs._cli import (
     UsageError,
     settings_or_exit,
 )
-from pipeline.batch import Publisher, RunReport, run_once
+from pipeline.batch import RunReport, run_once
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings
+from pipeline.settings import Settings, masked_text, masked_url
+from pipeline.sinks.lock import LockHeldError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
+from pipeline.sinks.redis_cache import RedisPublisher, run_guard
 
 log = logging.getLogger("jobs.run")
 
@@ -65,13 +67,31 @@ def statistics_json(report: RunReport) -> str:
     )
 
 
-def make_publisher(settings: Settings) -> Publisher | None:
-    """The Redis publisher when REDIS_URL is set (None otherwise)."""
+def make_publisher(settings: Settings) -> RedisPublisher | None:
+    """The Redis publisher when REDIS_URL is set and Redis answers; None (with a warning) otherwise."""
     if not settings.redis_url:
         return None
-    from pipeline.sinks.redis_cache import RedisPublisher
+    publisher = RedisPublisher.from_settings(settings)
+    if not publisher.reachable():
+        log.warning("redis unreachable: writing Parquet only", extra={"redis": masked_url(settings.redis_url)})
+        return None
+    return publisher
 
-    return RedisPublisher.from_settings(settings)
+
+def execute(settings: Settings) -> RunReport | int:
+    """One guarded run: the report, or an exit code (3 when another run holds a lock, 1 when it failed)."""
+    try:
+        publisher = make_publisher(settings)
+        with run_guard(publisher):
+            return run_once(settings, publisher=publisher)
+    except (SnapshotLockedError, LockHeldError) as error:
+        print(f"horde-analytics: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+    except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing published
+        message = masked_text(f"{type(error).__name__}: {error}", settings.redis_url)
+        log.error("run failed", extra={"error": message})
+        print(f"horde-analytics: run failed, nothing published: {message}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def main(argv: Sequence[str]) -> int:
@@ -86,14 +106,8 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(settings, int):
         return settings
     configure_logging()
-    try:
-        report = run_once(settings, publisher=make_publisher(settings))
-    except SnapshotLockedError as error:
-        print(f"horde-analytics run: {error}", file=sys.stderr)
-        return EXIT_LOCKED
-    except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing published
-        log.error("run failed", extra={"error": f"{type(error).__name__}: {error}"})
-        print(f"horde-analytics run: failed, nothing published: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    report = execute(settings)
+    if isinstance(report, int):
+        return report
     print(statistics_json(report) if args.json else format_summary(report))
     return EXIT_OK

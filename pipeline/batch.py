@@ -117,7 +117,9 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
             inputs = load_inputs(settings, fetcher)
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
-        outputs = run_outputs(inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started))
+        outputs = run_outputs(
+            inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
+        )
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
         report = RunReport(
             run_id=run_id,

@@ -214,7 +214,7 @@ def risk_info(row: dict[str, object], *, with_variations: bool) -> ModelDeletion
 
 
 def deletion_risk_response(
-    table: pl.DataFrame, *, category: str, with_variations: bool = False
+    table: pl.DataFrame, *, category: str, with_variations: bool = False, run_id: str | None = None
 ) -> CategoryDeletionRiskResponse:
     """The §6 response object of one risk table."""
     summary = deletion_risk_summary(table)
@@ -226,4 +226,5 @@ def deletion_risk_response(
         returned_count=table.height,
         models=models,
         summary=summary,
+        run_id=run_id,
     )

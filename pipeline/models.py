@@ -71,6 +71,7 @@ class CategoryStatistics(_Output):
     models_with_showcases: int
     computed_at: int
     grouped: bool = False
+    run_id: str | None = None
 
 
 class DeletionRiskFlags(_Output):
@@ -166,6 +167,7 @@ class CategoryDeletionRiskResponse(_Output):
     limit: int | None = None
     models: list[ModelDeletionRiskInfo]
     summary: CategoryDeletionRiskSummary
+    run_id: str | None = None
 
 
 class LastRun(_Output):

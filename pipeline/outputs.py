@@ -73,6 +73,7 @@ def run_outputs(
     horde: Mapping[str, HordeFrames] | None,
     rules: AnalysisRules,
     computed_at: int,
+    run_id: str | None = None,
 ) -> RunOutputs:
     """Statistics for every category, deletion risk where Horde data exists, and every snapshot table."""
     outputs = RunOutputs()
@@ -102,7 +103,7 @@ def run_outputs(
         )
         for flag, tables in ((False, ungrouped), (True, grouped)):
             outputs.statistics[(category, flag)] = category_statistics(
-                category, tables, computed_at=computed_at, grouped=flag
+                category, tables, computed_at=computed_at, grouped=flag, run_id=run_id
             )
         _add_tables(outputs, category, [_stats_rows(ungrouped, False), _stats_rows(grouped, True)])
 
@@ -126,7 +127,7 @@ def run_outputs(
                 group_by_variant=rules.group_by_variant,
             )
             outputs.deletion_risk[(category, grouped_flag, variations)] = deletion_risk_response(
-                table, category=category, with_variations=variations
+                table, category=category, with_variations=variations, run_id=run_id
             )
             if not variations:
                 risk_rows.append(conformed(table.with_columns(pl.lit(grouped_flag).alias("grouped")), RISK_SCHEMA))

@@ -196,4 +196,4 @@ RISK_SCHEMA: Final = pl.Schema(
 def conformed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     """``frame`` with exactly ``schema``'s columns, in order: missing ones null, extra ones dropped."""
     missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
-    return frame.with_columns(missing).select(schema.names()).cast(dict(schema))
+    return frame.with_columns(missing).select(schema.names()).cast(schema)

@@ -118,3 +118,12 @@ def masked_url(url: str | None) -> str | None:
     credentials, _, host = rest.rpartition("@")
     user, has_password, _ = credentials.partition(":")
     return f"{scheme}://{user}{':***' if has_password else ''}@{host}" if has_password else url
+
+
+def masked_text(text: str, url: str | None) -> str:
+    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
+    if not url or "@" not in url:
+        return text
+    credentials = url.partition("://")[2].rpartition("@")[0]
+    password = credentials.partition(":")[2]
+    return text.replace(password, "***") if password else text

@@ -190,7 +190,7 @@ def statistics_tables(
 
 
 def category_statistics(
-    category: str, tables: StatisticsTables, *, computed_at: int, grouped: bool = False
+    category: str, tables: StatisticsTables, *, computed_at: int, grouped: bool = False, run_id: str | None = None
 ) -> CategoryStatistics:
     """The §5 statistics object of one category; buckets only where they were computed (text)."""
     counts = tables.counts
@@ -222,4 +222,5 @@ def category_statistics(
         models_with_showcases=counts["models_with_showcases"],
         computed_at=computed_at,
         grouped=grouped,
+        run_id=run_id,
     )

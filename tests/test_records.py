@@ -71,8 +71,16 @@ def test_real_text_file_folds_2157_entries_into_719_models(real_reference: Path)
 def test_every_small_category_present_is_loaded(real_reference: Path) -> None:
     loaded = load_records(str(real_reference))
     assert set(loaded) == {
-        "image_generation", "text_generation", "controlnet", "esrgan", "gfpgan", "codeformer", "clip", "blip",
-        "safety_checker", "miscellaneous",
+        "image_generation",
+        "text_generation",
+        "controlnet",
+        "esrgan",
+        "gfpgan",
+        "codeformer",
+        "clip",
+        "blip",
+        "safety_checker",
+        "miscellaneous",
     }
     assert loaded["controlnet"].records.height == 18
 
@@ -97,7 +105,7 @@ def test_malformed_json_fails_the_run_with_exit_1(tmp_path: Path, capsys: pytest
 
 
 def test_missing_required_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ReferenceInputError, match="stable_diffusion.json: required file is missing"):
+    with pytest.raises(ReferenceInputError, match=r"stable_diffusion\.json: required file is missing"):
         load_records(str(tmp_path))
 
 
@@ -129,7 +137,7 @@ def test_bad_records_are_reported_by_name_and_skipped() -> None:
 
 def test_too_many_bad_records_fail_the_category() -> None:
     document = {f"bad-{i}": {"name": f"bad-{i}"} for i in range(3)} | {"good": _image("good")}
-    with pytest.raises(ReferenceInputError, match="3 of 4 records are bad, more than MAX_BAD_RECORD_FRACTION=0.5"):
+    with pytest.raises(ReferenceInputError, match=r"3 of 4 records are bad, more than MAX_BAD_RECORD_FRACTION=0\.5"):
         _frame("image_generation", document)
 
 
@@ -206,7 +214,9 @@ def test_url_source_uses_etag_and_reuses_the_copy_on_304(httpserver: HTTPServer,
 
     bodies = {
         "/ref/stable_diffusion.json": json.dumps({"a": _image("a")}).encode(),
-        "/ref/text_generation.json": json.dumps({"org/M-8B": {"name": "org/M-8B", "parameters": 8_000_000_000}}).encode(),
+        "/ref/text_generation.json": json.dumps(
+            {"org/M-8B": {"name": "org/M-8B", "parameters": 8_000_000_000}}
+        ).encode(),
     }
     seen: list[tuple[str, str | None, int]] = []
 

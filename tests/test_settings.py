@@ -37,7 +37,11 @@ def test_plain_name_wins_over_legacy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("STATISTICS_CACHE_TTL", "soon"), ("HORDE_MODEL_REFERENCE_MAX_BAD_RECORD_FRACTION", "1.5"), ("TOP_TAGS_LIMIT", "0")],
+    [
+        ("STATISTICS_CACHE_TTL", "soon"),
+        ("HORDE_MODEL_REFERENCE_MAX_BAD_RECORD_FRACTION", "1.5"),
+        ("TOP_TAGS_LIMIT", "0"),
+    ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv(variable, value)

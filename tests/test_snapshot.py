@@ -18,8 +18,19 @@ from pipeline.sinks import parquet_snapshot
 from pipeline.sinks.parquet_snapshot import TABLES, history, latest_table, manifests
 
 EXPECTED_TABLES = {
-    "records", "names", "families", "horde_status", "horde_usage", "merged", "baselines", "buckets", "tags",
-    "styles", "hosts", "deletion_risk", "unmatched",
+    "records",
+    "names",
+    "families",
+    "horde_status",
+    "horde_usage",
+    "merged",
+    "baselines",
+    "buckets",
+    "tags",
+    "styles",
+    "hosts",
+    "deletion_risk",
+    "unmatched",
 }
 
 
@@ -54,7 +65,8 @@ def test_polars_and_duckdb_read_the_history_directly(tmp_path: Path) -> None:
     categories = set(lazy.select("category").unique().collect()["category"])
     assert categories == {"image_generation", "text_generation"}
     count = duckdb.sql(
-        "select count(distinct run_id) from read_parquet('snapshots/deletion_risk/**/*.parquet', hive_partitioning=true)"
+        "select count(distinct run_id)"
+        " from read_parquet('snapshots/deletion_risk/**/*.parquet', hive_partitioning=true)"
         " where category = 'text_generation' and not grouped"
     ).fetchall()
     assert count == [(2,)]

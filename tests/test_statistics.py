@@ -20,17 +20,37 @@ def _stats(category: str, document: dict[str, object], *, limit: int = 20) -> Ca
 
 
 def test_spec_field_names_are_exact() -> None:
-    assert list(CategoryStatistics.model_fields)[:20] == [
-        "category", "total_models", "returned_models", "offset", "limit", "nsfw_count", "baseline_distribution",
-        "download_stats", "top_tags", "top_styles", "parameter_buckets", "models_without_param_info",
-        "models_with_trigger_words", "models_with_inpainting", "models_with_requirements", "models_with_showcases",
-        "computed_at", "grouped",
-    ][:20]
+    # the downstream fields, in order; grouped and run_id are our additive extras
+    assert list(CategoryStatistics.model_fields) == [
+        "category",
+        "total_models",
+        "returned_models",
+        "offset",
+        "limit",
+        "nsfw_count",
+        "baseline_distribution",
+        "download_stats",
+        "top_tags",
+        "top_styles",
+        "parameter_buckets",
+        "models_without_param_info",
+        "models_with_trigger_words",
+        "models_with_inpainting",
+        "models_with_requirements",
+        "models_with_showcases",
+        "computed_at",
+        "grouped",
+        "run_id",
+    ]
     assert set(BaselineStats.model_fields) == {"baseline", "count", "percentage"}
     assert set(TagStats.model_fields) == {"tag", "count", "percentage"}
     assert set(DownloadStats.model_fields) == {
-        "total_models_with_downloads", "total_download_entries", "total_size_bytes", "models_with_size_info",
-        "average_size_bytes", "hosts",
+        "total_models_with_downloads",
+        "total_download_entries",
+        "total_size_bytes",
+        "models_with_size_info",
+        "average_size_bytes",
+        "hosts",
     }
     assert set(ParameterBucketStats.model_fields) == {"bucket_label", "min_params", "max_params", "count", "percentage"}
 
@@ -58,7 +78,9 @@ def test_image_statistics_counts_percentages_and_order() -> None:
     assert stats.baseline_distribution["stable_diffusion_xl"].percentage == 33.33
     # a tag counts once per model; ties sort by name
     assert [(t.tag, t.count, t.percentage) for t in stats.top_tags] == [
-        ("anime", 2, 33.33), ("cute", 2, 33.33), ("zz", 1, 16.67)
+        ("anime", 2, 33.33),
+        ("cute", 2, 33.33),
+        ("zz", 1, 16.67),
     ]
     assert [(s.tag, s.count) for s in stats.top_styles] == [("anime", 2), ("realistic", 2), ("b-style", 1)]
     assert (stats.models_with_trigger_words, stats.models_with_inpainting) == (1, 1)
@@ -81,7 +103,9 @@ def test_hosts_sizes_and_download_fallback() -> None:
         {
             "a": _img("SDXL", size_on_disk_bytes=100, config=downloads(("https://HuggingFace.co/a", None))),
             "b": _img("SDXL", config=downloads(("https://huggingface.co/b", 30), ("https://civitai.com/b", 20))),
-            "c": _img("SDXL", config=downloads(("https://user@cdn.example.org:8443/c?x=1", 5), ("https://x.org/c", None))),
+            "c": _img(
+                "SDXL", config=downloads(("https://user@cdn.example.org:8443/c?x=1", 5), ("https://x.org/c", None))
+            ),
             "d": _img("SDXL"),
         },
     )
@@ -162,13 +186,32 @@ def test_real_text_statistics_fill_the_buckets(real_reference: Path) -> None:
 def test_statistics_tables_are_plain_frames() -> None:
     frame = pl.LazyFrame(
         {
-            "name": ["a"], "baseline": [None], "nsfw": [None], "tags": [[]], "style": [None], "trigger": [[]],
-            "inpainting": [None], "requirement_count": [0], "showcase_count": [0], "download_urls": [[]],
-            "download_sizes": [[]], "size_on_disk_bytes": [None], "parameter_count": [None],
+            "name": ["a"],
+            "baseline": [None],
+            "nsfw": [None],
+            "tags": [[]],
+            "style": [None],
+            "trigger": [[]],
+            "inpainting": [None],
+            "requirement_count": [0],
+            "showcase_count": [0],
+            "download_urls": [[]],
+            "download_sizes": [[]],
+            "size_on_disk_bytes": [None],
+            "parameter_count": [None],
         },
-        schema_overrides={"tags": pl.List(pl.String), "trigger": pl.List(pl.String), "download_urls": pl.List(pl.String),
-                          "download_sizes": pl.List(pl.Int64), "size_on_disk_bytes": pl.Int64, "parameter_count": pl.Int64,
-                          "baseline": pl.String, "style": pl.String, "nsfw": pl.Boolean, "inpainting": pl.Boolean},
+        schema_overrides={
+            "tags": pl.List(pl.String),
+            "trigger": pl.List(pl.String),
+            "download_urls": pl.List(pl.String),
+            "download_sizes": pl.List(pl.Int64),
+            "size_on_disk_bytes": pl.Int64,
+            "parameter_count": pl.Int64,
+            "baseline": pl.String,
+            "style": pl.String,
+            "nsfw": pl.Boolean,
+            "inpainting": pl.Boolean,
+        },
     )
     stats = category_statistics("x", statistics_tables(frame, top_tags_limit=5), computed_at=0)
     assert stats.baseline_distribution["unknown"].count == 1

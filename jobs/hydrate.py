@@ -1,0 +1,61 @@
+"""``horde-analytics hydrate``: the cache hydrator loop until SIGTERM/SIGINT (exit 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from jobs._cli import EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, settings_or_exit
+from jobs.run import execute, make_publisher
+from pipeline.hydrator import CacheHydrator
+from pipeline.logs import configure_logging
+from pipeline.settings import Settings
+from pipeline.sinks.redis_cache import InvalidationBus, redis_client
+
+log = logging.getLogger("jobs.hydrate")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="horde-analytics hydrate", description="Run batches on a schedule.")
+    parser.add_argument("--reference", help="model reference folder or base URL (MODEL_REFERENCE_SOURCE)")
+    parser.add_argument("--horde", help="AI Horde snapshot folder or API URL (HORDE_SOURCE)")
+    parser.add_argument("--snapshot-dir", help="where Parquet snapshots go (SNAPSHOT_DIR)")
+    return parser
+
+
+def cycle(settings: Settings) -> None:
+    """One hydration cycle: a guarded run; a failure raises so the hydrator logs and retries."""
+    result = execute(settings)
+    if isinstance(result, int):
+        raise RuntimeError(f"cycle ended with exit code {result}")
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    settings = settings_or_exit(
+        model_reference_source=args.reference,
+        horde_source=args.horde,
+        snapshot_dir=args.snapshot_dir,
+        cache_hydration_enabled=True,  # hydrating: keys live for the stale TTL (SPEC §7.1)
+    )
+    if isinstance(settings, int):
+        return settings
+    configure_logging()
+    hydrator = CacheHydrator(settings, lambda: cycle(settings))
+    bus: InvalidationBus | None = None
+    if settings.redis_url and make_publisher(settings) is not None:
+        bus = InvalidationBus(
+            redis_client(settings.redis_url, settings.redis_socket_timeout), settings.redis_key_prefix
+        )
+        bus.subscribe(lambda category: hydrator.wake())  # a changed category is recomputed at once
+    asyncio.run(hydrator.serve())
+    if bus is not None:
+        bus.close()
+    log.info("hydrator stopped", extra={"cycles": hydrator.cycles, "failures": hydrator.failures})
+    return EXIT_OK

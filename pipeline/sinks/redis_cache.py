@@ -1,0 +1,394 @@
+"""Redis: atomic publishing of a run, typed caches with stale-while-revalidate, invalidation (SPEC §7.1)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import redis
+from pydantic import BaseModel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from pipeline import keys
+from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
+from pipeline.settings import Settings, masked_url
+from pipeline.sinks.lock import RedisLock
+
+if TYPE_CHECKING:
+    from pipeline.batch import RunReport
+
+log = logging.getLogger(__name__)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+#: How long a cache stops asking Redis after it failed (no retry storm against a dead server).
+REDIS_RETRY_AFTER_SECONDS = 5.0
+
+
+class PublishError(RuntimeError):
+    """A run could not be published; nothing of it reached Redis."""
+
+
+def redis_client(url: str, socket_timeout: float = 2.0) -> redis.Redis:
+    """A client that fails fast: short timeouts and no retries (redis-py would otherwise retry with backoff)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+def _compact(model: BaseModel) -> str:
+    return model.model_dump_json()
+
+
+class RedisPublisher:
+    """Writes every key of a run in one MULTI/EXEC transaction (a reader never sees two runs mixed)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, *, url: str | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.url = masked_url(url) or "redis"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisPublisher:
+        assert settings.redis_url, "REDIS_URL is not set"
+        return cls(redis_client(settings.redis_url, settings.redis_socket_timeout), settings, url=settings.redis_url)
+
+    def reachable(self) -> bool:
+        """True when Redis answers a PING within the socket timeout."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def lock(self, ttl_ms: int = 60_000) -> RedisLock:
+        """The one-run-at-a-time lock of this prefix."""
+        return RedisLock(self.client, keys.lock_key(self.settings.redis_key_prefix), ttl_ms)
+
+    def _expiry(self, ttl: int) -> int:
+        # While hydration is enabled keys outlive their TTL so readers keep the last good data (SPEC §7.1).
+        return self.settings.cache_hydration_stale_ttl_seconds if self.settings.cache_hydration_enabled else ttl
+
+    def values(self, report: RunReport) -> dict[str, tuple[str, int]]:
+        """key -> (compact JSON, expiry seconds) for every object of a run."""
+        prefix = self.settings.redis_key_prefix
+        found: dict[str, tuple[str, int]] = {}
+        for (category, grouped), stats in report.outputs.statistics.items():
+            found[keys.statistics_key(prefix, category, grouped)] = (
+                _compact(stats),
+                self._expiry(self.settings.statistics_cache_ttl),
+            )
+        for (category, grouped, variations), risk in report.outputs.deletion_risk.items():
+            found[keys.deletion_risk_key(prefix, category, grouped, variations)] = (
+                _compact(risk),
+                self._expiry(self.settings.deletion_risk_cache_ttl),
+            )
+        return found
+
+    def publish_run(self, report: RunReport) -> list[str]:
+        """Publish all keys of ``report`` atomically; raise PublishError (publishing nothing) on failure."""
+        prefix = self.settings.redis_key_prefix
+        values = self.values(report)
+        last_run = LastRun(
+            run_id=report.run_id,
+            started_at=report.started_at,
+            finished_at=report.finished_at,
+            input_hashes=report.input_hashes,
+            counts=report.counts,
+        )
+        index = keys.published_keys_key(prefix)
+        try:
+            previous = {member.decode() for member in self.client.smembers(index)}  # type: ignore[union-attr]
+            previous_run = self.client.get(keys.last_run_key(prefix))
+            pipe = self.client.pipeline(transaction=True)
+            for key, (value, expiry) in values.items():
+                pipe.set(key, value, ex=expiry)
+            retired = sorted(previous - set(values))
+            if retired:
+                pipe.delete(*retired)  # keys the last run wrote and this one does not: no mix of runs
+            pipe.delete(index)
+            pipe.sadd(index, *values)
+            pipe.set(keys.last_run_key(prefix), _compact(last_run))
+            pipe.execute()
+        except redis.RedisError as error:
+            raise PublishError(f"publishing to {self.url} failed, nothing published: {error}") from None
+        self._announce_changes(previous_run, report)
+        return sorted([*values, keys.last_run_key(prefix)])
+
+    def _announce_changes(self, previous_run: Any, report: RunReport) -> None:
+        """Publish an invalidation for each category whose input hash changed since the last run."""
+        if previous_run is None:
+            return
+        old = json.loads(previous_run).get("input_hashes", {})
+        changed = sorted(
+            key.split(":", 1)[1]
+            for key, digest in report.input_hashes.items()
+            if key.startswith("records:") and old.get(key) != digest
+        )
+        for category in changed:
+            try:
+                self.client.publish(keys.invalidate_channel(self.settings.redis_key_prefix), category)
+            except redis.RedisError as error:
+                log.warning("invalidation not announced", extra={"category": category, "error": str(error)})
+
+
+class InvalidationBus:
+    """One pub/sub listener per process and prefix; calls every subscriber with the invalidated category."""
+
+    def __init__(self, client: redis.Redis | None, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._subscribers: list[Callable[[str], None]] = []
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._pubsub: Any = None
+        self._ready = threading.Event()
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(category)`` on every invalidation message (starts the listener once)."""
+        with self._lock:
+            self._subscribers.append(callback)
+            if self._thread is None and self.client is not None:
+                self._thread = threading.Thread(target=self._listen, name="invalidation-listener", daemon=True)
+                self._thread.start()
+        self._ready.wait(timeout=5)
+
+    def deliver(self, category: str) -> None:
+        """Hand ``category`` to every subscriber (also used in-process when Redis is down)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(category)
+            except Exception:
+                log.exception("invalidation subscriber failed", extra={"category": category})
+
+    def publish(self, category: str) -> None:
+        """Announce that ``category`` changed: every process drops it (this one even without Redis)."""
+        if self.client is not None:
+            try:
+                self.client.publish(keys.invalidate_channel(self.prefix), category)
+                return
+            except redis.RedisError as error:
+                log.warning("invalidation not published; applied locally", extra={"error": str(error)})
+        self.deliver(category)
+
+    def _listen(self) -> None:
+        assert self.client is not None
+        while True:
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub.subscribe(keys.invalidate_channel(self.prefix))
+                self._pubsub = pubsub
+                self._ready.set()
+                for message in pubsub.listen():
+                    if message and message.get("type") == "message":
+                        data = message["data"]
+                        self.deliver(data.decode() if isinstance(data, bytes) else str(data))
+            except redis.RedisError:
+                self._ready.set()
+                time.sleep(REDIS_RETRY_AFTER_SECONDS)  # Redis away: keep trying quietly, slowly
+            except Exception:  # the pubsub was closed by close()
+                return
+
+    def close(self) -> None:
+        if self._pubsub is not None:
+            with suppress(Exception):
+                self._pubsub.close()
+
+
+class RedisCache(ABC, Generic[ModelT]):
+    """A typed cache: Redis first, then an in-process dict with timestamps (SPEC §7.1).
+
+    A subclass names its key prefix (``namespace``), its TTL, its Pydantic model, and how it learns about
+    invalidation (``register_invalidation``). ``get`` returns a fresh value, a stale value while younger than the
+    stale TTL (and calls ``on_stale`` once per key and stale period, so the caller gets the value at once and a
+    refresh starts), or None.
+    """
+
+    namespace: ClassVar[str]
+    model: ClassVar[type[BaseModel]]
+
+    def __init__(
+        self,
+        client: redis.Redis | None,
+        *,
+        prefix: str,
+        ttl: float,
+        stale_ttl: float,
+        on_stale: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self.stale_ttl = max(stale_ttl, ttl)
+        self.on_stale = on_stale
+        self._clock = clock
+        self._memory: dict[str, tuple[ModelT, float]] = {}
+        self._refreshing: set[str] = set()
+        self._lock = threading.RLock()
+        self._redis_down_until = 0.0
+
+    @classmethod
+    @abstractmethod
+    def from_settings(
+        cls, settings: Settings, client: redis.Redis | None, on_stale: Callable[[str], None] | None = None
+    ) -> RedisCache[ModelT]:
+        """The cache configured from settings (TTL per kind)."""
+
+    def register_invalidation(self, bus: InvalidationBus) -> None:
+        """Learn about data changes: drop a category's entries when the bus announces it."""
+        bus.subscribe(self.invalidate_category)
+
+    def key_prefix(self) -> str:
+        return f"{self.prefix}:{self.namespace}:"
+
+    # --- Redis, guarded so that a dead server costs one short timeout per REDIS_RETRY_AFTER_SECONDS --------
+
+    def _redis(self) -> redis.Redis | None:
+        if self.client is None or self._clock() < self._redis_down_until:
+            return None
+        return self.client
+
+    def _redis_failed(self, error: Exception) -> None:
+        self._redis_down_until = self._clock() + REDIS_RETRY_AFTER_SECONDS
+        log.warning("redis unavailable; serving from memory", extra={"error": str(error)})
+
+    def _decode(self, raw: bytes | str) -> ModelT:
+        value: ModelT = self.model.model_validate_json(raw)  # type: ignore[assignment]
+        return value
+
+    # --- the cache ----------------------------------------------------------------------------------
+
+    def set(self, key: str, value: ModelT) -> None:
+        """Store ``value`` in Redis (expiring after the stale TTL) and in memory."""
+        with self._lock:
+            self._memory[key] = (value, self._clock())
+            self._refreshing.discard(key)
+        client = self._redis()
+        if client is not None:
+            try:
+                client.set(key, value.model_dump_json(), ex=int(self.stale_ttl))
+            except redis.RedisError as error:
+                self._redis_failed(error)
+
+    def get(self, key: str) -> ModelT | None:
+        """The value of ``key``: fresh, stale-while-revalidate, or None (SPEC §7.1)."""
+        client = self._redis()
+        if client is not None:
+            try:
+                pipe = client.pipeline(transaction=False)
+                pipe.get(key)
+                pipe.pttl(key)
+                raw, remaining_ms = pipe.execute()
+            except redis.RedisError as error:
+                self._redis_failed(error)
+            else:
+                if raw is not None:
+                    value = self._decode(raw)
+                    # Keys are written to expire after the stale TTL: what has elapsed of it is the value's age.
+                    age = self.stale_ttl - remaining_ms / 1000 if remaining_ms and remaining_ms > 0 else 0.0
+                    with self._lock:
+                        self._memory[key] = (value, self._clock() - age)
+                    return self._served(key, value, age)
+        with self._lock:
+            entry = self._memory.get(key)
+        if entry is None:
+            return None
+        value, stored_at = entry
+        age = self._clock() - stored_at
+        if age >= self.stale_ttl:
+            with self._lock:
+                self._memory.pop(key, None)
+            return None
+        return self._served(key, value, age)
+
+    def _served(self, key: str, value: ModelT, age: float) -> ModelT:
+        if age >= self.ttl and self.on_stale is not None:
+            with self._lock:
+                first = key not in self._refreshing
+                self._refreshing.add(key)
+            if first:
+                self.on_stale(key)
+        return value
+
+    def invalidate_category(self, category: str) -> None:
+        """Drop every entry of ``category`` from memory and from Redis."""
+        with self._lock:
+            doomed = [key for key in self._memory if keys.category_of(self.prefix, key) == category]
+            for key in doomed:
+                self._memory.pop(key, None)
+                self._refreshing.discard(key)
+        client = self._redis()
+        if client is not None:
+            try:
+                pattern = f"{self.key_prefix()}{category}:*"
+                redis_keys = list(client.scan_iter(match=pattern, count=500))
+                if redis_keys:
+                    client.delete(*redis_keys)
+            except redis.RedisError as error:
+                self._redis_failed(error)
+
+    def memory_keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._memory)
+
+
+class StatisticsCache(RedisCache[CategoryStatistics]):
+    """``{prefix}:stats:{category}:grouped=...`` -> CategoryStatistics."""
+
+    namespace = "stats"
+    model = CategoryStatistics
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, client: redis.Redis | None, on_stale: Callable[[str], None] | None = None
+    ) -> StatisticsCache:
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            ttl=settings.statistics_cache_ttl,
+            stale_ttl=settings.cache_hydration_stale_ttl_seconds,
+            on_stale=on_stale,
+        )
+
+    def key(self, category: str, grouped: bool) -> str:
+        return keys.statistics_key(self.prefix, category, grouped)
+
+
+class DeletionRiskCache(RedisCache[CategoryDeletionRiskResponse]):
+    """``{prefix}:deletion_risk:{category}:grouped=...[:variations=true]`` -> CategoryDeletionRiskResponse."""
+
+    namespace = "deletion_risk"
+    model = CategoryDeletionRiskResponse
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, client: redis.Redis | None, on_stale: Callable[[str], None] | None = None
+    ) -> DeletionRiskCache:
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            ttl=settings.deletion_risk_cache_ttl,
+            stale_ttl=settings.cache_hydration_stale_ttl_seconds,
+            on_stale=on_stale,
+        )
+
+    def key(self, category: str, grouped: bool, variations: bool = False) -> str:
+        return keys.deletion_risk_key(self.prefix, category, grouped, variations)
+
+
+def run_guard(publisher: RedisPublisher | None) -> AbstractContextManager[object]:
+    """The Redis lock when publishing, else nothing (the snapshot lock still guards the local store)."""
+    return publisher.lock() if publisher is not None else nullcontext()
