@@ -43,6 +43,14 @@ def _billions(value: pl.Expr, unit: pl.Expr) -> pl.Expr:
     return value.cast(pl.Float64) * multiplier / divisor
 
 
+def _plain_value(parts: pl.Expr) -> pl.Expr:
+    """``whole.decimals`` of a SIZE_PARTS match, as the fallback engine spells it before float()."""
+    decimals = pl.coalesce(
+        parts.struct.field("2").replace("", None), parts.struct.field("4").replace("", None), pl.lit("0")
+    )
+    return pl.concat_str(parts.struct.field("1"), pl.lit("."), decimals)
+
+
 def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
     """Parse a frame holding each name once; returns ``column`` plus the §3.1 fields."""
     name = pl.col(column)
@@ -64,7 +72,7 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
     )
     tokens = (
         prepared.select(_ID, _TOKEN)
-        .explode(_TOKEN)
+        .explode(_TOKEN, empty_as_null=True, keep_nulls=True)
         .with_columns(pl.col(_TOKEN).str.to_lowercase().alias(_LOWER))
         .with_columns(_token_kind(pl.col(_LOWER)).alias(_KIND))
         .with_columns(
@@ -107,7 +115,7 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
             expert_size.alias("expert_size_b"),
             pl.when(experts.is_not_null())
             .then(experts.cast(pl.Float64) * expert_size)
-            .otherwise(_billions(plain.struct.field("1"), plain.struct.field("2")))
+            .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
             .alias("size_b"),
         )
         .with_columns(

@@ -95,7 +95,8 @@ def _parse(name: str) -> ParsedName:
         else:
             plain = _SIZE.match(lowered)
             assert plain is not None  # the "size" class guarantees the shape
-            size_b = _billions(plain.group(1), plain.group(2))
+            whole, decimals, unit, trailing = plain.groups()
+            size_b = _billions(f"{whole}.{decimals or trailing or '0'}", unit)
     base = p.BASE_SEPARATOR.join(base_tokens) or None
     family_key = None
     if base is not None:
