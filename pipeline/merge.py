@@ -15,9 +15,12 @@ from pipeline.schemas import HordeFrames
 VARIATION_BACKENDS: Final = ("canonical", *BACKENDS)
 # A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
 _SUFFIX_CLASSES: Final = ("quant_q", "quant", "format")
-QUANT_SUFFIX: Final = (
-    r"(?:[-_. ](?:" + "|".join(pattern for kind, pattern in TOKEN_CLASSES if kind in _SUFFIX_CLASSES) + r"))+$"
+_SUFFIX_TOKEN: Final = (
+    "[-_. ](?:" + "|".join(pattern for kind, pattern in TOKEN_CLASSES if kind in _SUFFIX_CLASSES) + ")"
 )
+#: Removal tried in order (SPEC §4 step 3): the last quant/format token, then every trailing one. One token
+#: first, because a format can be part of the name: koboldcpp/CodeLlama-34b-hf-Q4_K_S is CodeLlama-34b-hf.
+SUFFIX_STRIPS: Final = (_SUFFIX_TOKEN + "$", "(?:" + _SUFFIX_TOKEN + ")+$")
 
 
 def _short(name: pl.Expr) -> pl.Expr:
@@ -76,14 +79,15 @@ def horde_names(frames: HordeFrames) -> pl.DataFrame:
 def name_attribution(records: pl.DataFrame, frames: HordeFrames, *, text: bool) -> pl.DataFrame:
     """``horde_name -> model`` for every Horde name that belongs to a record (SPEC §4 matching order)."""
     keys = match_keys(records, text=text)
-    names = horde_names(frames).with_columns(
-        pl.col("name").str.to_lowercase().alias("exact"),
-        pl.col("name").str.to_lowercase().str.replace(QUANT_SUFFIX, "").alias("stripped"),
-    )
-    exact = names.join(keys, left_on="exact", right_on="key", how="inner")
-    rest = names.join(exact.select("name"), on="name", how="anti")
-    stripped = rest.join(keys, left_on="stripped", right_on="key", how="inner")
-    return pl.concat([exact.select("name", "model"), stripped.select("name", "model")]).rename({"name": "horde_name"})
+    lower = pl.col("name").str.to_lowercase()
+    candidates = [lower, *[lower.str.replace(strip, "") for strip in SUFFIX_STRIPS]]
+    remaining = horde_names(frames)
+    found = []
+    for candidate in candidates:  # each stage only sees the names the earlier ones left unmatched
+        matched = remaining.with_columns(candidate.alias("key")).join(keys, on="key", how="inner")
+        found.append(matched.select("name", "model"))
+        remaining = remaining.join(matched.select("name"), on="name", how="anti")
+    return pl.concat(found).rename({"name": "horde_name"})
 
 
 def _active_workers(frames: HordeFrames) -> pl.DataFrame | None:

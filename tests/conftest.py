@@ -138,6 +138,18 @@ def redis_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """Commands install a root log handler on the test's captured stderr; put the old ones back."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's environment or .env, or writes outside its tmp dir by default."""
     for name in list(os.environ):
