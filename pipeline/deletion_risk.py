@@ -8,6 +8,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.categories import TEXT_GENERATION
+from pipeline.engine import ENGINE
 from pipeline.models import (
     CategoryDeletionRiskResponse,
     CategoryDeletionRiskSummary,
@@ -138,7 +139,7 @@ def deletion_risk_table(
         .then((pl.col("usage_month") / pl.col("size_gb")).round(2))
         .alias("cost_benefit_score"),
     )
-    return rows.sort(["usage_month", "name"], descending=[True, False]).collect()
+    return rows.sort(["usage_month", "name"], descending=[True, False]).collect(engine=ENGINE)
 
 
 def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:

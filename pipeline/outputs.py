@@ -9,6 +9,7 @@ import polars as pl
 
 from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
 from pipeline.deletion_risk import RiskRules, deletion_risk_response, deletion_risk_table
+from pipeline.engine import ENGINE
 from pipeline.merge import merged_models
 from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics
 from pipeline.names import parsed_names
@@ -62,7 +63,7 @@ def text_names(records: pl.DataFrame) -> pl.DataFrame:
     """Every text name the reference knows (canonical and aliases), parsed, with its canonical record."""
     names = records.select(pl.col("name").alias("canonical"), pl.concat_list(pl.col("name"), "aliases").alias("name"))
     exploded = names.explode("name").select("name", "canonical")
-    parsed = parsed_names(exploded.select("name").unique()).collect()
+    parsed = parsed_names(exploded.select("name").unique()).collect(engine=ENGINE)
     return exploded.join(parsed, on="name", how="left", maintain_order="left").select(
         "name", "canonical", *PARSED_NAME_SCHEMA.names()
     )
@@ -86,12 +87,14 @@ def run_outputs(
             named = (
                 with_parsed_names(records.lazy())
                 .with_columns(parameter_count().alias("parameter_count"))
-                .collect()
+                .collect(engine=ENGINE)
                 .lazy()
             )
-            grouped_rows = family_records(named, group_by_variant=rules.group_by_variant).collect().lazy()
+            grouped_rows = family_records(named, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
             outputs.tables[("names", category)] = text_names(records)
-            outputs.tables[("families", category)] = families(named, group_by_variant=rules.group_by_variant).collect()
+            outputs.tables[("families", category)] = families(named, group_by_variant=rules.group_by_variant).collect(
+                engine=ENGINE
+            )
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
             grouped_rows = named  # grouping only changes text (SPEC §5)
@@ -111,7 +114,7 @@ def run_outputs(
         if horde is None or horde_type is None or horde_type not in horde:
             continue
         frames = horde[horde_type]
-        merged, unmatched = merged_models(named.collect(), frames, category=category)
+        merged, unmatched = merged_models(named.collect(engine=ENGINE), frames, category=category)
         outputs.tables[("merged", category)] = conformed(merged, MERGED_SCHEMA)
         outputs.tables[("unmatched", category)] = unmatched
         outputs.tables[("horde_status", category)] = frames.status

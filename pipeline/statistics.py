@@ -7,6 +7,7 @@ from typing import Final
 
 import polars as pl
 
+from pipeline.engine import ENGINE
 from pipeline.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
 
 _B: Final = 1_000_000_000
@@ -177,15 +178,15 @@ def statistics_tables(
     records: pl.LazyFrame, *, top_tags_limit: int, with_parameter_buckets: bool = False
 ) -> StatisticsTables:
     """Every §5 table of one category from its records (or family rows); expects ``parameter_count``."""
-    counts = model_counts(records).collect().row(0, named=True)
+    counts = model_counts(records).collect(engine=ENGINE).row(0, named=True)
     total = counts["total_models"]
     return StatisticsTables(
         counts=counts,
-        baselines=baseline_distribution(records, total).collect(),
-        buckets=parameter_buckets(records, total).collect() if with_parameter_buckets else None,
-        tags=tag_distribution(records, total, top_tags_limit).collect(),
-        styles=style_distribution(records, total, top_tags_limit).collect(),
-        hosts=host_distribution(records).collect(),
+        baselines=baseline_distribution(records, total).collect(engine=ENGINE),
+        buckets=parameter_buckets(records, total).collect(engine=ENGINE) if with_parameter_buckets else None,
+        tags=tag_distribution(records, total, top_tags_limit).collect(engine=ENGINE),
+        styles=style_distribution(records, total, top_tags_limit).collect(engine=ENGINE),
+        hosts=host_distribution(records).collect(engine=ENGINE),
     )
 
 

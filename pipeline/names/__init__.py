@@ -7,6 +7,7 @@ from typing import Literal
 
 import polars as pl
 
+from pipeline.engine import ENGINE
 from pipeline.names.polars_engine import parsed_names
 from pipeline.names.python_engine import ParsedName, parse_name
 from pipeline.schemas import PARSED_NAME_SCHEMA
@@ -21,10 +22,24 @@ def parsed_name_frame(names: Iterable[object], engine: Engine = "polars") -> pl.
     text = [value if isinstance(value, str) else None for value in values]
     if engine == "polars":
         frame = pl.DataFrame({"name": text}, schema={"name": pl.String})
-        return parsed_names(frame).collect()
+        return parsed_names(frame).collect(engine=ENGINE)
     if engine == "python":
-        rows = [parse_name(value).to_dict() for value in values]
-        return pl.DataFrame(rows, schema=PARSED_NAME_SCHEMA).select(pl.Series("name", text, dtype=pl.String), pl.all())
+        parsed = [parse_name(value) for value in values]
+        columns: dict[str, list[object]] = {
+            field: [getattr(row, field) for row in parsed] for field in PARSED_NAME_SCHEMA.names()
+        }
+        # Building a list column from Python tuples is slow in Polars; variants are canonical ASCII words, so
+        # they travel as one comma-joined string and Polars splits them.
+        columns["variants"] = [None if row.variants is None else ",".join(row.variants) for row in parsed]
+        variants = pl.col("variants")
+        return pl.DataFrame(
+            {"name": text, **columns}, schema={"name": pl.String, **PARSED_NAME_SCHEMA, "variants": pl.String}
+        ).with_columns(
+            pl.when(variants == "")
+            .then(pl.lit([], dtype=pl.List(pl.String)))
+            .otherwise(variants.str.split(","))
+            .alias("variants")
+        )
     raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
 
 

@@ -12,7 +12,7 @@ import polars as pl
 from pipeline.names import patterns as p
 from pipeline.schemas import PARSED_NAME_SCHEMA
 
-_ID: Final = "__name_id"
+_ID: Final = "__name_index"
 _TOKEN: Final = "__token"
 _LOWER: Final = "__lower"
 _KIND: Final = "__kind"
@@ -52,15 +52,18 @@ def _plain_value(parts: pl.Expr) -> pl.Expr:
 
 
 def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
-    """Parse a frame holding each name once; returns ``column`` plus the §3.1 fields."""
+    """Parse a frame holding each name once; returns ``column`` plus the §3.1 fields.
+
+    Names -> one row per token (explode) -> classified by joining the few distinct lower-cased tokens against
+    their class -> one row per name again (group_by). Every per-name value rides along that single path, so
+    the row index is assigned exactly once.
+    """
     name = pl.col(column)
-    rest = without_backend(name)
-    # Distinct names are their own key: a row index would not survive a re-evaluated unique().
-    prepared = (
-        distinct.with_columns(pl.col(column).alias(_ID))
+    tokens = (
+        distinct.with_row_index(_ID)
         .with_columns(
             backend_of(name).alias("backend"),
-            rest.str.split("/").alias("__parts"),
+            without_backend(name).str.split("/").alias("__parts"),
             name.str.contains(p.PARSEABLE).fill_null(False).alias("__ok"),
         )
         .with_columns(
@@ -69,11 +72,14 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
             .alias("author"),
             pl.col("__parts").list.last().str.extract_all(p.TOKEN).list.head(p.MAX_TOKENS).alias(_TOKEN),
         )
-    )
-    tokens = (
-        prepared.select(_ID, _TOKEN)
+        .drop("__parts")
         .explode(_TOKEN, empty_as_null=True, keep_nulls=True)
         .with_columns(pl.col(_TOKEN).str.to_lowercase().alias(_LOWER))
+    )
+    # Real names repeat a few hundred tokens ("8b", "instruct", "q4_k_m"): classify each distinct one once.
+    token_classes = (
+        tokens.select(pl.col(_LOWER).unique())
+        .drop_nulls()
         .with_columns(_token_kind(pl.col(_LOWER)).alias(_KIND))
         .with_columns(
             pl.when(pl.col(_KIND).is_null())
@@ -82,52 +88,47 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
         )
     )
     kind = pl.col(_KIND)
-    fields = tokens.group_by(_ID).agg(
-        pl.col(_TOKEN).filter(kind.is_in(["moe", "size"])).first().alias("__size_token"),
-        pl.col(_LOWER).filter(kind == "version").first().alias("version"),
-        pl.when(kind == "quant_q")
-        .then(pl.col(_LOWER).str.to_uppercase())
-        .when(kind == "quant")
-        .then(pl.col(_LOWER))
-        .drop_nulls()
-        .first()
-        .alias("quant"),
-        pl.col(_LOWER).filter(kind == "format").first().str.to_uppercase().alias("format"),
-        pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
-        pl.col(_TOKEN)
-        .filter(kind.is_null() & pl.col("__variant").is_null() & pl.col(_TOKEN).is_not_null())
-        .str.join(p.BASE_SEPARATOR)
-        .alias("base"),
+    lower = pl.col(_LOWER)
+    fields = (
+        tokens.join(token_classes, on=_LOWER, how="left", maintain_order="left")
+        .with_columns(
+            pl.when(kind.is_in(["moe", "size"])).then(pl.col(_TOKEN)).alias("__size_token"),
+            pl.when(kind == "version").then(lower).alias("version"),
+            pl.when(kind == "quant_q").then(lower.str.to_uppercase()).when(kind == "quant").then(lower).alias("quant"),
+            pl.when(kind == "format").then(lower.str.to_uppercase()).alias("format"),
+            pl.when(kind.is_null() & pl.col("__variant").is_null()).then(pl.col(_TOKEN)).alias("__base"),
+        )
+        .group_by(_ID)
+        .agg(
+            pl.col(column, "backend", "author", "__ok").first(),
+            pl.col("__size_token", "version", "quant", "format").drop_nulls().first(),
+            pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
+            pl.col("__base").drop_nulls().alias("__base"),
+        )
     )
     size_lower = pl.col("__size_token").str.to_lowercase()
     moe = size_lower.str.extract_groups(p.MOE_PARTS)
     plain = size_lower.str.extract_groups(p.SIZE_PARTS)
     experts = moe.struct.field("1").cast(pl.Int64)
     expert_size = _billions(moe.struct.field("2"), moe.struct.field("3"))
-    base = pl.col("base").replace("", None)
-    size_label = pl.col("__size_token").str.to_uppercase()
-    parsed = (
-        prepared.join(fields, on=_ID, how="left")
-        .with_columns(
-            base.alias("base"),
-            size_label.alias("size_label"),
-            experts.alias("experts"),
-            expert_size.alias("expert_size_b"),
-            pl.when(experts.is_not_null())
-            .then(experts.cast(pl.Float64) * expert_size)
-            .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
-            .alias("size_b"),
+    parsed = fields.with_columns(
+        pl.col("__base").list.join(p.BASE_SEPARATOR).replace("", None).alias("base"),
+        pl.col("__size_token").str.to_uppercase().alias("size_label"),
+        experts.alias("experts"),
+        expert_size.alias("expert_size_b"),
+        pl.when(experts.is_not_null())
+        .then(experts.cast(pl.Float64) * expert_size)
+        .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
+        .alias("size_b"),
+    ).with_columns(
+        pl.when(pl.col("base").is_not_null())
+        .then(
+            pl.when(pl.col("size_label").is_not_null())
+            .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
+            .otherwise(pl.col("base"))
+            .str.to_lowercase()
         )
-        .with_columns(
-            pl.when(pl.col("base").is_not_null())
-            .then(
-                pl.when(pl.col("size_label").is_not_null())
-                .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
-                .otherwise(pl.col("base"))
-                .str.to_lowercase()
-            )
-            .alias("family_key")
-        )
+        .alias("family_key")
     )
     # An unparseable name (no ASCII letter or digit, or null) gets an all-null parse, as in the fallback.
     ok = pl.col("__ok")

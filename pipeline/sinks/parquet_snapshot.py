@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from pipeline.engine import ENGINE
 from pipeline.schemas import RUN_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
     for manifest in reversed(manifests(root)):
         entry = manifest["tables"].get(table, {}).get(category)
         if entry is not None:
-            return pl.scan_parquet(str(root / entry["path"]), hive_partitioning=True).collect()
+            return pl.scan_parquet(str(root / entry["path"]), hive_partitioning=True).collect(engine=ENGINE)
     return None
 
 
