@@ -11,7 +11,7 @@ import polars as pl
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, settings_or_exit
 from pipeline.batch import analysis_rules
 from pipeline.categories import CATEGORY_FILES
-from pipeline.deletion_risk import deletion_risk_response
+from pipeline.deletion_risk import DeletionRiskView
 from pipeline.presets import PRESETS, UnknownPresetError, preset_filter
 from pipeline.sinks.parquet_snapshot import latest_table
 
@@ -65,9 +65,8 @@ def main(argv: Sequence[str]) -> int:
     rows = selected_rows(risk, grouped=args.grouped, preset=preset)
     shown = rows.head(args.limit) if args.limit is not None else rows
     if args.json:
-        response = deletion_risk_response(shown, category=args.category, with_variations=False)
-        update = {"total_count": rows.height, "returned_count": shown.height, "limit": args.limit}
-        print(response.model_copy(update=update).model_dump_json(indent=1))
+        view = DeletionRiskView(category=args.category, table=shown, limit=args.limit, total_count=rows.height)
+        print(view.response().model_dump_json(indent=1))
     else:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
             print(shown.select(_TABLE_COLUMNS))

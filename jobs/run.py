@@ -45,8 +45,9 @@ def format_summary(report: RunReport) -> str:
             continue
         grouped_total = outputs.statistics[(category, True)].total_models
         risk = outputs.deletion_risk.get((category, False, False))
-        at_risk = str(risk.summary.models_at_risk) if risk else "-"
-        critical = str(risk.summary.models_critical) if risk else "-"
+        summary = risk.summary() if risk else None
+        at_risk = str(summary.models_at_risk) if summary else "-"
+        critical = str(summary.models_critical) if summary else "-"
         counts = f"{stats.total_models:>7} {grouped_total:>8} {stats.nsfw_count:>6} {at_risk:>8} {critical:>9}"
         lines.append(f"{category:<18} {counts}")
     problems = report.problems.height

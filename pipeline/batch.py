@@ -45,6 +45,19 @@ def analysis_rules(settings: Settings) -> AnalysisRules:
     )
 
 
+class Stopwatch:
+    """Seconds spent per named stage, measured between successive ``lap`` calls."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self._last, 4)
+        self._last = now
+
+
 @dataclass
 class RunReport:
     """What a finished run did."""
@@ -57,7 +70,8 @@ class RunReport:
     input_hashes: dict[str, str]
     counts: dict[str, int]
     published_keys: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    #: seconds per stage: load, compute, snapshot, publish
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
     run_at = datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     root = Path(settings.snapshot_dir)
+    clock = Stopwatch()
     with snapshot_lock(root):
         sweep_uncommitted(root)
         with HttpFetcher(
@@ -115,11 +130,13 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
             cache_dir=root / "_http_cache",
         ) as fetcher:
             inputs = load_inputs(settings, fetcher)
+        clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
         outputs = run_outputs(
             inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
         )
+        clock.lap("compute")
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
         report = RunReport(
             run_id=run_id,
@@ -129,14 +146,17 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
             problems=problems,
             input_hashes=inputs.input_hashes,
             counts=counts,
+            timings=clock.laps,
         )
         writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
+            clock.lap("snapshot")
             report.finished_at = time.time()
             if publisher is not None:
                 report.published_keys = publisher.publish_run(report)
+                clock.lap("publish")
             writer.commit(input_hashes=inputs.input_hashes, counts=counts)
         except BaseException:
             writer.abort()

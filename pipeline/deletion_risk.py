@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Final
 
@@ -14,7 +15,6 @@ from pipeline.models import (
     CategoryDeletionRiskSummary,
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
-    UsageTrend,
 )
 from pipeline.names.families import grouping_key
 from pipeline.statistics import download_host, model_size_bytes
@@ -24,8 +24,6 @@ FLAGS: Final = tuple(DeletionRiskFlags.model_fields)
 #: Flags about hosting and downloads: any of them is a warning (SPEC §6 ``has_warning``).
 HOST_FLAGS: Final = ("has_multiple_hosts", "has_non_preferred_host", "has_unknown_host", "no_download_urls")
 _GIB: Final = 1024**3
-#: Row columns that go into the JSON: the model's fields, plus a family's members.
-_INFO_FIELDS: Final = frozenset(ModelDeletionRiskInfo.model_fields) | {"members"}
 
 
 @dataclass(frozen=True)
@@ -199,33 +197,74 @@ def deletion_risk_summary(table: pl.DataFrame) -> CategoryDeletionRiskSummary:
     return CategoryDeletionRiskSummary(**totals)
 
 
-def risk_info(row: dict[str, object], *, with_variations: bool) -> ModelDeletionRiskInfo:
-    """One flat risk row as the downstream model."""
-    return ModelDeletionRiskInfo.model_validate(
-        {
-            **{key: value for key, value in row.items() if key in _INFO_FIELDS},
-            "deletion_risk_flags": DeletionRiskFlags.model_validate({flag: row[flag] for flag in FLAGS}),
-            "usage_trend": UsageTrend(
-                day_to_month_ratio=row["day_to_month_ratio"],  # type: ignore[arg-type]
-                month_to_total_ratio=row["month_to_total_ratio"],  # type: ignore[arg-type]
-            ),
-            "backend_variations": row.get("backend_variations") if with_variations else None,
+def _info_struct(table: pl.DataFrame, with_variations: bool) -> pl.Expr:
+    """One row as the ModelDeletionRiskInfo JSON object, fields in the model's order (plus ``members``)."""
+    fields: list[pl.Expr] = []
+    for name in ModelDeletionRiskInfo.model_fields:
+        if name == "deletion_risk_flags":
+            fields.append(pl.struct(*FLAGS).alias(name))
+        elif name == "usage_trend":
+            fields.append(pl.struct("day_to_month_ratio", "month_to_total_ratio").alias(name))
+        elif name == "backend_variations" and not (with_variations and name in table.columns):
+            fields.append(pl.lit(None).alias(name))
+        elif name in ("usage_hour", "usage_minute"):
+            fields.append(pl.lit(None, dtype=pl.Int64).alias(name))  # not available from the AI Horde
+        else:
+            fields.append(pl.col(name))
+    if "members" in table.columns:
+        fields.append(pl.col("members"))  # grouped rows name their member models (an additive field)
+    return pl.struct(*fields)
+
+
+@dataclass(frozen=True)
+class DeletionRiskView:
+    """One deletion-risk view (category × grouped × variations): its flat table and its JSON.
+
+    The JSON is built by Polars in the exact shape of CategoryDeletionRiskResponse (a test decodes every view
+    with the Pydantic model and compares); per-model Python objects would cost seconds per 100k models.
+    """
+
+    category: str
+    table: pl.DataFrame
+    with_variations: bool = False
+    run_id: str | None = None
+    limit: int | None = None
+    total_count: int | None = None
+
+    def summary(self) -> CategoryDeletionRiskSummary:
+        """Counts over the rows of this view."""
+        return deletion_risk_summary(self.table)
+
+    def json(self) -> str:
+        """Compact UTF-8 JSON of the CategoryDeletionRiskResponse."""
+        summary = self.summary()
+        envelope = {
+            "category": self.category,
+            "category_total_month_usage": summary.category_total_month_usage,
+            "total_count": self.table.height if self.total_count is None else self.total_count,
+            "returned_count": self.table.height,
+            "offset": 0,
+            "limit": self.limit,
+            "summary": summary.model_dump(mode="json"),
+            "run_id": self.run_id,
         }
-    )
+        rows = self.table.select(_info_struct(self.table, self.with_variations).struct.json_encode())
+        models = "[" + ",".join(rows.to_series().to_list()) + "]"
+        parts = [
+            '"models":' + models
+            if key == "models"
+            else json.dumps(key) + ":" + json.dumps(envelope[key], separators=(",", ":"), ensure_ascii=False)
+            for key in CategoryDeletionRiskResponse.model_fields
+        ]
+        return "{" + ",".join(parts) + "}"
+
+    def response(self) -> CategoryDeletionRiskResponse:
+        """The view as the validated Pydantic model (built from ``json()``: one serialization path)."""
+        return CategoryDeletionRiskResponse.model_validate_json(self.json())
 
 
 def deletion_risk_response(
     table: pl.DataFrame, *, category: str, with_variations: bool = False, run_id: str | None = None
-) -> CategoryDeletionRiskResponse:
-    """The §6 response object of one risk table."""
-    summary = deletion_risk_summary(table)
-    models = [risk_info(row, with_variations=with_variations) for row in table.iter_rows(named=True)]
-    return CategoryDeletionRiskResponse(
-        category=category,
-        category_total_month_usage=summary.category_total_month_usage,
-        total_count=table.height,
-        returned_count=table.height,
-        models=models,
-        summary=summary,
-        run_id=run_id,
-    )
+) -> DeletionRiskView:
+    """The §6 view of one risk table."""
+    return DeletionRiskView(category=category, table=table, with_variations=with_variations, run_id=run_id)

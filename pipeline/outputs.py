@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
-from pipeline.deletion_risk import RiskRules, deletion_risk_response, deletion_risk_table
+from pipeline.deletion_risk import DeletionRiskView, RiskRules, deletion_risk_response, deletion_risk_table
 from pipeline.engine import ENGINE
 from pipeline.merge import merged_models
-from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics
-from pipeline.names import parsed_names
-from pipeline.names.families import families, family_records, parameter_count, with_parsed_names
-from pipeline.schemas import MERGED_SCHEMA, PARSED_NAME_SCHEMA, RISK_SCHEMA, HordeFrames, conformed
+from pipeline.models import CategoryStatistics
+from pipeline.names.families import families, family_records, parameter_count, text_names, with_parsed_names
+from pipeline.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, conformed
 from pipeline.sources.records import LoadedCategory
 from pipeline.statistics import StatisticsTables, category_statistics, statistics_tables
 
@@ -37,7 +36,7 @@ class RunOutputs:
     """Everything one run computed: published models and snapshot tables."""
 
     statistics: dict[StatisticsKey, CategoryStatistics] = field(default_factory=dict)
-    deletion_risk: dict[RiskKey, CategoryDeletionRiskResponse] = field(default_factory=dict)
+    deletion_risk: dict[RiskKey, DeletionRiskView] = field(default_factory=dict)
     tables: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
 
 
@@ -59,16 +58,6 @@ def _add_tables(outputs: RunOutputs, category: str, per_variant: list[dict[str, 
         outputs.tables[(name, category)] = pl.concat([variant[name] for variant in per_variant])
 
 
-def text_names(records: pl.DataFrame) -> pl.DataFrame:
-    """Every text name the reference knows (canonical and aliases), parsed, with its canonical record."""
-    names = records.select(pl.col("name").alias("canonical"), pl.concat_list(pl.col("name"), "aliases").alias("name"))
-    exploded = names.explode("name").select("name", "canonical")
-    parsed = parsed_names(exploded.select("name").unique()).collect(engine=ENGINE)
-    return exploded.join(parsed, on="name", how="left", maintain_order="left").select(
-        "name", "canonical", *PARSED_NAME_SCHEMA.names()
-    )
-
-
 def run_outputs(
     loaded: Mapping[str, LoadedCategory],
     horde: Mapping[str, HordeFrames] | None,
@@ -83,18 +72,18 @@ def run_outputs(
         outputs.tables[("records", category)] = records
         is_text = category == TEXT_GENERATION
         if is_text:
-            # Collected once: every table below reads these, and re-running the parse per table is waste.
+            # Every text name is parsed once; every table below reads these collected frames.
+            names = text_names(records.lazy()).collect(engine=ENGINE)
             named = (
-                with_parsed_names(records.lazy())
+                with_parsed_names(records.lazy(), names.lazy())
                 .with_columns(parameter_count().alias("parameter_count"))
                 .collect(engine=ENGINE)
                 .lazy()
             )
             grouped_rows = family_records(named, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
-            outputs.tables[("names", category)] = text_names(records)
-            outputs.tables[("families", category)] = families(named, group_by_variant=rules.group_by_variant).collect(
-                engine=ENGINE
-            )
+            outputs.tables[("names", category)] = names
+            family_table = families(named, names.lazy(), group_by_variant=rules.group_by_variant)
+            outputs.tables[("families", category)] = family_table.collect(engine=ENGINE)
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
             grouped_rows = named  # grouping only changes text (SPEC §5)

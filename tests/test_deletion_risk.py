@@ -189,7 +189,9 @@ def test_grouped_text_rows_sum_usage_and_or_flags() -> None:
 
 def test_response_and_summary() -> None:
     table = _image_risk()
-    response = deletion_risk_response(table, category="image_generation")
+    view = deletion_risk_response(table, category="image_generation")
+    assert json.loads(view.json()) == view.response().model_dump(mode="json")
+    response = view.response()
     assert response.total_count == response.returned_count == 8 and response.offset == 0 and response.limit is None
     summary = response.summary
     assert summary.total_models == 8

@@ -330,7 +330,7 @@ def test_worker_counts_are_distinct_active_workers(real_run: Any, real_horde: Pa
 
 def test_real_image_risk(real_run: Any) -> None:
     _, _, outputs, manifest = real_run
-    risk = outputs.deletion_risk[("image_generation", False, False)]
+    risk = outputs.deletion_risk[("image_generation", False, False)].response()
     assert risk.total_count == 161
     assert risk.summary.models_with_no_active_workers == 49
     assert risk.summary.category_total_month_usage == sum(m.usage_month for m in risk.models)
@@ -349,9 +349,11 @@ def test_real_image_risk(real_run: Any) -> None:
 
 def test_real_text_risk_views(real_run: Any) -> None:
     _, _, outputs, _ = real_run
-    plain = outputs.deletion_risk[("text_generation", False, False)]
-    grouped = outputs.deletion_risk[("text_generation", True, False)]
+    plain = outputs.deletion_risk[("text_generation", False, False)].response()
+    grouped = outputs.deletion_risk[("text_generation", True, False)].response()
     variations = outputs.deletion_risk[("text_generation", False, True)]
+    assert json.loads(variations.json()) == variations.response().model_dump(mode="json")
+    variations = variations.response()
     assert plain.total_count == variations.total_count == 719
     assert grouped.total_count == outputs.tables[("families", "text_generation")].height
     assert sum(m.usage_month for m in grouped.models) == sum(m.usage_month for m in plain.models)
@@ -362,7 +364,7 @@ def test_real_text_risk_views(real_run: Any) -> None:
     print(
         "\nreal data, at risk / critical:",
         {
-            f"{c}{' grouped' if g else ''}": (r.summary.models_at_risk, r.summary.models_critical)
+            f"{c}{' grouped' if g else ''}": (r.summary().models_at_risk, r.summary().models_critical)
             for (c, g, v), r in outputs.deletion_risk.items()
             if not v
         },

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from jobs.__main__ import main
 from pipeline.names import ENGINES, Engine, parse_name, parsed_name_frame
 from pipeline.names import patterns as p
-from pipeline.names.families import families, family_records, parameter_count, with_parsed_names
+from pipeline.names.families import families, family_records, parameter_count, text_names, with_parsed_names
 from pipeline.names.python_engine import _parse
 from pipeline.outputs import AnalysisRules, run_outputs
 from pipeline.schemas import PARSED_NAME_SCHEMA
@@ -360,14 +360,24 @@ def test_parsed_sizes_agree_with_record_parameters(real_reference: Path, engine:
     assert halved.filter(pl.col("halved_error") <= 0.10).height >= 0.9 * halved.height
 
 
-def _named(real_reference: Path) -> pl.LazyFrame:
+def _named(real_reference: Path) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     records = load_records(str(real_reference))["text_generation"].records
-    return with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count"))
+    names = text_names(records.lazy()).collect().lazy()
+    named = with_parsed_names(records.lazy(), names).with_columns(parameter_count().alias("parameter_count"))
+    return named, names
+
+
+def test_reusing_the_names_table_parses_the_same(real_reference: Path) -> None:
+    records = load_records(str(real_reference))["text_generation"].records
+    fresh = with_parsed_names(records.lazy()).collect()
+    reused = with_parsed_names(records.lazy(), text_names(records.lazy())).collect()
+    assert fresh.equals(reused)
+    assert text_names(records.lazy()).collect().height == 3 * 719
 
 
 def test_real_families(real_reference: Path) -> None:
-    named = _named(real_reference)
-    table = families(named).collect()
+    named, names = _named(real_reference)
+    table = families(named, names).collect()
     print(f"\n719 text models form {table.height} families")
     assert 500 < table.height < 719
     by_key = {row["family_key"]: row for row in table.iter_rows(named=True)}
@@ -386,9 +396,9 @@ def test_real_families(real_reference: Path) -> None:
 
 
 def test_group_by_variant_keeps_instruct_and_base_apart(real_reference: Path) -> None:
-    named = _named(real_reference)
-    merged = families(named, group_by_variant=False).collect()
-    split = families(named, group_by_variant=True).collect()
+    named, names = _named(real_reference)
+    merged = families(named, names, group_by_variant=False).collect()
+    split = families(named, names, group_by_variant=True).collect()
     assert split.height > merged.height
     members = {key: row for key, row in zip(split["family_key"], split["members"], strict=True)}
     assert "Qwen/Qwen2.5-7B" in members["qwen2.5-7b"]
@@ -399,7 +409,7 @@ def test_grouped_text_statistics_count_families(real_reference: Path) -> None:
     loaded = load_records(str(real_reference))
     outputs = run_outputs(loaded, None, AnalysisRules(), computed_at=0)
     grouped = outputs.statistics[("text_generation", True)]
-    family_rows = family_records(_named(real_reference)).collect()
+    family_rows = family_records(_named(real_reference)[0]).collect()
     assert grouped.total_models == family_rows.height == outputs.tables[("families", "text_generation")].height
     assert sum(b.count for b in grouped.parameter_buckets) + grouped.models_without_param_info == grouped.total_models
     assert grouped.grouped is True

@@ -14,10 +14,25 @@ _B: Final = 1_000_000_000
 _RENAMED: Final = {"version": "name_version", "format": "name_format"}
 
 
-def with_parsed_names(records: pl.LazyFrame) -> pl.LazyFrame:
-    """Records plus the parsed fields of their names (``version``/``format`` as ``name_version``/``name_format``)."""
-    parsed = parsed_names(records.select("name")).rename(_RENAMED).unique("name", maintain_order=True)
-    return records.join(parsed, on="name", how="left", maintain_order="left")
+def text_names(records: pl.LazyFrame) -> pl.LazyFrame:
+    """Every text name the reference knows (canonical and aliases), parsed once, with its canonical record."""
+    exploded = records.select(
+        pl.concat_list(pl.col("name"), "aliases").alias("name"), pl.col("name").alias("canonical")
+    ).explode("name")
+    parsed = parsed_names(exploded.select("name").unique())
+    return exploded.join(parsed, on="name", how="left", maintain_order="left")
+
+
+def with_parsed_names(records: pl.LazyFrame, names: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Records plus the parsed fields of their names (``version``/``format`` as ``name_version``/``name_format``).
+
+    ``names`` is the ``text_names`` table when it is already computed (its canonical rows are reused).
+    """
+    if names is None:
+        parsed = parsed_names(records.select("name")).unique("name", maintain_order=True)
+    else:
+        parsed = names.filter(pl.col("name") == pl.col("canonical")).drop("canonical")
+    return records.join(parsed.rename(_RENAMED), on="name", how="left", maintain_order="left")
 
 
 def parameter_count() -> pl.Expr:
@@ -53,15 +68,17 @@ def _most_common(column: str) -> pl.Expr:
     return pl.col(column).drop_nulls().mode().sort().first()
 
 
-def families(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl.LazyFrame:
-    """One row per family of the parsed text records: key, display name, members, backends, quants, sizes."""
+def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool = False) -> pl.LazyFrame:
+    """One row per family of the parsed text records: key, display name, members, backends, quants, sizes.
+
+    ``names`` is the ``text_names`` table: its alias rows give a family's backends and quantizations.
+    """
     members = named.with_columns(
         grouping_key(group_by_variant).alias("family_key"), _display_spelling().alias("_spelling")
     )
-    alias_rows = members.select("family_key", pl.col("aliases").alias("alias")).explode("alias").drop_nulls("alias")
-    alias_parsed = parsed_names(alias_rows.select(pl.col("alias").alias("name"))).unique("name")
     alias_facts = (
-        alias_rows.join(alias_parsed, left_on="alias", right_on="name", how="left")
+        names.filter(pl.col("name") != pl.col("canonical"))
+        .join(members.select(pl.col("name").alias("canonical"), "family_key"), on="canonical", how="inner")
         .group_by("family_key")
         .agg(
             pl.col("backend").drop_nulls().unique().sort().alias("_alias_backends"),

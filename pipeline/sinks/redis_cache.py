@@ -90,7 +90,7 @@ class RedisPublisher:
             )
         for (category, grouped, variations), risk in report.outputs.deletion_risk.items():
             found[keys.deletion_risk_key(prefix, category, grouped, variations)] = (
-                _compact(risk),
+                risk.json(),
                 self._expiry(self.settings.deletion_risk_cache_ttl),
             )
         return found

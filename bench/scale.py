@@ -1,0 +1,192 @@
+"""The whole batch at 1x..1000x scale, and a year of history (issue #6).
+
+    .venv/bin/python bench/scale.py                       # scales 1 10 100, then the history query at 100x
+    .venv/bin/python bench/scale.py --scales 1 10 100 1000 --history-days 365
+
+For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
+child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
+view, Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and
+models per second. Growth is the compute time divided by the previous scale's.
+
+History: the 100x run's snapshot is replicated into ``--history-days`` daily snapshots (every table, manifests
+included, with a deterministic share of models losing their workers each day); then a child process answers
+"how many of the last 90 days was each model without active workers" with scan_parquet over the manifests and
+the streaming engine, reporting time and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
+    """One full run in this process; returns timings (called in a child)."""
+    inputs, snapshots = Path(inputs_dir), Path(snapshots_dir)
+    started = time.perf_counter()
+    from pipeline.batch import run_once
+    from pipeline.settings import load_settings
+
+    imported = time.perf_counter() - started
+    settings = load_settings(
+        model_reference_source=str(inputs / "model_reference"),
+        horde_source=str(inputs / "horde"),
+        snapshot_dir=str(snapshots),
+    )
+    publisher = None
+    if settings.redis_url:
+        from pipeline.sinks.redis_cache import RedisPublisher
+
+        publisher = RedisPublisher.from_settings(settings)
+    run_started = time.perf_counter()
+    report = run_once(settings, publisher=publisher)
+    total = time.perf_counter() - run_started
+    models = sum(stats.total_models for (_, grouped), stats in report.outputs.statistics.items() if not grouped)
+    return {
+        "import_s": imported,
+        "run_s": total,
+        "stages": report.timings,
+        "models": models,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def child_history(snapshots_dir: str, days: str) -> dict[str, object]:
+    """The 90-day no-worker query over the history (called in a child)."""
+    import polars as pl
+
+    snapshots = Path(snapshots_dir)
+
+    from pipeline.sinks.parquet_snapshot import history
+
+    started = time.perf_counter()
+    risk = history(snapshots, "deletion_risk")
+    assert risk is not None
+    last_day = risk.select(pl.col("run_date").max()).collect(engine="streaming").item()
+    since = last_day - __import__("datetime").timedelta(days=90)
+    answer = (
+        risk.filter(pl.col("run_date") > since, ~pl.col("grouped"), pl.col("no_active_workers"))
+        .group_by("category", "name")
+        .agg(pl.col("run_date").n_unique().alias("days_without_workers"))
+        .sort("days_without_workers", "name", descending=[True, False])
+        .collect(engine="streaming")
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": answer.height,
+        "max_days": int(answer["days_without_workers"].max() or 0),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def replicate_history(snapshots: Path, days: int) -> int:
+    """Turn one run's snapshot into ``days`` daily snapshots of every table; returns files written."""
+    import datetime as dt
+
+    import polars as pl
+
+    from pipeline.sinks.parquet_snapshot import SnapshotWriter, manifests
+
+    (manifest,) = manifests(snapshots)
+    tables = {
+        (table, category): pl.read_parquet(snapshots / entry["path"]).drop("run_id", "run_at")
+        for table, categories in manifest["tables"].items()
+        for category, entry in categories.items()
+    }
+    start = dt.datetime.fromisoformat(manifest["run_at"]) - dt.timedelta(days=days)
+    written = 0
+    for day in range(1, days):
+        run_at = start + dt.timedelta(days=day)
+        run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + f"-d{day:03d}"
+        writer = SnapshotWriter(root=snapshots, run_id=run_id, run_at=run_at)
+        for (table, category), frame in tables.items():
+            if table == "deletion_risk":
+                # a changing share of models loses its workers on a given day (deterministic)
+                lost = (pl.col("name").hash(seed=day) % 100) < 10
+                frame = frame.with_columns(
+                    pl.when(lost).then(0).otherwise(pl.col("worker_count")).alias("worker_count"),
+                    (lost | pl.col("no_active_workers")).alias("no_active_workers"),
+                )
+            writer.write(table, category, frame)
+            written += 1
+        writer.commit(input_hashes=manifest["input_hashes"], counts=manifest["counts"])
+    return written
+
+
+def in_child(function: str, *args: str) -> dict[str, object]:
+    call = f"scale.{function}(*{args!r})"
+    code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import json, scale; print(json.dumps({call}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--history-days", type=int, default=365, help="0 skips the history benchmark")
+    parser.add_argument("--history-scale", type=int, default=100)
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep generated data here (default: a temp dir)")
+    args = parser.parse_args()
+
+    import generate
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="horde-bench-"))
+    print(
+        f"{'scale':>6} {'models':>9} {'import s':>9} {'load s':>8} {'compute s':>10} {'snapshot s':>11} "
+        f"{'run s':>7} {'peak MB':>8} {'models/s':>10} {'growth':>7}"
+    )
+    previous = None
+    for scale in args.scales:
+        inputs = workdir / f"inputs-{scale}"
+        snapshots = workdir / f"snapshots-{scale}"
+        if not (inputs / "horde" / "workers_text.json").exists():
+            generate.generate(args.data, scale, inputs)
+        result = in_child("child_run", str(inputs), str(snapshots))
+        stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
+        compute = stages["compute"]
+        growth = f"{compute / previous:6.1f}x" if previous else "      -"
+        previous = compute
+        run_s = float(result["run_s"])  # type: ignore[arg-type]
+        models = int(result["models"])  # type: ignore[call-overload]
+        print(
+            f"{scale:>5}x {models:>9,} {result['import_s']:>9.2f} {stages['load']:>8.2f} {compute:>10.2f} "
+            f"{stages['snapshot']:>11.2f} {run_s:>7.2f} {result['peak_rss_mb']:>8.0f} {models / run_s:>10,.0f} {growth}"
+        )
+        sys.stdout.flush()
+
+    if args.history_days:
+        scale = args.history_scale
+        inputs, snapshots = workdir / f"inputs-{scale}", workdir / f"history-{scale}"
+        if not (inputs / "horde" / "workers_text.json").exists():
+            generate.generate(args.data, scale, inputs)
+        if not (snapshots / "_runs").exists() or len(list((snapshots / "_runs").glob("*.json"))) < args.history_days:
+            in_child("child_run", str(inputs), str(snapshots))
+            started = time.perf_counter()
+            files = replicate_history(snapshots, args.history_days)
+            took = time.perf_counter() - started
+            print(f"history: wrote {files:,} files for {args.history_days} days in {took:.0f} s")
+        result = in_child("child_history", str(snapshots), str(args.history_days))
+        print(
+            f"history query ({args.history_days} daily snapshots of {scale}x, last 90 days without workers): "
+            f"{result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB, {result['rows']:,} models, "
+            f"max {result['max_days']} days"
+        )
+    print(f"(generated data kept in {workdir})")
+
+
+if __name__ == "__main__":
+    main()
