@@ -1,10 +1,15 @@
 """horde-analytics: batch analytics for the AI Horde model reference.
 
-The public surface is this module's ``__all__``; everything else is an implementation detail.
+The public surface is ``__all__``. The pure steps import eagerly; the imperative shell (sources, sinks, the run)
+loads on first use, so importing the pure modules never imports httpx or redis.
 """
 
-from pipeline.batch import RunReport, analysis_rules, run_once
-from pipeline.deletion_risk import RiskRules, deletion_risk_response, deletion_risk_table
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pipeline.deletion_risk import DeletionRiskView, RiskRules, deletion_risk_response, deletion_risk_table
 from pipeline.merge import merged_models
 from pipeline.models import (
     BaselineStats,
@@ -21,8 +26,26 @@ from pipeline.names import ParsedName, parse_name, parsed_name_frame, parsed_nam
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
 from pipeline.presets import PRESETS, preset_filter
 from pipeline.settings import Settings, load_settings
-from pipeline.sources.horde import load_horde
-from pipeline.sources.records import load_records
+
+if TYPE_CHECKING:
+    from pipeline.batch import RunReport, analysis_rules, run_once
+    from pipeline.sources.horde import load_horde
+    from pipeline.sources.records import load_records
+
+_SHELL = {
+    "RunReport": "pipeline.batch",
+    "analysis_rules": "pipeline.batch",
+    "run_once": "pipeline.batch",
+    "load_horde": "pipeline.sources.horde",
+    "load_records": "pipeline.sources.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SHELL:
+        return getattr(importlib.import_module(_SHELL[name]), name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
 
 __all__ = [
     "PRESETS",
@@ -32,6 +55,7 @@ __all__ = [
     "CategoryDeletionRiskSummary",
     "CategoryStatistics",
     "DeletionRiskFlags",
+    "DeletionRiskView",
     "DownloadStats",
     "ModelDeletionRiskInfo",
     "ParameterBucketStats",

@@ -18,12 +18,12 @@ import polars as pl
 
 from pipeline.deletion_risk import RiskRules
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
-from pipeline.schemas import HordeFrames
+from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, snapshot_lock, sweep_uncommitted
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
-from pipeline.sources.records import LoadedCategory, load_records
+from pipeline.sources.records import load_records
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ from pipeline.engine import ENGINE
 from pipeline.merge import merged_models
 from pipeline.models import CategoryStatistics
 from pipeline.names.families import families, family_records, parameter_count, text_names, with_parsed_names
-from pipeline.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, conformed
-from pipeline.sources.records import LoadedCategory
+from pipeline.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
 from pipeline.statistics import StatisticsTables, category_statistics, statistics_tables
 
 #: (category, grouped) and (category, grouped, variations): the keys of a run's published objects.

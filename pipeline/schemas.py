@@ -104,6 +104,18 @@ def empty(schema: pl.Schema) -> pl.DataFrame:
 
 
 @dataclass(frozen=True)
+class LoadedCategory:
+    """One category's records, the problems found on the way, and the hash of the input bytes."""
+
+    category: str
+    source_file: str
+    records: pl.DataFrame
+    problems: pl.DataFrame
+    input_hash: str
+    entries: int
+
+
+@dataclass(frozen=True)
 class HordeFrames:
     """The AI Horde runtime data of one model type (SPEC §2.2); ``workers`` is None when not fetched."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -13,7 +12,7 @@ import polars as pl
 
 from pipeline.baselines import is_known_baseline, normalized_baseline
 from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, TEXT_GENERATION
-from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA
+from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sources.http import HttpFetcher
 from pipeline.text_aliases import folded_text_aliases
 
@@ -22,18 +21,6 @@ log = logging.getLogger(__name__)
 
 class ReferenceInputError(ValueError):
     """An input that cannot be used at all (malformed JSON, a missing required file, too many bad records)."""
-
-
-@dataclass(frozen=True)
-class LoadedCategory:
-    """One category's records, the problems found on the way, and the hash of the input bytes."""
-
-    category: str
-    source_file: str
-    records: pl.DataFrame
-    problems: pl.DataFrame
-    input_hash: str
-    entries: int
 
 
 # JSON kinds accepted per record field. Anything else makes the record bad, named with the field.

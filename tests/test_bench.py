@@ -1,0 +1,55 @@
+"""Keep the benchmark tools working (issue #6): the generator and the scale command at 1x. No timings asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.sources.horde import load_horde
+from pipeline.sources.records import load_records
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def test_generator_scales_names_records_and_horde_rows(shared_data: Path, tmp_path: Path) -> None:
+    import generate
+
+    counts = generate.generate(shared_data, 2, tmp_path / "x2")
+    assert counts["text_generation.json"] == 2 * 2157 and counts["stable_diffusion.json"] == 2 * 161
+    records = load_records(str(tmp_path / "x2" / "model_reference"))
+    assert records["text_generation"].records.height == 2 * 719  # copies are new models, not duplicates
+    assert records["text_generation"].problems.height == 0
+    horde, _ = load_horde(str(tmp_path / "x2" / "horde"))
+    real_usage = json.loads((shared_data / "horde" / "stats_text.json").read_text())
+    assert horde["text"].usage.height == 2 * len(real_usage["total"])
+    # deterministic: the same seed writes the same bytes
+    generate.generate(shared_data, 2, tmp_path / "again")
+    for name in ("model_reference/text_generation.json", "horde/workers_text.json"):
+        assert (tmp_path / "x2" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+
+
+def test_scale_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "scale.py"),
+            "--scales",
+            "1",
+            "--history-days",
+            "3",
+            "--history-scale",
+            "1",
+            "--data",
+            str(shared_data),
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "    1x " in done.stdout and "history query (3 daily snapshots" in done.stdout
