@@ -257,3 +257,60 @@ def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: P
     assert set(by_url) == set(by_folder)
     for category in by_folder:
         assert by_url[category].records.equals(by_folder[category].records)
+
+
+# --- the incremental decoder -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{}",
+        ' \n{ } \n',
+        '{"a": {"x": 1}}',
+        '{"a": {"t": "}{\\"\\\\", "n": [1, {"b": null}]}, "b": [], "c": "s", "d": 1.5e3, "e": true}',
+        '{"é🙂": {"k": "\\u00e9"}, "a\\"b": {}}',
+        json.dumps({f"m{i}": {"tags": ["x", "}"], "i": i} for i in range(200)}, indent=2),
+    ],
+)
+def test_incremental_decoder_agrees_with_json_loads(document: str) -> None:
+    from pipeline.sources.records import top_level_entries
+
+    assert dict(top_level_entries(document, "f.json")) == json.loads(document)
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ('{"a": 1,}', "line 1 column 9"),
+        ('{"a" 1}', "line 1 column 6"),
+        ('{"a": 1} x', "line 1 column 10"),
+        ('{\n"a": {"b": }\n}', "line 2 column 12"),
+        ('{"a": 1', "line 1 column 8"),
+        ("", "line 1 column 1"),
+    ],
+)
+def test_incremental_decoder_reports_positions(document: str, where: str) -> None:
+    from pipeline.sources.records import top_level_entries
+
+    with pytest.raises(ReferenceInputError, match=f"f.json: malformed JSON at {where}"):
+        list(top_level_entries(document, "f.json"))
+    with pytest.raises(json.JSONDecodeError) as reference:
+        json.loads(document)
+    assert f"line {reference.value.lineno} column {reference.value.colno}" == where
+
+
+def test_top_level_must_be_an_object() -> None:
+    with pytest.raises(ReferenceInputError, match="expected a JSON object .* got list"):
+        records_frame("image_generation", b"[1, 2]", "x.json")
+
+
+def test_chunks_keep_order_and_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.sources import records as records_module
+
+    monkeypatch.setattr(records_module, "CHUNK_ENTRIES", 3)
+    document = {f"m{i}": _image(f"m{i}", tags=[f"t{i}"]) for i in range(10)} | {"bad": {"name": "bad"}}
+    loaded = _frame("image_generation", document)
+    assert loaded.records["name"].to_list() == [f"m{i}" for i in range(10)]
+    assert loaded.records["tags"].to_list() == [[f"t{i}"] for i in range(10)]
+    assert loaded.problems["name"].to_list() == ["bad"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+from collections.abc import Iterator
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,32 +53,6 @@ _NO_FIELDS: Final[dict[str, Any]] = {}
 #: Fields a record of the category must carry (SPEC §2.1: image baseline and nsfw are required).
 REQUIRED_FIELDS: Final[dict[str, tuple[str, ...]]] = {IMAGE_GENERATION: ("baseline", "nsfw")}
 _STRING_LIST_FIELDS: Final = ("tags", "trigger")
-
-
-class _DuplicateKeys:
-    """An ``object_pairs_hook`` that keeps the first of repeated keys and remembers them.
-
-    The decoder builds the outermost object last, so after decoding ``last`` holds the repeated top-level names.
-    The common case (no repeats) costs one ``dict()`` call.
-    """
-
-    def __init__(self) -> None:
-        self.last: list[str] = []
-
-    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(pairs)
-        if len(obj) == len(pairs):
-            self.last = []
-            return obj
-        first: dict[str, Any] = {}
-        repeated = []
-        for key, value in pairs:
-            if key in first:
-                repeated.append(key)  # the first occurrence wins (SPEC §2.1)
-            else:
-                first[key] = value
-        self.last = repeated
-        return first
 
 
 def _type_name(value: Any) -> str:
@@ -128,32 +105,96 @@ def _list_series(name: str, values: list[Any], inner: pl.DataType) -> pl.Series:
     return filled["value"].fill_null(pl.lit([], dtype=pl.List(inner))).alias(name)
 
 
-def decoded_category(category: str, raw: bytes, source_file: str) -> tuple[dict[str, Any], list[str]]:
-    """The top-level JSON object of a category file and its repeated names; malformed JSON raises with
-    file and position."""
-    duplicates = _DuplicateKeys()
-    try:
-        document = json.loads(raw, object_pairs_hook=duplicates)
-    except UnicodeDecodeError as error:
-        raise ReferenceInputError(f"{source_file}: not UTF-8 text at byte {error.start}") from None
-    except json.JSONDecodeError as error:
-        raise ReferenceInputError(
-            f"{source_file}: malformed JSON at line {error.lineno} column {error.colno} (char {error.pos}): {error.msg}"
-        ) from None
-    if not isinstance(document, dict):
-        raise ReferenceInputError(
-            f"{source_file}: expected a JSON object {{name: record}}, got {type(document).__name__}"
-        )
-    return document, duplicates.last
+_DECODER: Final = json.JSONDecoder()
+_WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
+#: Entries decoded and turned into columns at a time: bounds memory on million-record files.
+CHUNK_ENTRIES: Final = 50_000
 
 
-def records_frame(
-    category: str, raw: bytes, source_file: str, *, max_bad_record_fraction: float = 0.5
-) -> LoadedCategory:
-    """Validate one category file and return its canonical records; bad records are reported and skipped."""
-    document, duplicate_keys = decoded_category(category, raw, source_file)
-    names = list(document)
-    values = list(document.values())
+def _skip(text: str, position: int) -> int:
+    """The position after any JSON whitespace at ``position``."""
+    match = _WHITESPACE.match(text, position)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def _malformed(source_file: str, text: str, position: int, message: str) -> ReferenceInputError:
+    line = text.count("\n", 0, position) + 1
+    column = position - text.rfind("\n", 0, position)
+    return ReferenceInputError(
+        f"{source_file}: malformed JSON at line {line} column {column} (char {position}): {message}"
+    )
+
+
+def top_level_entries(text: str, source_file: str) -> Iterator[tuple[str, Any]]:
+    """The ``(name, record)`` pairs of a JSON object, in file order, duplicates included.
+
+    Decodes one entry at a time with the standard library's C scanner (no hook on nested objects, no dict of
+    every record at once); malformed JSON raises with the file name, line and column.
+    """
+    position = _skip(text, 0)
+    if text[position : position + 1] != "{":
+        if text[position : position + 1] in ("[", '"') or text[position : position + 1].isdigit():
+            try:
+                kind = type(_DECODER.raw_decode(text, position)[0]).__name__
+            except json.JSONDecodeError:
+                kind = "something else"
+            raise ReferenceInputError(f"{source_file}: expected a JSON object {{name: record}}, got {kind}")
+        raise _malformed(source_file, text, position, "Expecting '{'")
+    position = _skip(text, position + 1)
+    if text[position : position + 1] == "}":
+        position += 1
+    else:
+        while True:
+            if text[position : position + 1] != '"':
+                raise _malformed(source_file, text, position, "Expecting property name enclosed in double quotes")
+            try:
+                key, position = scanstring(text, position + 1)
+                position = _skip(text, position)
+                if text[position : position + 1] != ":":
+                    raise _malformed(source_file, text, position, "Expecting ':' delimiter")
+                value, position = _DECODER.raw_decode(text, _skip(text, position + 1))
+            except json.JSONDecodeError as error:
+                raise _malformed(source_file, text, error.pos, error.msg) from None
+            yield key, value
+            position = _skip(text, position)
+            delimiter = text[position : position + 1]
+            if delimiter == "}":
+                position += 1
+                break
+            if delimiter != ",":
+                raise _malformed(source_file, text, position, "Expecting ',' delimiter")
+            position = _skip(text, position + 1)
+    if _skip(text, position) != len(text):
+        raise _malformed(source_file, text, _skip(text, position), "Extra data")
+
+
+def _first_occurrences(entries: Iterator[tuple[str, Any]], duplicate_keys: list[str]) -> Iterator[tuple[str, Any]]:
+    """``entries`` without repeated names (the first occurrence wins, SPEC §2.1); repeats go to ``duplicate_keys``."""
+    seen: set[str] = set()
+    for name, value in entries:
+        if name in seen:
+            duplicate_keys.append(name)
+        else:
+            seen.add(name)
+            yield name, value
+
+
+def _chunks(entries: Iterator[tuple[str, Any]], size: int) -> Iterator[tuple[list[str], list[Any]]]:
+    names: list[str] = []
+    values: list[Any] = []
+    for name, value in entries:
+        names.append(name)
+        values.append(value)
+        if len(names) == size:
+            yield names, values
+            names, values = [], []
+    if names:
+        yield names, values
+
+
+def _validated_chunk(category: str, names: list[str], values: list[Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(a reason per entry, "" when valid; the entries as record columns) for one chunk of entries."""
     is_object = [type(value) is dict for value in values]
     # One C-level pass per record, then a transpose: much faster than a comprehension per field.
     rows = [tuple(map((value if type(value) is dict else _NO_FIELDS).get, _FIELDS)) for value in values]
@@ -198,43 +239,62 @@ def records_frame(
     verdicts = checks.select(
         "name",
         pl.concat_list(reasons).list.drop_nulls().list.join("; ").alias("reason"),
-    ).with_row_index("position")
-
-    bad = verdicts.filter(pl.col("reason") != "")
+    )
     parameters = [
         p if p is not None else pc for p, pc in zip(columns["parameters"], columns["parameters_count"], strict=True)
     ]
-    frame = (
-        pl.DataFrame(
-            {
-                "name": names,
-                "raw_baseline": columns["baseline"],
-                "nsfw": columns["nsfw"],
-                "style": columns["style"],
-                "description": columns["description"],
-                "version": columns["version"],
-                "inpainting": columns["inpainting"],
-                "requirement_count": [len(v) if isinstance(v, dict) else 0 for v in columns["requirements"]],
-                "showcase_count": [len(v) if isinstance(v, list) else 0 for v in columns["showcases"]],
-                "homepage": columns["homepage"],
-                "size_on_disk_bytes": columns["size_on_disk_bytes"],
-                "parameters": parameters,
-                "display_name": columns["display_name"],
-                "url": columns["url"],
-                "instruct_format": columns["instruct_format"],
-            },
-            schema_overrides={k: v for k, v in RECORD_SCHEMA.items() if k not in {"baseline", "category", "aliases"}}
-            | {"raw_baseline": pl.String},
-            strict=False,  # mistyped values are already reported above and their rows dropped below
-        )
-        .with_columns(
-            _list_series("tags", columns["tags"], pl.String()),
-            _list_series("trigger", columns["trigger"], pl.String()),
-            _list_series("download_urls", urls, pl.String()),
-            _list_series("download_sizes", sizes, pl.Int64()),
-        )
-        .with_row_index("position")
+    frame = pl.DataFrame(
+        {
+            "name": names,
+            "raw_baseline": columns["baseline"],
+            "nsfw": columns["nsfw"],
+            "style": columns["style"],
+            "description": columns["description"],
+            "version": columns["version"],
+            "inpainting": columns["inpainting"],
+            "requirement_count": [len(v) if isinstance(v, dict) else 0 for v in columns["requirements"]],
+            "showcase_count": [len(v) if isinstance(v, list) else 0 for v in columns["showcases"]],
+            "homepage": columns["homepage"],
+            "size_on_disk_bytes": columns["size_on_disk_bytes"],
+            "parameters": parameters,
+            "display_name": columns["display_name"],
+            "url": columns["url"],
+            "instruct_format": columns["instruct_format"],
+        },
+        schema_overrides={k: v for k, v in RECORD_SCHEMA.items() if k not in {"baseline", "category", "aliases"}}
+        | {"raw_baseline": pl.String},
+        strict=False,  # mistyped values are already reported above and their rows dropped below
+    ).with_columns(
+        _list_series("tags", columns["tags"], pl.String()),
+        _list_series("trigger", columns["trigger"], pl.String()),
+        _list_series("download_urls", urls, pl.String()),
+        _list_series("download_sizes", sizes, pl.Int64()),
     )
+    return verdicts, frame
+
+
+def records_frame(
+    category: str, raw: bytes, source_file: str, *, max_bad_record_fraction: float = 0.5
+) -> LoadedCategory:
+    """Validate one category file and return its canonical records; bad records are reported and skipped."""
+    input_hash = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ReferenceInputError(f"{source_file}: not UTF-8 text at byte {error.start}") from None
+    duplicate_keys: list[str] = []
+    # The text is only referenced by the generator, so it is freed as soon as decoding ends.
+    decoded = _first_occurrences(top_level_entries(text, source_file), duplicate_keys)
+    del text
+    parts = [_validated_chunk(category, names, values) for names, values in _chunks(decoded, CHUNK_ENTRIES)]
+    if parts:
+        verdicts = pl.concat([part[0] for part in parts]).with_row_index("position")
+        frame = pl.concat([part[1] for part in parts]).with_row_index("position")
+    else:
+        verdicts, frame = _validated_chunk(category, [], [])
+        verdicts, frame = verdicts.with_row_index("position"), frame.with_row_index("position")
+    del parts
+    bad = verdicts.filter(pl.col("reason") != "")
     good = frame.join(bad.select("position"), on="position", how="anti")
 
     # Duplicates: a repeated JSON key (the decoder kept the first) and names equal but for case.
@@ -285,7 +345,7 @@ def records_frame(
         records, alias_problems = folded_text_aliases(records)
         problems.append(alias_problems)
 
-    entries = len(names) + len(duplicate_keys)
+    entries = verdicts.height + len(duplicate_keys)
     if entries and bad.height / entries > max_bad_record_fraction:
         raise ReferenceInputError(
             f"{source_file}: {bad.height} of {entries} records are bad, more than MAX_BAD_RECORD_FRACTION="
@@ -297,7 +357,7 @@ def records_frame(
         source_file=source_file,
         records=records.sort("position").select(RECORD_SCHEMA.names()).cast(RECORD_SCHEMA),
         problems=problem_frame,
-        input_hash=hashlib.sha256(raw).hexdigest(),
+        input_hash=input_hash,
         entries=entries,
     )
 
