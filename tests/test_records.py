@@ -266,7 +266,7 @@ def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: P
     "document",
     [
         "{}",
-        ' \n{ } \n',
+        " \n{ } \n",
         '{"a": {"x": 1}}',
         '{"a": {"t": "}{\\"\\\\", "n": [1, {"b": null}]}, "b": [], "c": "s", "d": 1.5e3, "e": true}',
         '{"é🙂": {"k": "\\u00e9"}, "a\\"b": {}}',
@@ -301,7 +301,7 @@ def test_incremental_decoder_reports_positions(document: str, where: str) -> Non
 
 
 def test_top_level_must_be_an_object() -> None:
-    with pytest.raises(ReferenceInputError, match="expected a JSON object .* got list"):
+    with pytest.raises(ReferenceInputError, match=r"expected a JSON object .* got list"):
         records_frame("image_generation", b"[1, 2]", "x.json")
 
 

@@ -48,8 +48,25 @@ def _with_names(label: str, frame: pl.DataFrame, column: str = "name") -> pl.Dat
     return frame.filter(pl.col(column).is_not_null() & (pl.col(column).str.strip_chars() != ""))
 
 
+def _native_list(raw: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame | None:
+    """A JSON list of objects read by Polars (no Python object per row), or None to take the checked path.
+
+    The worker list is the largest payload (hundreds of MB for a big Horde); Polars reads it natively. Anything
+    unusual (not a list, a non-object item, a type it refuses) falls back to the path that names the problem.
+    """
+    if raw.lstrip()[:1] != b"[":
+        return None
+    try:
+        return pl.read_json(raw, schema=schema)
+    except Exception:  # the checked path below reports what is wrong, precisely
+        return None
+
+
 def status_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/status/models`` -> one row per model name."""
+    native = _native_list(raw, dict(HORDE_STATUS_SCHEMA))
+    if native is not None:
+        return _with_names(label, native.select(HORDE_STATUS_SCHEMA.names()))
     rows = _object_list(label, _decoded(label, raw))
     columns = {field: [row.get(field) for row in rows] for field in HORDE_STATUS_SCHEMA.names()}
     frame = pl.DataFrame(columns, schema=HORDE_STATUS_SCHEMA, strict=False)
@@ -78,8 +95,32 @@ def usage_frame(label: str, raw: bytes) -> pl.DataFrame:
     return _with_names(label, frame.select(HORDE_USAGE_SCHEMA.names()).fill_null(0).cast(HORDE_USAGE_SCHEMA))
 
 
+_WORKER_FIELDS: Final = {
+    "id": pl.String(),
+    "name": pl.String(),
+    "online": pl.Boolean(),
+    "maintenance_mode": pl.Boolean(),
+    "trusted": pl.Boolean(),
+    "threads": pl.Int64(),
+    "models": pl.List(pl.String()),
+}
+
+
 def workers_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/workers`` -> one row per (worker, served model name)."""
+    native = _native_list(raw, _WORKER_FIELDS)
+    if native is not None:
+        frame = native.select(
+            pl.col("id").alias("worker_id"),
+            pl.col("name").alias("worker_name"),
+            "online",
+            "maintenance_mode",
+            "trusted",
+            "threads",
+            pl.col("models").fill_null([]).alias("model"),
+        )
+        exploded = frame.explode("model").select(HORDE_WORKER_SCHEMA.names()).cast(HORDE_WORKER_SCHEMA)
+        return _with_names(label, exploded.drop_nulls("worker_id"), column="model")
     rows = _object_list(label, _decoded(label, raw))
     frame = pl.DataFrame(
         {

@@ -63,15 +63,15 @@ def _download_columns(
     configs: list[Any],
 ) -> tuple[list[list[str] | None], list[list[int | None] | None], list[bool]]:
     """Per record: download URLs, declared sizes, and whether the download list is well-formed."""
-    urls: list[list[str] | None] = []
-    sizes: list[list[int | None] | None] = []
-    valid: list[bool] = []
-    for config in configs:
+    count = len(configs)
+    urls: list[list[str] | None] = [[]] * count  # shared empties: read-only downstream
+    sizes: list[list[int | None] | None] = [[]] * count
+    valid = [True] * count
+    # Only records with a config are looked at (text records have none).
+    for index in [i for i, config in enumerate(configs) if config is not None]:
+        config = configs[index]
         downloads = config.get("download") if isinstance(config, dict) else None
         if downloads is None:
-            urls.append([])
-            sizes.append([])
-            valid.append(True)
             continue
         entries_ok = isinstance(downloads, list) and all(
             isinstance(d, dict)
@@ -79,13 +79,12 @@ def _download_columns(
             and (d.get("size_bytes") is None or type(d.get("size_bytes")) is int)
             for d in downloads
         )
-        valid.append(entries_ok)
+        valid[index] = entries_ok
         if not entries_ok:
-            urls.append(None)
-            sizes.append(None)
+            urls[index] = sizes[index] = None
             continue
-        urls.append([d["file_url"] for d in downloads if d.get("file_url")])
-        sizes.append([d.get("size_bytes") for d in downloads if d.get("file_url")])
+        urls[index] = [d["file_url"] for d in downloads if d.get("file_url")]
+        sizes[index] = [d.get("size_bytes") for d in downloads if d.get("file_url")]
     return urls, sizes, valid
 
 
@@ -107,12 +106,15 @@ def _list_series(name: str, values: list[Any], inner: pl.DataType) -> pl.Series:
 
 _DECODER: Final = json.JSONDecoder()
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
+_WHITESPACE_CHARS: Final = frozenset(" \t\n\r")
 #: Entries decoded and turned into columns at a time: bounds memory on million-record files.
 CHUNK_ENTRIES: Final = 50_000
 
 
 def _skip(text: str, position: int) -> int:
     """The position after any JSON whitespace at ``position``."""
+    if text[position : position + 1] not in _WHITESPACE_CHARS:  # compact JSON: no regex call
+        return position
     match = _WHITESPACE.match(text, position)
     assert match is not None  # the pattern matches the empty string
     return match.end()
@@ -273,23 +275,39 @@ def _validated_chunk(category: str, names: list[str], values: list[Any]) -> tupl
     return verdicts, frame
 
 
-def records_frame(
-    category: str, raw: bytes, source_file: str, *, max_bad_record_fraction: float = 0.5
-) -> LoadedCategory:
-    """Validate one category file and return its canonical records; bad records are reported and skipped."""
-    input_hash = hashlib.sha256(raw).hexdigest()
+def _entries_of(raw: bytes, source_file: str) -> tuple[str, Iterator[tuple[str, Any]]]:
+    """The sha256 of ``raw`` and its lazily decoded top-level entries (the bytes can be dropped at once)."""
+    digest = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ReferenceInputError(f"{source_file}: not UTF-8 text at byte {error.start}") from None
+    return digest, top_level_entries(text, source_file)
+
+
+def records_frame(
+    category: str, raw: bytes, source_file: str, *, max_bad_record_fraction: float = 0.5
+) -> LoadedCategory:
+    """Validate one category file and return its canonical records; bad records are reported and skipped."""
+    digest, entries = _entries_of(raw, source_file)
+    return records_from_entries(category, entries, source_file, digest, max_bad_record_fraction=max_bad_record_fraction)
+
+
+def records_from_entries(
+    category: str,
+    entries: Iterator[tuple[str, Any]],
+    source_file: str,
+    input_hash: str,
+    *,
+    max_bad_record_fraction: float = 0.5,
+) -> LoadedCategory:
+    """The canonical records of a category from its decoded ``(name, record)`` entries, in chunks."""
     duplicate_keys: list[str] = []
-    # The text is only referenced by the generator, so it is freed as soon as decoding ends.
-    decoded = _first_occurrences(top_level_entries(text, source_file), duplicate_keys)
-    del text
+    decoded = _first_occurrences(entries, duplicate_keys)
     parts = [_validated_chunk(category, names, values) for names, values in _chunks(decoded, CHUNK_ENTRIES)]
     if parts:
-        verdicts = pl.concat([part[0] for part in parts]).with_row_index("position")
-        frame = pl.concat([part[1] for part in parts]).with_row_index("position")
+        verdicts = pl.concat([part[0] for part in parts], rechunk=False).with_row_index("position")
+        frame = pl.concat([part[1] for part in parts], rechunk=False).with_row_index("position")
     else:
         verdicts, frame = _validated_chunk(category, [], [])
         verdicts, frame = verdicts.with_row_index("position"), frame.with_row_index("position")
@@ -345,10 +363,10 @@ def records_frame(
         records, alias_problems = folded_text_aliases(records)
         problems.append(alias_problems)
 
-    entries = verdicts.height + len(duplicate_keys)
-    if entries and bad.height / entries > max_bad_record_fraction:
+    entry_count = verdicts.height + len(duplicate_keys)
+    if entry_count and bad.height / entry_count > max_bad_record_fraction:
         raise ReferenceInputError(
-            f"{source_file}: {bad.height} of {entries} records are bad, more than MAX_BAD_RECORD_FRACTION="
+            f"{source_file}: {bad.height} of {entry_count} records are bad, more than MAX_BAD_RECORD_FRACTION="
             f"{max_bad_record_fraction}; first: {bad.row(0, named=True)['name']!r}: {bad.row(0, named=True)['reason']}"
         )
     problem_frame = pl.concat(problems).select(pl.lit(category).alias("category"), pl.all()).cast(PROBLEM_SCHEMA)
@@ -358,42 +376,47 @@ def records_frame(
         records=records.sort("position").select(RECORD_SCHEMA.names()).cast(RECORD_SCHEMA),
         problems=problem_frame,
         input_hash=input_hash,
-        entries=entries,
+        entries=entry_count,
     )
 
 
-def read_reference_files(source: str, fetcher: HttpFetcher | None = None) -> dict[str, tuple[str, bytes]]:
-    """The raw bytes of every category file present at ``source`` (a folder or a base URL)."""
-    found: dict[str, tuple[str, bytes]] = {}
-    is_url = source.startswith(("http://", "https://"))
-    for category, file_name in CATEGORY_FILES.items():
-        required = category in REQUIRED_CATEGORIES
-        if is_url:
-            if fetcher is None:
-                raise ValueError("a URL source needs an HttpFetcher")
+def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator[tuple[str, str, bytes]]:
+    """``(category, label, bytes)`` of every category file present at ``source`` (a folder or a base URL), read
+    one at a time so that only one file's bytes are in memory. A missing required file raises."""
+    if source.startswith(("http://", "https://")):
+        if fetcher is None:
+            raise ValueError("a URL source needs an HttpFetcher")
+        for category, file_name in CATEGORY_FILES.items():
             url = source.rstrip("/") + "/" + file_name
             body = fetcher.get_bytes(url, missing_ok=True)
-            if body is None and required:
+            if body is None and category in REQUIRED_CATEGORIES:
                 raise ReferenceInputError(f"{url}: required file is missing (HTTP 404)")
             if body is not None:
-                found[category] = (url, body)
-            continue
-        path = Path(source) / file_name
-        if path.is_file():
-            found[category] = (str(path), path.read_bytes())
-        elif required:
+                yield category, url, body
+        return
+    folder = Path(source)
+    for category in REQUIRED_CATEGORIES:
+        path = folder / CATEGORY_FILES[category]
+        if not path.is_file():
             raise ReferenceInputError(
                 f"{path}: required file is missing; MODEL_REFERENCE_SOURCE must be a folder holding "
                 f"{', '.join(CATEGORY_FILES[c] for c in REQUIRED_CATEGORIES)} (e.g. sample_data/model_reference)"
             )
-    return found
+    for category, file_name in CATEGORY_FILES.items():
+        path = folder / file_name
+        if path.is_file():
+            yield category, str(path), path.read_bytes()
 
 
 def load_records(
     source: str, *, max_bad_record_fraction: float = 0.5, fetcher: HttpFetcher | None = None
 ) -> dict[str, LoadedCategory]:
     """Every category present at ``source``, validated; raises ReferenceInputError when one is unusable."""
-    return {
-        category: records_frame(category, raw, label, max_bad_record_fraction=max_bad_record_fraction)
-        for category, (label, raw) in read_reference_files(source, fetcher).items()
-    }
+    loaded: dict[str, LoadedCategory] = {}
+    for category, label, raw in reference_files(source, fetcher):
+        digest, entries = _entries_of(raw, label)
+        del raw  # the decoder holds the text; the bytes can go (1 GB at 1000x scale)
+        loaded[category] = records_from_entries(
+            category, entries, label, digest, max_bad_record_fraction=max_bad_record_fraction
+        )
+    return loaded
