@@ -107,20 +107,23 @@ def run_outputs(
         outputs.tables[("unmatched", category)] = unmatched
         outputs.tables[("horde_status", category)] = frames.status
         outputs.tables[("horde_usage", category)] = frames.usage
-        risk_rows = []
-        variants = [(False, False), (True, False), (False, True)] if is_text else [(False, False), (True, False)]
-        for grouped_flag, variations in variants:
-            table = deletion_risk_table(
-                merged,
-                category=category,
-                rules=rules.risk,
-                grouped=grouped_flag,
-                group_by_variant=rules.group_by_variant,
+        # Each table is computed once: the variations view differs from the plain one only in its JSON, and
+        # grouping only changes text (SPEC §5, §6).
+        plain = deletion_risk_table(merged, category=category, rules=rules.risk)
+        by_family = (
+            deletion_risk_table(
+                merged, category=category, rules=rules.risk, grouped=True, group_by_variant=rules.group_by_variant
             )
+            if is_text
+            else plain
+        )
+        views = [(False, False, plain), (True, False, by_family)] + ([(False, True, plain)] if is_text else [])
+        for grouped_flag, variations, table in views:
             outputs.deletion_risk[(category, grouped_flag, variations)] = deletion_risk_response(
                 table, category=category, with_variations=variations, run_id=run_id
             )
-            if not variations:
-                risk_rows.append(conformed(table.with_columns(pl.lit(grouped_flag).alias("grouped")), RISK_SCHEMA))
-        outputs.tables[("deletion_risk", category)] = pl.concat(risk_rows)
+        outputs.tables[("deletion_risk", category)] = pl.concat(
+            conformed(table.with_columns(pl.lit(flag).alias("grouped")), RISK_SCHEMA)
+            for flag, table in ((False, plain), (True, by_family))
+        )
     return outputs

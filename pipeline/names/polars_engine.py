@@ -12,7 +12,8 @@ import polars as pl
 from pipeline.names import patterns as p
 from pipeline.schemas import PARSED_NAME_SCHEMA
 
-_ID: Final = "__name_index"
+_ID: Final = "__model_index"
+_MODEL: Final = "__model"
 _TOKEN: Final = "__token"
 _LOWER: Final = "__lower"
 _KIND: Final = "__kind"
@@ -54,14 +55,14 @@ def _plain_value(parts: pl.Expr) -> pl.Expr:
 def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
     """Parse a frame holding each name once; returns ``column`` plus the §3.1 fields.
 
-    Names -> one row per token (explode) -> classified by joining the few distinct lower-cased tokens against
-    their class -> one row per name again (group_by). Every per-name value rides along that single path, so
-    the row index is assigned exactly once.
+    Backend and author come from each name; every other field depends only on the model part (after the last
+    "/"), so the token work runs once per distinct model part: ``Model-8B``, ``koboldcpp/Model-8B`` and
+    ``aphrodite/org/Model-8B`` share one. Model parts -> one row per token (explode) -> classified by joining the
+    few distinct lower-cased tokens against their class -> one row per model part again (group_by).
     """
     name = pl.col(column)
-    tokens = (
-        distinct.with_row_index(_ID)
-        .with_columns(
+    per_name = (
+        distinct.with_columns(
             backend_of(name).alias("backend"),
             without_backend(name).str.split("/").alias("__parts"),
             name.str.contains(p.PARSEABLE).fill_null(False).alias("__ok"),
@@ -70,9 +71,14 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
             pl.when(pl.col("__parts").list.len() > 1)
             .then(pl.col("__parts").list.first().replace("", None))
             .alias("author"),
-            pl.col("__parts").list.last().str.extract_all(p.TOKEN).list.head(p.MAX_TOKENS).alias(_TOKEN),
+            pl.col("__parts").list.last().alias(_MODEL),
         )
         .drop("__parts")
+    )
+    tokens = (
+        per_name.select(pl.col(_MODEL).unique())
+        .with_row_index(_ID)
+        .with_columns(pl.col(_MODEL).str.extract_all(p.TOKEN).list.head(p.MAX_TOKENS).alias(_TOKEN))
         .explode(_TOKEN, empty_as_null=True, keep_nulls=True)
         .with_columns(pl.col(_TOKEN).str.to_lowercase().alias(_LOWER))
     )
@@ -100,7 +106,7 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
         )
         .group_by(_ID)
         .agg(
-            pl.col(column, "backend", "author", "__ok").first(),
+            pl.col(_MODEL).first(),
             pl.col("__size_token", "version", "quant", "format").drop_nulls().first(),
             pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
             pl.col("__base").drop_nulls().alias("__base"),
@@ -111,24 +117,28 @@ def _parsed_distinct(distinct: pl.LazyFrame, column: str) -> pl.LazyFrame:
     plain = size_lower.str.extract_groups(p.SIZE_PARTS)
     experts = moe.struct.field("1").cast(pl.Int64)
     expert_size = _billions(moe.struct.field("2"), moe.struct.field("3"))
-    parsed = fields.with_columns(
-        pl.col("__base").list.join(p.BASE_SEPARATOR).replace("", None).alias("base"),
-        pl.col("__size_token").str.to_uppercase().alias("size_label"),
-        experts.alias("experts"),
-        expert_size.alias("expert_size_b"),
-        pl.when(experts.is_not_null())
-        .then(experts.cast(pl.Float64) * expert_size)
-        .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
-        .alias("size_b"),
-    ).with_columns(
-        pl.when(pl.col("base").is_not_null())
-        .then(
-            pl.when(pl.col("size_label").is_not_null())
-            .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
-            .otherwise(pl.col("base"))
-            .str.to_lowercase()
+    parsed = (
+        per_name.join(fields, on=_MODEL, how="left")
+        .with_columns(
+            pl.col("__base").list.join(p.BASE_SEPARATOR).replace("", None).alias("base"),
+            pl.col("__size_token").str.to_uppercase().alias("size_label"),
+            experts.alias("experts"),
+            expert_size.alias("expert_size_b"),
+            pl.when(experts.is_not_null())
+            .then(experts.cast(pl.Float64) * expert_size)
+            .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
+            .alias("size_b"),
         )
-        .alias("family_key")
+        .with_columns(
+            pl.when(pl.col("base").is_not_null())
+            .then(
+                pl.when(pl.col("size_label").is_not_null())
+                .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
+                .otherwise(pl.col("base"))
+                .str.to_lowercase()
+            )
+            .alias("family_key")
+        )
     )
     # An unparseable name (no ASCII letter or digit, or null) gets an all-null parse, as in the fallback.
     ok = pl.col("__ok")
