@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pipeline.settings import Settings, SettingsError, load_settings
@@ -20,6 +21,22 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that override where a run reads and writes (each also a setting)."""
+    parser.add_argument("--reference", help="model reference folder or base URL (MODEL_REFERENCE_SOURCE)")
+    parser.add_argument("--horde", help="AI Horde snapshot folder or API URL (HORDE_SOURCE)")
+    parser.add_argument("--snapshot-dir", help="where Parquet snapshots go (SNAPSHOT_DIR)")
+
+
+def parsed_or_exit(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
+    """The parsed arguments, or EXIT_USAGE after printing what was wrong."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
 
 
 def settings_or_exit(**overrides: Any) -> Settings | int:

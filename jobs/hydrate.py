@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, settings_or_exit
+from jobs._cli import EXIT_OK, ArgumentParser, add_source_arguments, parsed_or_exit, settings_or_exit
 from jobs.run import execute, make_publisher
 from pipeline.hydrator import CacheHydrator
 from pipeline.logs import configure_logging
@@ -19,9 +18,7 @@ log = logging.getLogger("jobs.hydrate")
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="horde-analytics hydrate", description="Run batches on a schedule.")
-    parser.add_argument("--reference", help="model reference folder or base URL (MODEL_REFERENCE_SOURCE)")
-    parser.add_argument("--horde", help="AI Horde snapshot folder or API URL (HORDE_SOURCE)")
-    parser.add_argument("--snapshot-dir", help="where Parquet snapshots go (SNAPSHOT_DIR)")
+    add_source_arguments(parser)
     return parser
 
 
@@ -33,11 +30,9 @@ def cycle(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return EXIT_USAGE
+    args = parsed_or_exit(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     settings = settings_or_exit(
         model_reference_source=args.reference,
         horde_source=args.horde,

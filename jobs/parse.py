@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError
+from jobs._cli import EXIT_OK, ArgumentParser, parsed_or_exit
 from pipeline.names import ENGINES, parsed_name_frame
 from pipeline.schemas import PARSED_NAME_SCHEMA
 
@@ -29,11 +29,9 @@ def format_parsed(names: Sequence[str], engine: str) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return EXIT_USAGE
+    args = parsed_or_exit(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     names = args.names or [line.rstrip("\r\n") for line in sys.stdin]
     for line in format_parsed(names, args.engine):
         print(line)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, settings_or_exit
+from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
 from pipeline.batch import analysis_rules
 from pipeline.categories import CATEGORY_FILES
 from pipeline.deletion_risk import DeletionRiskView
@@ -38,12 +38,11 @@ def selected_rows(risk: pl.DataFrame, *, grouped: bool, preset: pl.Expr | None) 
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if args.limit is not None and args.limit < 0:
-            raise UsageError("horde-analytics query: --limit must be 0 or more")
-    except UsageError as error:
-        print(error, file=sys.stderr)
+    args = parsed_or_exit(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.limit is not None and args.limit < 0:
+        print("horde-analytics query: --limit must be 0 or more", file=sys.stderr)
         return EXIT_USAGE
     settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
     if isinstance(settings, int):

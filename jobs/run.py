@@ -11,9 +11,9 @@ from jobs._cli import (
     EXIT_FAILED,
     EXIT_LOCKED,
     EXIT_OK,
-    EXIT_USAGE,
     ArgumentParser,
-    UsageError,
+    add_source_arguments,
+    parsed_or_exit,
     settings_or_exit,
 )
 from pipeline.batch import RunReport, run_once
@@ -28,9 +28,7 @@ log = logging.getLogger("jobs.run")
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="horde-analytics run", description="Run one batch.")
-    parser.add_argument("--reference", help="model reference folder or base URL (MODEL_REFERENCE_SOURCE)")
-    parser.add_argument("--horde", help="AI Horde snapshot folder or API URL (HORDE_SOURCE)")
-    parser.add_argument("--snapshot-dir", help="where Parquet snapshots go (SNAPSHOT_DIR)")
+    add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the statistics JSON instead of a table")
     return parser
 
@@ -96,11 +94,9 @@ def execute(settings: Settings) -> RunReport | int:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return EXIT_USAGE
+    args = parsed_or_exit(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     settings = settings_or_exit(
         model_reference_source=args.reference, horde_source=args.horde, snapshot_dir=args.snapshot_dir
     )

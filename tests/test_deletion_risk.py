@@ -274,3 +274,6 @@ def test_query_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "Hentai Diffusion" in out and "(preset host_issues)" in out
     assert main(["query", "--category", "image_generation", "--preset", "nope"]) == 2
     assert "valid presets" in capsys.readouterr().err
+    assert main(["query", "--category", "image_generation", "--limit", "-1"]) == 2
+    assert "--limit must be 0 or more" in capsys.readouterr().err
+    assert main(["query", "--category", "nonsense"]) == 2
