@@ -114,6 +114,35 @@ def measure(names: list[str], engines: tuple[str, ...]) -> dict[str, dict[str, f
     return results
 
 
+#: Backtracking bait and huge names (SPEC §3.2: each must parse in under 50 ms in either engine).
+HOSTILE = {
+    "1 x 100,000": "1" * 100_000,
+    "Q4_K_M x 20,000": "Q4_K_M" * 20_000,
+    "a x 50,000 + !": "a" * 50_000 + "!",
+    "a- x 50,000": "a-" * 50_000,
+    "v1. x 33,000": "v1." * 33_000,
+    "2024-05- x 12,500": "2024-05-" * 12_500,
+    "/ x 100,000": "/" * 100_000,
+}
+
+
+def hostile_timings() -> dict[str, tuple[float, float]]:
+    """Milliseconds per hostile name: (vectorized, fallback), each the best of 3 (cold cache for the fallback)."""
+    from pipeline.names import parsed_name_frame
+    from pipeline.names.python_engine import _parse
+
+    parsed_name_frame(["warm-up-7B"], "polars")
+    timings = {}
+    for label, name in HOSTILE.items():
+        polars = min(_timed(lambda n=name: parsed_name_frame([n], "polars")) for _ in range(3))  # type: ignore[misc]
+        fallback = []
+        for _ in range(3):
+            _parse.cache_clear()
+            fallback.append(_timed(lambda n=name: parsed_name_frame([n], "python")))  # type: ignore[misc]
+        timings[label] = (polars * 1000, min(fallback) * 1000)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--names", type=int, default=1_000_000)
@@ -136,6 +165,9 @@ def main() -> None:
     polars = results["polars"]["seconds"]
     print(f"engine:     vectorized {results['python']['seconds'] / polars:5.1f}x faster than the cached fallback")
     print(f"same frame: vectorized {results['python-frame']['seconds'] / polars:5.1f}x faster")
+    print("hostile names (ms, vectorized / fallback; budget 50 ms):")
+    for label, (polars_ms, python_ms) in hostile_timings().items():
+        print(f"  {label:20} {polars_ms:6.1f} / {python_ms:6.1f}")
     print(
         f"distinct:   {len(distinct):,} names, vectorized {cold['polars']['seconds']:.3f} s, fallback "
         f"{cold['python']['seconds']:.3f} s -> {cold['python']['seconds'] / cold['polars']['seconds']:.1f}x"
