@@ -161,8 +161,7 @@ def _backend_variations(records: pl.DataFrame, frames: HordeFrames, attribution:
         grid.join(figures, on=["model", "backend"], how="left")
         .join(busiest, on=["model", "backend"], how="left")
         .with_columns(pl.col(c).fill_null(0) for c in ("usage_day", "usage_month", "usage_total", "worker_count"))
-        .sort("model", "_order")
-        .group_by("model", maintain_order=True)
+        .group_by("model")
         .agg(
             pl.struct(
                 "backend",
@@ -172,7 +171,9 @@ def _backend_variations(records: pl.DataFrame, frames: HordeFrames, attribution:
                 "usage_day",
                 "usage_month",
                 "usage_total",
-            ).alias("backend_variations")
+            )
+            .sort_by("_order")  # the fixed backend order, within each model (no sort of the whole grid)
+            .alias("backend_variations")
         )
     )
 
