@@ -485,3 +485,45 @@ def test_hydrate_publishes_with_the_stale_ttl(redis_url: str, tmp_path: Path) ->
     assert process.wait(timeout=30) == 0
     ttl = _client(redis_url).ttl(keys.statistics_key(os.environ["REDIS_KEY_PREFIX"], "image_generation", True))
     assert 300 < ttl <= 3600
+
+
+def test_an_invalidation_over_redis_wakes_the_hydrator(redis_url: str) -> None:
+    settings = load_settings(cache_hydration_startup_delay_seconds=0, cache_hydration_interval_seconds=60)
+    cycles: list[float] = []
+
+    async def scenario() -> None:
+        hydrator = CacheHydrator(settings, lambda: cycles.append(time.monotonic()))
+        bus = InvalidationBus(_client(redis_url), "p")
+        bus.subscribe(lambda category: hydrator.wake())  # as `horde-analytics hydrate` wires it
+        await hydrator.start()
+        while not cycles:
+            await asyncio.sleep(0.01)
+        _client(redis_url).publish(keys.invalidate_channel("p"), "text_generation")  # another process
+        deadline = time.monotonic() + 10
+        while len(cycles) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await hydrator.stop()
+        bus.close()
+
+    asyncio.run(scenario())
+    assert len(cycles) == 2  # recomputed at once, not after the 60 s interval
+
+
+def test_a_cycle_fetches_horde_data_once_for_every_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = batch.load_horde
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("horde")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "load_horde", counted)
+    report = batch.run_once(load_settings())
+    assert calls == ["horde"]
+    assert set(report.outputs.deletion_risk) == {
+        ("image_generation", False, False),
+        ("image_generation", True, False),
+        ("text_generation", False, False),
+        ("text_generation", True, False),
+        ("text_generation", False, True),
+    }
