@@ -62,10 +62,25 @@ def _display_spelling() -> pl.Expr:
     return pl.coalesce(spelled, pl.col("name"))
 
 
-def _most_common(column: str) -> pl.Expr:
-    # Ties break by sort order so the choice is stable across runs. (mode(), not value_counts(): in
-    # Polars 2.1 value_counts over all-null groups followed by a sort crashes the process.)
-    return pl.col(column).drop_nulls().mode().sort().first()
+def _most_common(members: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
+    """``family_key`` -> the most common non-null ``column`` value among its members (ties: the smallest).
+
+    Counted per (family, value) and picked per family: a per-group mode() was 3-4 s at 570k families.
+    """
+    return (
+        members.filter(pl.col(column).is_not_null())
+        .group_by("family_key", column)
+        .agg(pl.len().alias("_count"))
+        .group_by("family_key")
+        .agg(pl.col(column).sort_by(["_count", column], descending=[True, False]).first().alias(alias))
+    )
+
+
+def _with_most_common(families_frame: pl.LazyFrame, members: pl.LazyFrame, columns: dict[str, str]) -> pl.LazyFrame:
+    """``families_frame`` plus, per ``{member column: alias}``, the most common member value."""
+    for column, alias in columns.items():
+        families_frame = families_frame.join(_most_common(members, column, alias), on="family_key", how="left")
+    return families_frame
 
 
 def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool = False) -> pl.LazyFrame:
@@ -86,17 +101,16 @@ def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool
             pl.len().cast(pl.Int64).alias("alias_count"),
         )
     )
+    grouped = members.group_by("family_key").agg(
+        pl.col("name").sort().alias("members"),
+        pl.len().cast(pl.Int64).alias("member_count"),
+        pl.col("backend").drop_nulls().unique().sort().alias("_backends"),
+        pl.col("quant").drop_nulls().unique().sort().alias("_quants"),
+        pl.col("size_label").drop_nulls().unique().sort().alias("sizes"),
+        pl.col("size_b").drop_nulls().first().alias("size_b"),
+    )
     return (
-        members.group_by("family_key")
-        .agg(
-            _most_common("_spelling").alias("display_name"),
-            pl.col("name").sort().alias("members"),
-            pl.len().cast(pl.Int64).alias("member_count"),
-            pl.col("backend").drop_nulls().unique().sort().alias("_backends"),
-            pl.col("quant").drop_nulls().unique().sort().alias("_quants"),
-            pl.col("size_label").drop_nulls().unique().sort().alias("sizes"),
-            pl.col("size_b").drop_nulls().first().alias("size_b"),
-        )
+        _with_most_common(grouped, members, {"_spelling": "display_name"})
         .join(alias_facts, on="family_key", how="left")
         .select(
             "family_key",
@@ -131,42 +145,34 @@ def family_records(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl
         _display_spelling().alias("_spelling"),
         parameter_count().alias("parameter_count"),
     )
+    grouped = members.group_by("family_key").agg(
+        pl.first("category"),
+        pl.col("nsfw").fill_null(False).any().alias("nsfw"),
+        pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("tags"),
+        pl.col("description").drop_nulls().first().alias("description"),
+        pl.col("trigger")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .drop_nulls()
+        .unique()
+        .sort()
+        .alias("trigger"),
+        pl.col("inpainting").fill_null(False).any().alias("inpainting"),
+        pl.col("requirement_count").max().alias("requirement_count"),
+        pl.col("showcase_count").max().alias("showcase_count"),
+        pl.col("size_on_disk_bytes").max().alias("size_on_disk_bytes"),
+        pl.col("download_urls")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .drop_nulls()
+        .unique()
+        .sort()
+        .alias("download_urls"),
+        pl.lit([], dtype=pl.List(pl.Int64)).first().alias("download_sizes"),
+        pl.col("size_b").drop_nulls().first().alias("size_b"),
+        pl.col("name").sort().alias("members"),
+    )
+    common = {"_spelling": "name", "baseline": "baseline", "style": "style", "parameter_count": "_member_parameters"}
     return (
-        members.group_by("family_key")
-        .agg(
-            _most_common("_spelling").alias("name"),
-            pl.first("category"),
-            _most_common("baseline").alias("baseline"),
-            pl.col("nsfw").fill_null(False).any().alias("nsfw"),
-            _most_common("style").alias("style"),
-            pl.col("tags")
-            .list.explode(keep_nulls=False, empty_as_null=False)
-            .drop_nulls()
-            .unique()
-            .sort()
-            .alias("tags"),
-            pl.col("description").drop_nulls().first().alias("description"),
-            pl.col("trigger")
-            .list.explode(keep_nulls=False, empty_as_null=False)
-            .drop_nulls()
-            .unique()
-            .sort()
-            .alias("trigger"),
-            pl.col("inpainting").fill_null(False).any().alias("inpainting"),
-            pl.col("requirement_count").max().alias("requirement_count"),
-            pl.col("showcase_count").max().alias("showcase_count"),
-            pl.col("size_on_disk_bytes").max().alias("size_on_disk_bytes"),
-            pl.col("download_urls")
-            .list.explode(keep_nulls=False, empty_as_null=False)
-            .drop_nulls()
-            .unique()
-            .sort()
-            .alias("download_urls"),
-            pl.lit([], dtype=pl.List(pl.Int64)).first().alias("download_sizes"),
-            pl.col("size_b").drop_nulls().first().alias("size_b"),
-            _most_common("parameter_count").alias("_member_parameters"),
-            pl.col("name").sort().alias("members"),
-        )
+        _with_most_common(grouped, members, common)
         .with_columns(
             pl.coalesce((pl.col("size_b") * _B).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
                 "parameter_count"
