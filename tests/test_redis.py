@@ -527,3 +527,16 @@ def test_a_cycle_fetches_horde_data_once_for_every_view(monkeypatch: pytest.Monk
         ("text_generation", True, False),
         ("text_generation", False, True),
     }
+
+
+def test_caches_take_their_ttls_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATISTICS_CACHE_TTL", "11")
+    monkeypatch.setenv("HORDE_MODEL_REFERENCE_DELETION_RISK_CACHE_TTL", "22")
+    monkeypatch.setenv("CACHE_HYDRATION_STALE_TTL_SECONDS", "99")
+    settings = load_settings()
+    stats, risk = StatisticsCache.from_settings(settings, None), DeletionRiskCache.from_settings(settings, None)
+    assert (stats.ttl, stats.stale_ttl, risk.ttl, risk.stale_ttl) == (11, 99, 22, 99)
+    assert (
+        isinstance(stats, StatisticsCache)
+        and stats.key("c", True) == f"{settings.redis_key_prefix}:stats:c:grouped=true"
+    )

@@ -6,10 +6,10 @@ import json
 import logging
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 import redis
 from pydantic import BaseModel
@@ -218,6 +218,8 @@ class RedisCache(ABC, Generic[ModelT]):
 
     namespace: ClassVar[str]
     model: ClassVar[type[BaseModel]]
+    #: The Settings field holding this cache's TTL.
+    ttl_setting: ClassVar[str]
 
     def __init__(
         self,
@@ -241,11 +243,17 @@ class RedisCache(ABC, Generic[ModelT]):
         self._redis_down_until = 0.0
 
     @classmethod
-    @abstractmethod
     def from_settings(
         cls, settings: Settings, client: redis.Redis | None, on_stale: Callable[[str], None] | None = None
-    ) -> RedisCache[ModelT]:
-        """The cache configured from settings (TTL per kind)."""
+    ) -> Self:
+        """The cache configured from settings: its own TTL (``ttl_setting``), the shared stale TTL."""
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            ttl=getattr(settings, cls.ttl_setting),
+            stale_ttl=settings.cache_hydration_stale_ttl_seconds,
+            on_stale=on_stale,
+        )
 
     def register_invalidation(self, bus: InvalidationBus) -> None:
         """Learn about data changes: drop a category's entries when the bus announces it."""
@@ -350,18 +358,7 @@ class StatisticsCache(RedisCache[CategoryStatistics]):
 
     namespace = "stats"
     model = CategoryStatistics
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, client: redis.Redis | None, on_stale: Callable[[str], None] | None = None
-    ) -> StatisticsCache:
-        return cls(
-            client,
-            prefix=settings.redis_key_prefix,
-            ttl=settings.statistics_cache_ttl,
-            stale_ttl=settings.cache_hydration_stale_ttl_seconds,
-            on_stale=on_stale,
-        )
+    ttl_setting = "statistics_cache_ttl"
 
     def key(self, category: str, grouped: bool) -> str:
         return keys.statistics_key(self.prefix, category, grouped)
@@ -372,18 +369,7 @@ class DeletionRiskCache(RedisCache[CategoryDeletionRiskResponse]):
 
     namespace = "deletion_risk"
     model = CategoryDeletionRiskResponse
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, client: redis.Redis | None, on_stale: Callable[[str], None] | None = None
-    ) -> DeletionRiskCache:
-        return cls(
-            client,
-            prefix=settings.redis_key_prefix,
-            ttl=settings.deletion_risk_cache_ttl,
-            stale_ttl=settings.cache_hydration_stale_ttl_seconds,
-            on_stale=on_stale,
-        )
+    ttl_setting = "deletion_risk_cache_ttl"
 
     def key(self, category: str, grouped: bool, variations: bool = False) -> str:
         return keys.deletion_risk_key(self.prefix, category, grouped, variations)
