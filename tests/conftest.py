@@ -59,15 +59,17 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server process of our own on a free port (stop/start to simulate outages)."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, password: str | None = None) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.password = password
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f"default:{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -83,6 +85,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -111,6 +114,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
     assert binary is not None
     server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A password-protected redis-server of our own (for the masking tests)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
+    assert binary is not None
+    server = RedisServer(binary, tmp_path, password="s3cret-Hunter2")
     server.start()
     yield server
     server.stop()

@@ -540,3 +540,39 @@ def test_caches_take_their_ttls_from_settings(monkeypatch: pytest.MonkeyPatch) -
         isinstance(stats, StatisticsCache)
         and stats.key("c", True) == f"{settings.redis_key_prefix}:stats:c:grouped=true"
     )
+
+
+def test_a_password_never_reaches_logs_or_errors(
+    password_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", password_redis.url)
+    assert main(["run"]) == 0  # authenticated: publishes
+    assert _client(password_redis.url).get(keys.last_run_key(_prefix_or_default())) is not None
+    real = batch.run_outputs
+
+    def killing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        password_redis.stop()
+        return result
+
+    monkeypatch.setattr(batch, "run_outputs", killing)
+    assert main(["run"]) == 1
+    captured = capsys.readouterr()
+    assert "PublishError" in captured.err
+    assert "s3cret-Hunter2" not in captured.err + captured.out
+    assert "default:***@127.0.0.1" in captured.err
+
+
+def _prefix_or_default() -> str:
+    return os.environ.get("REDIS_KEY_PREFIX", "horde:model_ref")
+
+
+def test_hydrator_warns_when_the_interval_is_not_below_the_ttl(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(cache_hydration_interval_seconds=400)  # TTLs are 300 by default
+    with caplog.at_level("WARNING"):
+        CacheHydrator(settings, lambda: None)
+    assert any("interval is not below the cache TTL" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        CacheHydrator(load_settings(cache_hydration_interval_seconds=240), lambda: None)
+    assert not caplog.records
