@@ -8,7 +8,7 @@ import polars as pl
 
 from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
 from pipeline.names.patterns import BACKEND_ALIAS_RULES, BACKENDS, TOKEN_CLASSES
-from pipeline.names.polars_engine import backend_of
+from pipeline.names.polars_engine import backend_of, short_name
 from pipeline.schemas import HordeFrames
 
 #: The fixed order of text backend variations; "canonical" is the unprefixed name.
@@ -21,14 +21,6 @@ _SUFFIX_TOKEN: Final = (
 #: Removal tried in order (SPEC §4 step 3): the last quant/format token, then every trailing one. One token
 #: first, because a format can be part of the name: koboldcpp/CodeLlama-34b-hf-Q4_K_S is CodeLlama-34b-hf.
 SUFFIX_STRIPS: Final = (_SUFFIX_TOKEN + "$", "(?:" + _SUFFIX_TOKEN + ")+$")
-
-
-def _short(name: pl.Expr) -> pl.Expr:
-    return (
-        pl.when(name.str.contains("/", literal=True))
-        .then(name.str.splitn("/", 2).struct.field("field_1"))
-        .otherwise(name)
-    )
 
 
 def match_keys(records: pl.DataFrame, *, text: bool) -> pl.DataFrame:
@@ -51,7 +43,7 @@ def match_keys(records: pl.DataFrame, *, text: bool) -> pl.DataFrame:
     ]
     if text:
         for backend, rule in BACKEND_ALIAS_RULES.items():
-            target = lower if rule == "full" else _short(lower)
+            target = lower if rule == "full" else short_name(lower)
             parts.append(
                 ordered.select(
                     pl.col("name").alias("model"),
@@ -146,7 +138,7 @@ def _backend_variations(records: pl.DataFrame, frames: HordeFrames, attribution:
     lower_default = {
         "canonical": pl.col("model"),
         **{
-            backend: pl.lit(f"{backend}/") + (pl.col("model") if rule == "full" else _short(pl.col("model")))
+            backend: pl.lit(f"{backend}/") + (pl.col("model") if rule == "full" else short_name(pl.col("model")))
             for backend, rule in BACKEND_ALIAS_RULES.items()
         },
     }

@@ -98,11 +98,6 @@ HORDE_WORKER_SCHEMA: Final = pl.Schema(
 RUN_COLUMNS: Final = pl.Schema({"run_id": pl.String(), "run_at": pl.Datetime("us", "UTC")})
 
 
-def empty(schema: pl.Schema) -> pl.DataFrame:
-    """An empty frame of ``schema``."""
-    return pl.DataFrame(schema=schema)
-
-
 @dataclass(frozen=True)
 class LoadedCategory:
     """One category's records, the problems found on the way, and the hash of the input bytes."""

@@ -6,16 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.names.polars_engine import backend_of, without_backend
-
-
-def _short_name(name: pl.Expr) -> pl.Expr:
-    # "Org/Model" -> "Model"; a name without an org is its own short name.
-    return (
-        pl.when(name.str.contains("/", literal=True))
-        .then(name.str.splitn("/", 2).struct.field("field_1"))
-        .otherwise(name)
-    )
+from pipeline.names.polars_engine import backend_of, short_name, without_backend
 
 
 def folded_text_aliases(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -33,7 +24,7 @@ def folded_text_aliases(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
         pl.col("name").alias("_canonical"),
         pl.col("position").alias("_canonical_position"),
         pl.col("name").str.to_lowercase().alias("full"),
-        _short_name(pl.col("name")).str.to_lowercase().alias("short"),
+        short_name(pl.col("name")).str.to_lowercase().alias("short"),
     )
     matches = (
         pl.concat(

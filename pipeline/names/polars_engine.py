@@ -29,6 +29,15 @@ def without_backend(name: pl.Expr) -> pl.Expr:
     return name.str.replace(p.BACKEND_PREFIX, "")
 
 
+def short_name(name: pl.Expr) -> pl.Expr:
+    """The name after its first "/" ("Org/Model" -> "Model"): how a ``koboldcpp/`` copy names its record."""
+    return (
+        pl.when(name.str.contains("/", literal=True))
+        .then(name.str.splitn("/", 2).struct.field("field_1"))
+        .otherwise(name)
+    )
+
+
 def _token_kind(lowered: pl.Expr) -> pl.Expr:
     """The first TOKEN_CLASSES class whose pattern matches the whole token, else null."""
     chain: Any = pl
