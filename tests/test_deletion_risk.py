@@ -35,15 +35,12 @@ def _horde(model_type: str, usage: dict[str, tuple[int, int, int]], workers: dic
         {"name": name, "count": count, "performance": 1.0, "queued": 0.0, "jobs": 0.0, "eta": 0, "type": model_type}
         for name, count in workers.items()
     ]
-    return horde_frames(
-        {
-            model_type: {
-                "status": ("s", json.dumps(status).encode()),
-                "usage": ("u", json.dumps(stats).encode()),
-                "workers": ("w", json.dumps(worker_rows).encode()),
-            }
-        }
-    )[model_type]
+    payloads = [
+        (model_type, "status", "s", json.dumps(status).encode()),
+        (model_type, "usage", "u", json.dumps(stats).encode()),
+        (model_type, "workers", "w", json.dumps(worker_rows).encode()),
+    ]
+    return horde_frames(payloads)[0][model_type]
 
 
 def _image_risk(rules: RiskRules | None = None) -> pl.DataFrame:

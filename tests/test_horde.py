@@ -64,6 +64,30 @@ def frames_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert a[model_type].workers.equals(b[model_type].workers)
 
 
+# --- the typed path and the checked path ----------------------------------------------------------------
+
+
+def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.MonkeyPatch, real_horde: Path) -> None:
+    from pipeline.sources import horde as horde_module
+
+    typed, typed_hashes = load_horde(str(real_horde))
+    monkeypatch.setattr(horde_module, "_typed", lambda raw, shape: None)
+    checked, checked_hashes = load_horde(str(real_horde))
+    frames_equal(typed, checked)
+    assert typed_hashes == checked_hashes
+    assert typed["text"].workers is not None and typed["text"].workers.height > 100
+
+
+def test_a_mistyped_worker_field_becomes_null_and_keeps_the_row() -> None:
+    workers = [
+        {"id": "w1", "name": "a", "online": True, "threads": "two", "models": ["m1", "m2"]},
+        {"id": "w2", "name": "b", "online": True, "threads": 1, "models": "m3"},
+        {"id": "w3", "name": "c", "online": False, "threads": 4, "models": []},
+    ]
+    frame = workers_frame("workers", json.dumps(workers).encode())
+    assert frame.select("worker_id", "threads", "model").rows() == [("w1", None, "m1"), ("w1", None, "m2")]
+
+
 # --- the HTTP source against a real local server -------------------------------------------------------
 
 
@@ -189,7 +213,9 @@ def test_empty_and_huge_names_are_handled() -> None:
     workers = workers_frame("workers", json.dumps([{"id": "w1", "online": True, "models": ["", long_name]}]).encode())
     assert workers["model"].to_list() == [long_name]
     records = load_records(str(SAMPLE_DATA / "model_reference"))["text_generation"].records
-    frames = horde_frames({"text": {"status": ("s", b"[]"), "usage": ("u", b'{"day": {}, "month": {}, "total": {}}')}})
+    frames, _ = horde_frames(
+        [("text", "status", "s", b"[]"), ("text", "usage", "u", b'{"day": {}, "month": {}, "total": {}}')]
+    )
     merged, unmatched = merged_models(records, frames["text"], category="text_generation")
     assert merged["usage_month"].sum() == 0 and unmatched.height == 0
 

@@ -3,11 +3,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
 from jobs.__main__ import main
@@ -314,3 +318,144 @@ def test_chunks_keep_order_and_positions(monkeypatch: pytest.MonkeyPatch) -> Non
     assert loaded.records["name"].to_list() == [f"m{i}" for i in range(10)]
     assert loaded.records["tags"].to_list() == [[f"t{i}"] for i in range(10)]
     assert loaded.problems["name"].to_list() == ["bad"]
+
+
+# --- the typed path and the checked path ----------------------------------------------------------------
+
+
+def _both_paths(monkeypatch: pytest.MonkeyPatch, load: Callable[[], dict[str, Any]]) -> tuple[Any, Any]:
+    """``load()`` through the typed decoder, then again with it refusing everything (the checked path)."""
+    from pipeline.sources import records as records_module
+
+    typed = load()
+    with monkeypatch.context() as patched:
+        patched.setattr(records_module, "typed_entries", lambda raw: None)
+        checked = load()
+    return typed, checked
+
+
+def _assert_same_categories(typed: dict[str, Any], checked: dict[str, Any]) -> None:
+    assert typed.keys() == checked.keys()
+    for category in typed:
+        assert typed[category].records.equals(checked[category].records), category
+        assert typed[category].problems.equals(checked[category].problems), category
+        assert (typed[category].entries, typed[category].input_hash) == (
+            checked[category].entries,
+            checked[category].input_hash,
+        )
+
+
+def test_typed_and_checked_paths_agree_on_real_data(monkeypatch: pytest.MonkeyPatch, real_reference: Path) -> None:
+    typed, checked = _both_paths(monkeypatch, lambda: load_records(str(real_reference)))
+    _assert_same_categories(typed, checked)
+
+
+def test_typed_and_checked_paths_agree_on_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = Path(__file__).parent.parent / "sample_data" / "model_reference"
+    typed, checked = _both_paths(monkeypatch, lambda: load_records(str(sample)))
+    _assert_same_categories(typed, checked)
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+_OPTIONAL = st.none() | st.just("absent")
+_VALID_RECORD = st.fixed_dictionaries(
+    {},
+    optional={
+        "baseline": _TEXT,
+        "nsfw": st.booleans(),
+        "style": _TEXT,
+        "tags": st.lists(_TEXT, max_size=3),
+        "version": _TEXT | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False),
+        "inpainting": st.booleans() | st.none(),
+        "trigger": st.lists(_TEXT, max_size=2),
+        "requirements": st.dictionaries(_TEXT, st.integers() | _TEXT, max_size=3),
+        "showcases": st.lists(_TEXT | st.integers(), max_size=3),
+        "size_on_disk_bytes": st.integers(-(2**70), 2**70),
+        "config": st.fixed_dictionaries(
+            {},
+            optional={
+                "download": st.lists(
+                    st.fixed_dictionaries(
+                        {}, optional={"file_url": _TEXT, "size_bytes": st.integers(0, 2**40) | st.none()}
+                    ),
+                    max_size=3,
+                ),
+                "files": st.lists(st.dictionaries(_TEXT, _TEXT, max_size=2), max_size=2),
+            },
+        ),
+        "parameters": st.integers(-5, 2**40) | st.none(),
+        "parameters_count": st.integers(0, 2**40),
+        "display_name": _TEXT | st.none(),
+        "settings": st.dictionaries(
+            _TEXT, st.floats(allow_nan=False, allow_infinity=False) | st.integers(), max_size=2
+        ),
+    },
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    document=st.dictionaries(_TEXT, _VALID_RECORD, max_size=8),
+    category=st.sampled_from(["image_generation", "text_generation", "controlnet"]),
+)
+def test_typed_and_checked_paths_agree_on_generated_records(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], category: str
+) -> None:
+    from pipeline.sources.records import typed_entries
+
+    raw = json.dumps(document).encode()
+    assert typed_entries(raw) is not None  # every generated record is well-typed: the typed path takes it
+    typed, checked = _both_paths(
+        monkeypatch, lambda: {category: records_frame(category, raw, "x.json", max_bad_record_fraction=1.0)}
+    )
+    _assert_same_categories(typed, checked)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"a": {"nsfw": false}, "b": {}, "a": {"nsfw": true}}',  # a repeated name: the first must win
+        b'{"a": {"nsfw": "no"}}',  # mistyped
+        b'{"a": {"tags": ["x", 1]}}',
+        b'{"a": {"config": {"download": [{"file_url": null}]}}}',
+        b'{"a": {"parameters": 1.5}}',
+        b'{"a": {"parameters": true}}',
+        b'{"a": 5}',
+        b'{"a": {"version": NaN}}',
+        b'{"a": {}',
+        b"[1]",
+        b'\xef\xbb\xbf{"a": {}}',
+    ],
+)
+def test_the_typed_path_refuses_what_the_checked_path_must_report(document: bytes) -> None:
+    from pipeline.sources.records import typed_entries
+
+    assert typed_entries(document) is None
+
+
+def test_a_repeated_name_keeps_the_first_record_and_is_reported() -> None:
+    raw = b'{"a": {"baseline": "stable diffusion 1", "nsfw": false}, "a": {"baseline": "x", "nsfw": true}}'
+    loaded = records_frame("image_generation", raw, "x.json")
+    assert loaded.records.select("name", "nsfw").rows() == [("a", False)]
+    assert loaded.problems.select("name", "reason").rows() == [("a", "duplicate name; the first wins")]
+
+
+def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
+    import gc
+
+    from pipeline.sources.collector import collector_paused
+
+    states: list[bool] = []
+    with collector_paused():
+        states.append(gc.isenabled())
+        with collector_paused():
+            states.append(gc.isenabled())
+        states.append(gc.isenabled())
+    assert states == [False, False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()

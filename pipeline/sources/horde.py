@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import polars as pl
 
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
+from pipeline.sources.collector import collector_paused
 from pipeline.sources.http import HttpFetcher
 
 log = logging.getLogger(__name__)
@@ -48,34 +52,58 @@ def _with_names(label: str, frame: pl.DataFrame, column: str = "name") -> pl.Dat
     return frame.filter(pl.col(column).is_not_null() & (pl.col(column).str.strip_chars() != ""))
 
 
-def _native_list(raw: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame | None:
-    """A JSON list of objects read by Polars (no Python object per row), or None to take the checked path.
+def _typed(raw: bytes, shape: Any) -> Any | None:
+    """``raw`` decoded straight into ``shape`` (msgspec, reading only the fields used), or None on any error.
 
-    The worker list is the largest payload (hundreds of MB for a big Horde); Polars reads it natively. Anything
-    unusual (not a list, a non-object item, a type it refuses) falls back to the path that names the problem.
+    The worker list is the largest payload (hundreds of MB for a big Horde): typed decoding is 3x faster than
+    ``json`` and holds a fraction of the memory (Polars' own JSON reader peaked at 7x the file). Anything it
+    refuses (malformed JSON, a wrong shape, a mistyped field) takes the checked path, which names the problem.
     """
-    if raw.lstrip()[:1] != b"[":
-        return None
     try:
-        return pl.read_json(raw, schema=schema)
-    except Exception:  # the checked path below reports what is wrong, precisely
+        return msgspec.json.decode(raw, type=shape)
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
+
+
+def _struct_frame(items: list[Any], schema: pl.Schema) -> pl.DataFrame:
+    """The fields ``schema`` names of decoded structs, as a frame of that schema."""
+    fields = schema.names()
+    rows = list(map(attrgetter(*fields), items))  # several fields: a tuple per item
+    columns = zip(*rows, strict=True) if rows else [()] * len(fields)
+    return pl.DataFrame(dict(zip(fields, map(list, columns), strict=True)), schema=schema)
+
+
+class _Status(msgspec.Struct, gc=False):
+    name: str | None = None
+    count: int | None = None
+    performance: float | None = None
+    queued: float | None = None
+    jobs: float | None = None
+    eta: int | None = None
+    type: str | None = None
 
 
 def status_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/status/models`` -> one row per model name."""
-    native = _native_list(raw, dict(HORDE_STATUS_SCHEMA))
-    if native is not None:
-        return _with_names(label, native.select(HORDE_STATUS_SCHEMA.names()))
+    typed = _typed(raw, list[_Status])
+    if typed is not None:
+        return _with_names(label, _struct_frame(typed, HORDE_STATUS_SCHEMA))
     rows = _object_list(label, _decoded(label, raw))
     columns = {field: [row.get(field) for row in rows] for field in HORDE_STATUS_SCHEMA.names()}
     frame = pl.DataFrame(columns, schema=HORDE_STATUS_SCHEMA, strict=False)
     return _with_names(label, frame)
 
 
+class _Usage(msgspec.Struct, gc=False):
+    day: dict[str, int] = {}
+    month: dict[str, int] = {}
+    total: dict[str, int] = {}
+
+
 def usage_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/stats/*/models`` -> one row per model name with day/month/total counts (0 where absent)."""
-    payload = _decoded(label, raw)
+    typed = _typed(raw, _Usage)
+    payload = {period: getattr(typed, period) for period in _USAGE_PERIODS} if typed else _decoded(label, raw)
     if not isinstance(payload, dict) or not all(isinstance(payload.get(p, {}), dict) for p in _USAGE_PERIODS):
         raise HordeInputError(f"{label}: expected {{'day': {{name: int}}, 'month': {{...}}, 'total': {{...}}}}")
     periods = [
@@ -95,48 +123,55 @@ def usage_frame(label: str, raw: bytes) -> pl.DataFrame:
     return _with_names(label, frame.select(HORDE_USAGE_SCHEMA.names()).fill_null(0).cast(HORDE_USAGE_SCHEMA))
 
 
-_WORKER_FIELDS: Final = {
-    "id": pl.String(),
-    "name": pl.String(),
-    "online": pl.Boolean(),
-    "maintenance_mode": pl.Boolean(),
-    "trusted": pl.Boolean(),
-    "threads": pl.Int64(),
-    "models": pl.List(pl.String()),
+class _Worker(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+    online: bool | None = None
+    maintenance_mode: bool | None = None
+    trusted: bool | None = None
+    threads: int | None = None
+    models: list[str] | None = None
+
+
+#: The worker columns (SPEC §2.2) and the API field each comes from.
+_WORKER_SOURCE_FIELDS: Final = {
+    "worker_id": "id",
+    "worker_name": "name",
+    "online": "online",
+    "maintenance_mode": "maintenance_mode",
+    "trusted": "trusted",
+    "threads": "threads",
 }
+
+
+def _served_models(workers: pl.DataFrame, models: list[Any]) -> pl.DataFrame:
+    """One row per (worker, served model name): ``models`` holds each worker's list (anything else: none)."""
+    lists = [value if type(value) is list else [] for value in models]
+    rows = pl.int_range(len(lists), dtype=pl.UInt32, eager=True).repeat_by(
+        pl.Series([len(value) for value in lists], dtype=pl.UInt32)
+    )
+    flat = pl.Series("model", [model for value in lists for model in value], dtype=pl.String, strict=False)
+    return workers[rows.explode(empty_as_null=False)].with_columns(flat)
 
 
 def workers_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/workers`` -> one row per (worker, served model name)."""
-    native = _native_list(raw, _WORKER_FIELDS)
-    if native is not None:
-        frame = native.select(
-            pl.col("id").alias("worker_id"),
-            pl.col("name").alias("worker_name"),
-            "online",
-            "maintenance_mode",
-            "trusted",
-            "threads",
-            pl.col("models").fill_null([]).alias("model"),
-        )
-        exploded = frame.explode("model").select(HORDE_WORKER_SCHEMA.names()).cast(HORDE_WORKER_SCHEMA)
-        return _with_names(label, exploded.drop_nulls("worker_id"), column="model")
-    rows = _object_list(label, _decoded(label, raw))
-    frame = pl.DataFrame(
-        {
-            "worker_id": [row.get("id") for row in rows],
-            "worker_name": [row.get("name") for row in rows],
-            "online": [row.get("online") for row in rows],
-            "maintenance_mode": [row.get("maintenance_mode") for row in rows],
-            "trusted": [row.get("trusted") for row in rows],
-            "threads": [row.get("threads") for row in rows],
-            "model": [m if isinstance(m := row.get("models"), list) else [] for row in rows],
-        },
-        schema_overrides={"model": pl.List(pl.String)} | {k: v for k, v in HORDE_WORKER_SCHEMA.items() if k != "model"},
-        strict=False,
+    typed = _typed(raw, list[_Worker])
+    if typed is not None:
+        fields = list(map(attrgetter(*_WORKER_SOURCE_FIELDS.values()), typed))
+        models = [worker.models for worker in typed]
+    else:
+        rows = _object_list(label, _decoded(label, raw))
+        fields = [tuple(map(row.get, _WORKER_SOURCE_FIELDS.values())) for row in rows]
+        models = [row.get("models") for row in rows]
+    columns = zip(*fields, strict=True) if fields else [()] * len(_WORKER_SOURCE_FIELDS)
+    workers = pl.DataFrame(
+        dict(zip(_WORKER_SOURCE_FIELDS, map(list, columns), strict=True)),
+        schema={column: HORDE_WORKER_SCHEMA[column] for column in _WORKER_SOURCE_FIELDS},
+        strict=False,  # the checked path: a mistyped value becomes null
     )
-    exploded = frame.explode("model").select(HORDE_WORKER_SCHEMA.names()).cast(HORDE_WORKER_SCHEMA)
-    return _with_names(label, exploded.drop_nulls("worker_id"), column="model")
+    served = _served_models(workers, models).select(HORDE_WORKER_SCHEMA.names())
+    return _with_names(label, served.drop_nulls("worker_id"), column="model")
 
 
 def _snapshot_files(model_type: str) -> dict[str, str]:
@@ -147,9 +182,9 @@ def _snapshot_files(model_type: str) -> dict[str, str]:
     }
 
 
-def read_horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> dict[str, dict[str, tuple[str, bytes]]]:
-    """Raw payloads per model type: ``{type: {"status"|"usage"|"workers": (label, bytes)}}``."""
-    payloads: dict[str, dict[str, tuple[str, bytes]]] = {}
+def horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> Iterator[tuple[str, str, str, bytes]]:
+    """``(model type, "status"|"usage"|"workers", label, bytes)`` of every payload, read one at a time so that
+    only one payload's bytes need be in memory."""
     if source.startswith(("http://", "https://")):
         if fetcher is None:
             raise ValueError("a URL source needs an HttpFetcher")
@@ -160,50 +195,44 @@ def read_horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> dict
                 "usage": (f"{base}/v2/stats/{_STATS_PATH[model_type]}/models", {"model_state": "known"}),
                 "workers": (f"{base}/v2/workers", {"type": model_type}),
             }
-            payloads[model_type] = {}
             for kind, (url, params) in requests.items():
                 body = fetcher.get_bytes(url, params)
                 assert body is not None
-                payloads[model_type][kind] = (f"{url}?type={params.get('type', '')}", body)
-        return payloads
+                yield model_type, kind, f"{url}?type={params.get('type', '')}", body
+        return
     folder = Path(source)
     if not folder.is_dir():
         raise HordeInputError(f"HORDE_SOURCE {source!r} is neither a folder nor an http(s) URL")
+    for model_type in HORDE_MODEL_TYPES:  # every required file is checked before any is read
+        for kind, file_name in _snapshot_files(model_type).items():
+            if kind != "workers" and not (folder / file_name).is_file():
+                raise HordeInputError(
+                    f"{folder / file_name}: missing; a Horde snapshot folder holds {file_name} per type"
+                )
     for model_type in HORDE_MODEL_TYPES:
-        payloads[model_type] = {}
         for kind, file_name in _snapshot_files(model_type).items():
             path = folder / file_name
-            if not path.is_file():
-                if kind == "workers":
-                    continue  # optional: worker counts then come from status (SPEC §4)
-                raise HordeInputError(f"{path}: missing; a Horde snapshot folder holds {file_name} per type")
-            payloads[model_type][kind] = (str(path), path.read_bytes())
-    return payloads
+            if path.is_file():  # workers are optional: worker counts then come from status (SPEC §4)
+                yield model_type, kind, str(path), path.read_bytes()
 
 
-def horde_frames(payloads: dict[str, dict[str, tuple[str, bytes]]]) -> dict[str, HordeFrames]:
-    """Typed frames per model type from raw payloads."""
-    frames: dict[str, HordeFrames] = {}
-    for model_type, parts in payloads.items():
-        workers = parts.get("workers")
-        frames[model_type] = HordeFrames(
-            status=status_frame(*parts["status"]),
-            usage=usage_frame(*parts["usage"]),
-            workers=workers_frame(*workers) if workers else None,
-        )
-    return frames
+_FRAME_OF: Final = {"status": status_frame, "usage": usage_frame, "workers": workers_frame}
 
 
-def payload_hashes(payloads: dict[str, dict[str, tuple[str, bytes]]]) -> dict[str, str]:
-    """sha256 of every payload, keyed ``horde:{type}:{kind}``."""
+def horde_frames(payloads: Iterable[tuple[str, str, str, bytes]]) -> tuple[dict[str, HordeFrames], dict[str, str]]:
+    """Typed frames per model type, and the sha256 of every payload keyed ``horde:{type}:{kind}``."""
+    frames: dict[str, dict[str, pl.DataFrame]] = {}
+    hashes: dict[str, str] = {}
+    for model_type, kind, label, raw in payloads:
+        hashes[f"horde:{model_type}:{kind}"] = hashlib.sha256(raw).hexdigest()
+        frames.setdefault(model_type, {})[kind] = _FRAME_OF[kind](label, raw)
     return {
-        f"horde:{model_type}:{kind}": hashlib.sha256(raw).hexdigest()
-        for model_type, parts in payloads.items()
-        for kind, (_, raw) in parts.items()
-    }
+        model_type: HordeFrames(status=parts["status"], usage=parts["usage"], workers=parts.get("workers"))
+        for model_type, parts in frames.items()
+    }, hashes
 
 
+@collector_paused()
 def load_horde(source: str, fetcher: HttpFetcher | None = None) -> tuple[dict[str, HordeFrames], dict[str, str]]:
     """Horde frames per type and the hashes of what was read."""
-    payloads = read_horde_payloads(source, fetcher)
-    return horde_frames(payloads), payload_hashes(payloads)
+    return horde_frames(horde_payloads(source, fetcher))
