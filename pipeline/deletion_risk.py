@@ -16,7 +16,8 @@ from pipeline.models import (
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
 )
-from pipeline.names.families import grouping_key
+from pipeline.names.families import grouping_key, most_common_per_family
+from pipeline.schemas import RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
 #: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
@@ -137,25 +138,26 @@ def deletion_risk_table(
         .then((pl.col("usage_month") / pl.col("size_gb")).round(2))
         .alias("cost_benefit_score"),
     )
-    return rows.sort(["usage_month", "name"], descending=[True, False]).collect(engine=ENGINE)
+    # Only the risk columns are sorted and kept: the merged frame's descriptions and lists would triple the cost.
+    kept = [column for column in RISK_SCHEMA.names() if column in rows.collect_schema()]
+    return rows.select(kept).sort(["usage_month", "name"], descending=[True, False]).collect(engine=ENGINE)
 
 
 def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
     """SPEC §6 grouped text: usages and workers summed, flags OR-ed, shares recomputed from the sums."""
     summed = ("usage_day", "usage_month", "usage_total", "worker_count")
+    keyed = rows.with_columns(grouping_key(group_by_variant).alias("family_key"))
     return (
-        rows.with_columns(grouping_key(group_by_variant).alias("family_key"))
-        .group_by("family_key")
+        keyed.group_by("family_key")
         .agg(
             pl.col("name").sort().alias("members"),
-            pl.col("name").sort().first().alias("_first"),
+            pl.col("name").min().alias("_first"),
             pl.col("base").drop_nulls().first(),
             pl.col("size_label").drop_nulls().first(),
             pl.first("category"),
             pl.first("category_total_month_usage"),
             *[pl.col(c).sum() for c in summed],
             *[pl.col(f).any() for f in FLAGS if f != "low_usage"],
-            pl.col("baseline").drop_nulls().mode().sort().first(),
             pl.col("nsfw").fill_null(False).any(),
             pl.col("has_description").any(),
             pl.col("download_count").sum(),
@@ -163,6 +165,7 @@ def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
             pl.col("size_gb").max(),
             pl.col("low_usage").any(),
         )
+        .join(most_common_per_family(keyed, "baseline", "baseline"), on="family_key", how="left")
         .with_columns(
             pl.coalesce(
                 pl.when(pl.col("size_label").is_not_null())
