@@ -30,7 +30,8 @@ class ReferenceInputError(ValueError):
     """An input that cannot be used at all (malformed JSON, a missing required file, too many bad records)."""
 
 
-# JSON kinds accepted per record field. Anything else makes the record bad, named with the field.
+# JSON kinds accepted per record field (the checked path tests them; the typed path is generated from them).
+# Anything else makes the record bad, named with the field.
 _STR: Final = (str,)
 _FIELD_KINDS: Final[dict[str, tuple[type, ...]]] = {
     "baseline": _STR,
