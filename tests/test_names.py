@@ -403,6 +403,11 @@ def test_group_by_variant_keeps_instruct_and_base_apart(real_reference: Path) ->
     members = {key: row for key, row in zip(split["family_key"], split["members"], strict=True)}
     assert "Qwen/Qwen2.5-7B" in members["qwen2.5-7b"]
     assert "Qwen/Qwen2.5-7B-Instruct" in members["qwen2.5-7b-instruct"]
+    # backend copies follow their canonical into its variant family (they were once keyed without variants)
+    instruct = split.filter(pl.col("family_key") == "qwen2.5-7b-instruct").row(0, named=True)
+    assert instruct["backends"] == ["aphrodite", "canonical", "koboldcpp"]
+    assert instruct["alias_count"] == 2 * instruct["member_count"]
+    assert split["alias_count"].sum() == merged["alias_count"].sum() == 2 * 719
 
 
 def test_grouped_text_statistics_count_families(real_reference: Path) -> None:
