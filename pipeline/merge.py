@@ -28,36 +28,21 @@ def match_keys(records: pl.DataFrame, *, text: bool) -> pl.DataFrame:
 
     A key claimed by several models goes to the exact name first, then the first record in file order.
     """
-    ordered = records.select("name", "aliases").with_row_index("position")
+    ordered = records.select("name", "aliases")
     lower = pl.col("name").str.to_lowercase()
-    parts = [
-        ordered.select(pl.col("name").alias("model"), lower.alias("key"), pl.lit(0).alias("priority"), "position"),
+    parts = [  # in priority order: exact names, recorded aliases, backend spellings
+        ordered.select(pl.col("name").alias("model"), lower.alias("key")),
         ordered.explode("aliases")
         .drop_nulls("aliases")
-        .select(
-            pl.col("name").alias("model"),
-            pl.col("aliases").str.to_lowercase().alias("key"),
-            pl.lit(1).alias("priority"),
-            "position",
-        ),
+        .select(pl.col("name").alias("model"), pl.col("aliases").str.to_lowercase().alias("key")),
     ]
     if text:
         for backend, rule in BACKEND_ALIAS_RULES.items():
             target = lower if rule == "full" else short_name(lower)
-            parts.append(
-                ordered.select(
-                    pl.col("name").alias("model"),
-                    (pl.lit(f"{backend}/") + target).alias("key"),
-                    pl.lit(2).alias("priority"),
-                    "position",
-                )
-            )
-    return (
-        pl.concat(parts)
-        .sort("priority", "position")
-        .unique("key", keep="first", maintain_order=True)
-        .select("key", "model")
-    )
+            parts.append(ordered.select(pl.col("name").alias("model"), (pl.lit(f"{backend}/") + target).alias("key")))
+    # Each part is in file order and the two backend parts never share a key (different prefixes): the first row
+    # of a key is already its winner, no sort needed (0.6 s at 1000x).
+    return pl.concat(parts).unique("key", keep="first").select("key", "model")
 
 
 def horde_names(frames: HordeFrames) -> pl.DataFrame:

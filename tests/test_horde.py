@@ -395,3 +395,20 @@ def test_real_text_risk_views(real_run: Any) -> None:
             if not v
         },
     )
+
+
+def test_a_key_claimed_twice_goes_to_the_exact_name_then_the_first_record() -> None:
+    from pipeline.merge import match_keys
+
+    # Many records, so the unique() runs over several partitions and threads.
+    filler = [f"org{i}/Filler-{i}B" for i in range(20_000)]
+    names = [*filler, "orgA/Model-7B", "orgB/Model-7B", "koboldcpp/Other-3B", "Other-3B"]
+    aliases = [[] for _ in filler] + [[], [], [], ["koboldcpp/Other-3B"]]
+    records = pl.DataFrame(
+        {"name": names, "aliases": aliases}, schema={"name": pl.String, "aliases": pl.List(pl.String)}
+    )
+    keys = dict(match_keys(records, text=True).iter_rows())
+    assert keys["koboldcpp/model-7b"] == "orgA/Model-7B"  # two short-name spellings: the first record wins
+    assert keys["aphrodite/orgb/model-7b"] == "orgB/Model-7B"
+    assert keys["koboldcpp/other-3b"] == "koboldcpp/Other-3B"  # an exact name beats an alias
+    assert keys["other-3b"] == "Other-3B"
