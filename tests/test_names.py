@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.__main__ import main
-from pipeline.names import ENGINES, Engine, parse_name, parsed_name_frame
+from pipeline.names import ENGINES, Engine, parse_name, parsed_name_frame, parsed_names
 from pipeline.names import patterns as p
 from pipeline.names.families import families, family_records, parameter_count, text_names, with_parsed_names
 from pipeline.names.python_engine import _parse
@@ -289,6 +289,24 @@ def test_engines_agree_on_every_real_name(real_reference: Path, real_horde: Path
     polars_frame = parsed_name_frame(names, "polars")
     assert polars_frame.height == len(names) > 3000
     assert polars_frame.equals(parsed_name_frame(names, "python"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(model_names() | st.text(max_size=40) | st.none(), min_size=1, max_size=60))
+def test_distinct_mode_parses_like_the_default(names: list[str | None]) -> None:
+    # distinct=True skips the dedupe; given repeats anyway, each row must still parse the same, in order.
+    frame = pl.DataFrame({"name": names, "row": range(len(names))}, schema={"name": pl.String, "row": pl.Int64})
+    default = parsed_names(frame).collect()
+    assert parsed_names(frame, distinct=True).collect().equals(default)
+    assert default["row"].to_list() == list(range(len(names)))
+
+
+def test_text_names_are_distinct_and_parse_like_the_fallback(real_reference: Path) -> None:
+    records = load_records(str(real_reference))["text_generation"].records
+    names = text_names(records.lazy()).collect()
+    assert names["name"].n_unique() == names.height == 3 * 719  # what parsed_names(distinct=True) relies on
+    fallback = parsed_name_frame(names["name"].to_list(), "python")
+    assert names.drop("canonical").equals(fallback)
 
 
 def test_vectorized_engine_parses_each_distinct_name_once() -> None:

@@ -19,7 +19,7 @@ def text_names(records: pl.LazyFrame) -> pl.LazyFrame:
     exploded = records.select(
         pl.concat_list(pl.col("name"), "aliases").alias("name"), pl.col("name").alias("canonical")
     ).explode("name")
-    return parsed_names(exploded)
+    return parsed_names(exploded, distinct=True)  # a name is canonical or an alias of one record, never both
 
 
 def with_parsed_names(records: pl.LazyFrame, names: pl.LazyFrame | None = None) -> pl.LazyFrame:
