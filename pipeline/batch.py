@@ -46,7 +46,8 @@ def analysis_rules(settings: Settings) -> AnalysisRules:
 
 
 class Stopwatch:
-    """Seconds spent per named stage, measured between successive ``lap`` calls."""
+    """Seconds spent per named stage, measured between successive ``lap`` calls; each lap is logged, so a long
+    run shows its progress stage by stage (on a terminal as readable lines, elsewhere as JSON events)."""
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
@@ -56,6 +57,7 @@ class Stopwatch:
         now = time.perf_counter()
         self.laps[stage] = round(now - self._last, 4)
         self._last = now
+        log.info("stage finished", extra={"stage": stage, "seconds": round(self.laps[stage], 2)})
 
 
 @dataclass
@@ -124,6 +126,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     root = Path(settings.snapshot_dir)
     clock = Stopwatch()
+    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, publish"})
     with snapshot_lock(root):
         sweep_uncommitted(root)
         with HttpFetcher(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -159,3 +160,34 @@ def test_python_dash_m_jobs_works(tmp_path: Path) -> None:
     # logs go to stderr as one JSON object per line when not a terminal
     events = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert any(event["event"] == "run finished" for event in events)
+    # progress: one event per finished stage, in order, with its duration
+    stages = [(event["stage"], event["seconds"]) for event in events if event["event"] == "stage finished"]
+    assert [stage for stage, _ in stages] == ["load", "compute", "snapshot"]
+    assert all(isinstance(seconds, float | int) and seconds >= 0 for _, seconds in stages)
+
+
+def test_progress_on_a_terminal_is_readable_lines(tmp_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "jobs", "run"], stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is closed once everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    assert result.returncode == 0
+    lines = b"".join(chunks).decode().splitlines()
+    stages = [match.group(1) for line in lines if (match := re.search(r"stage finished stage=(\w+)", line))]
+    assert stages == ["load", "compute", "snapshot"]
+    assert not any(line.lstrip().startswith("{") for line in lines)  # not JSON on a terminal
