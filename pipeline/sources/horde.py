@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,6 +14,7 @@ import polars as pl
 
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
 from pipeline.sources.collector import collector_paused
+from pipeline.sources.columns import field_columns, list_series
 from pipeline.sources.http import HttpFetcher
 
 log = logging.getLogger(__name__)
@@ -65,33 +65,33 @@ def _typed(raw: bytes, shape: Any) -> Any | None:
         return None
 
 
-def _struct_frame(items: list[Any], schema: pl.Schema) -> pl.DataFrame:
-    """The fields ``schema`` names of decoded structs, as a frame of that schema."""
-    fields = schema.names()
-    rows = list(map(attrgetter(*fields), items))  # several fields: a tuple per item
-    columns = zip(*rows, strict=True) if rows else [()] * len(fields)
-    return pl.DataFrame(dict(zip(fields, map(list, columns), strict=True)), schema=schema)
+def _api_struct(name: str, fields: dict[str, str], schema: pl.Schema, **more: Any) -> Any:
+    """A msgspec struct reading API field ``fields[column]`` into ``column``, typed as ``schema[column]`` or null;
+    ``more`` adds attributes read under their own names (type given). Generated, so the schema stays the one
+    place that says what a column holds."""
+    read = [
+        (column, schema[column].to_python() | None, msgspec.field(default=None, name=source))
+        for column, source in fields.items()
+    ]
+    return msgspec.defstruct(name, read + [(field, kind, None) for field, kind in more.items()], gc=False)
 
 
-class _Status(msgspec.Struct, gc=False):
-    name: str | None = None
-    count: int | None = None
-    performance: float | None = None
-    queued: float | None = None
-    jobs: float | None = None
-    eta: int | None = None
-    type: str | None = None
+def _rows_frame(rows: list[Any], fields: dict[str, str], schema: pl.Schema, *, typed: bool) -> pl.DataFrame:
+    """The ``fields`` columns of decoded rows as a frame of ``schema`` (checked rows: a mistyped value is null)."""
+    columns = field_columns(rows, fields, typed=typed)
+    return pl.DataFrame(columns, schema={column: schema[column] for column in fields}, strict=False)
+
+
+#: ``GET /v2/status/models`` fields, each read into the column of the same name.
+_STATUS_FIELDS: Final = {column: column for column in HORDE_STATUS_SCHEMA.names()}
+_Status: Final = _api_struct("Status", _STATUS_FIELDS, HORDE_STATUS_SCHEMA)
 
 
 def status_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/status/models`` -> one row per model name."""
-    typed = _typed(raw, list[_Status])
-    if typed is not None:
-        return _with_names(label, _struct_frame(typed, HORDE_STATUS_SCHEMA))
-    rows = _object_list(label, _decoded(label, raw))
-    columns = {field: [row.get(field) for row in rows] for field in HORDE_STATUS_SCHEMA.names()}
-    frame = pl.DataFrame(columns, schema=HORDE_STATUS_SCHEMA, strict=False)
-    return _with_names(label, frame)
+    typed = _typed(raw, list[_Status])  # type: ignore[valid-type]
+    rows = typed if typed is not None else _object_list(label, _decoded(label, raw))
+    return _with_names(label, _rows_frame(rows, _STATUS_FIELDS, HORDE_STATUS_SCHEMA, typed=typed is not None))
 
 
 class _Usage(msgspec.Struct, gc=False):
@@ -103,7 +103,9 @@ class _Usage(msgspec.Struct, gc=False):
 def usage_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/stats/*/models`` -> one row per model name with day/month/total counts (0 where absent)."""
     typed = _typed(raw, _Usage)
-    payload = {period: getattr(typed, period) for period in _USAGE_PERIODS} if typed else _decoded(label, raw)
+    payload = (
+        {period: getattr(typed, period) for period in _USAGE_PERIODS} if typed is not None else _decoded(label, raw)
+    )
     if not isinstance(payload, dict) or not all(isinstance(payload.get(p, {}), dict) for p in _USAGE_PERIODS):
         raise HordeInputError(f"{label}: expected {{'day': {{name: int}}, 'month': {{...}}, 'total': {{...}}}}")
     periods = [
@@ -123,18 +125,8 @@ def usage_frame(label: str, raw: bytes) -> pl.DataFrame:
     return _with_names(label, frame.select(HORDE_USAGE_SCHEMA.names()).fill_null(0).cast(HORDE_USAGE_SCHEMA))
 
 
-class _Worker(msgspec.Struct, gc=False):
-    id: str | None = None
-    name: str | None = None
-    online: bool | None = None
-    maintenance_mode: bool | None = None
-    trusted: bool | None = None
-    threads: int | None = None
-    models: list[str] | None = None
-
-
 #: The worker columns (SPEC §2.2) and the API field each comes from.
-_WORKER_SOURCE_FIELDS: Final = {
+_WORKER_FIELDS: Final = {
     "worker_id": "id",
     "worker_name": "name",
     "online": "online",
@@ -142,36 +134,18 @@ _WORKER_SOURCE_FIELDS: Final = {
     "trusted": "trusted",
     "threads": "threads",
 }
-
-
-def _served_models(workers: pl.DataFrame, models: list[Any]) -> pl.DataFrame:
-    """One row per (worker, served model name): ``models`` holds each worker's list (anything else: none)."""
-    lists = [value if type(value) is list else [] for value in models]
-    rows = pl.int_range(len(lists), dtype=pl.UInt32, eager=True).repeat_by(
-        pl.Series([len(value) for value in lists], dtype=pl.UInt32)
-    )
-    flat = pl.Series("model", [model for value in lists for model in value], dtype=pl.String, strict=False)
-    return workers[rows.explode(empty_as_null=False)].with_columns(flat)
+_Worker: Final = _api_struct("Worker", _WORKER_FIELDS, HORDE_WORKER_SCHEMA, models=list[str] | None)
 
 
 def workers_frame(label: str, raw: bytes) -> pl.DataFrame:
     """``GET /v2/workers`` -> one row per (worker, served model name)."""
-    typed = _typed(raw, list[_Worker])
-    if typed is not None:
-        fields = list(map(attrgetter(*_WORKER_SOURCE_FIELDS.values()), typed))
-        models = [worker.models for worker in typed]
-    else:
-        rows = _object_list(label, _decoded(label, raw))
-        fields = [tuple(map(row.get, _WORKER_SOURCE_FIELDS.values())) for row in rows]
-        models = [row.get("models") for row in rows]
-    columns = zip(*fields, strict=True) if fields else [()] * len(_WORKER_SOURCE_FIELDS)
-    workers = pl.DataFrame(
-        dict(zip(_WORKER_SOURCE_FIELDS, map(list, columns), strict=True)),
-        schema={column: HORDE_WORKER_SCHEMA[column] for column in _WORKER_SOURCE_FIELDS},
-        strict=False,  # the checked path: a mistyped value becomes null
-    )
-    served = _served_models(workers, models).select(HORDE_WORKER_SCHEMA.names())
-    return _with_names(label, served.drop_nulls("worker_id"), column="model")
+    typed = _typed(raw, list[_Worker])  # type: ignore[valid-type]
+    rows = typed if typed is not None else _object_list(label, _decoded(label, raw))
+    models = [row.models for row in typed] if typed is not None else [row.get("models") for row in rows]
+    workers = _rows_frame(rows, _WORKER_FIELDS, HORDE_WORKER_SCHEMA, typed=typed is not None)
+    # One row per served name; a worker serving none (or a non-list) has no row.
+    served = workers.with_columns(list_series("model", models, pl.String())).explode("model", empty_as_null=False)
+    return _with_names(label, served.select(HORDE_WORKER_SCHEMA.names()).drop_nulls("worker_id"), column="model")
 
 
 def _snapshot_files(model_type: str) -> dict[str, str]:

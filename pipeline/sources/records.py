@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,6 +19,7 @@ from pipeline.baselines import is_known_baseline, normalized_baseline
 from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, TEXT_GENERATION
 from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sources.collector import collector_paused
+from pipeline.sources.columns import field_columns, list_series
 from pipeline.sources.http import HttpFetcher
 from pipeline.text_aliases import folded_text_aliases
 
@@ -54,7 +54,8 @@ _FIELD_KINDS: Final[dict[str, tuple[type, ...]]] = {
     "instruct_format": _STR,
 }
 _FIELDS: Final = tuple(_FIELD_KINDS)
-_NO_FIELDS: Final[dict[str, Any]] = {}
+#: Each field read under its own name, as ``field_columns`` takes them.
+_SAME_NAMES: Final = {field: field for field in _FIELDS}
 #: Fields a record of the category must carry (SPEC §2.1: image baseline and nsfw are required).
 REQUIRED_FIELDS: Final[dict[str, tuple[str, ...]]] = {IMAGE_GENERATION: ("baseline", "nsfw")}
 _STRING_LIST_FIELDS: Final = ("tags", "trigger")
@@ -62,22 +63,6 @@ _STRING_LIST_FIELDS: Final = ("tags", "trigger")
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
-
-
-def _list_series(name: str, values: list[Any], inner: pl.DataType) -> pl.Series:
-    """A list column from Python lists (anything else -> empty), built from one flat series.
-
-    Polars builds a list column from Python lists one inner list at a time (seconds per 100k rows); regrouping
-    a flat series by row is linear and runs in Polars.
-    """
-    lists = [value if type(value) is list else [] for value in values]
-    lengths = pl.Series([len(value) for value in lists], dtype=pl.UInt32)
-    flat = pl.Series("value", [item for value in lists for item in value], dtype=inner, strict=False)
-    rows = pl.int_range(len(lists), dtype=pl.UInt32, eager=True).repeat_by(lengths).explode()
-    grouped = pl.DataFrame({"row": rows, "value": flat}).group_by("row").agg("value")
-    every_row = pl.DataFrame({"row": pl.int_range(len(lists), dtype=pl.UInt32, eager=True)})
-    filled = every_row.join(grouped, on="row", how="left", maintain_order="left")
-    return filled["value"].fill_null(pl.lit([], dtype=pl.List(inner))).alias(name)
 
 
 _DECODER: Final = json.JSONDecoder()
@@ -185,16 +170,9 @@ class _ChunkColumns:
     typed: bool
 
 
-def _transposed(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    transposed = zip(*rows, strict=True) if rows else [()] * len(_FIELDS)
-    return {field: list(column) for field, column in zip(_FIELDS, transposed, strict=True)}
-
-
 def _dict_columns(names: list[str], values: list[Any]) -> _ChunkColumns:
     """Columns of entries decoded into plain Python values, any of which may be mistyped."""
-    # One C-level pass per record, then a transpose: much faster than a comprehension per field.
-    rows = [tuple(map((value if type(value) is dict else _NO_FIELDS).get, _FIELDS)) for value in values]
-    fields = _transposed(rows)
+    fields = field_columns(values, _SAME_NAMES, typed=False)
     count = len(values)
     urls: list[list[str] | None] = [[]] * count  # shared empties: read-only downstream
     sizes: list[list[int | None] | None] = [[]] * count
@@ -222,7 +200,7 @@ def _dict_columns(names: list[str], values: list[Any]) -> _ChunkColumns:
 
 def _struct_columns(names: list[str], records: list[Any]) -> _ChunkColumns:
     """Columns of entries decoded by the typed decoder (every field already of an accepted kind)."""
-    fields = _transposed(list(map(attrgetter(*_FIELDS), records)))
+    fields = field_columns(records, _SAME_NAMES, typed=True)
     count = len(records)
     urls: list[list[str] | None] = [[]] * count
     sizes: list[list[int | None] | None] = [[]] * count
@@ -303,10 +281,10 @@ def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame,
         | {"raw_baseline": pl.String},
         strict=False,  # mistyped values are already reported above and their rows dropped below
     ).with_columns(
-        _list_series("tags", columns["tags"], pl.String()),
-        _list_series("trigger", columns["trigger"], pl.String()),
-        _list_series("download_urls", chunk.download_urls, pl.String()),
-        _list_series("download_sizes", chunk.download_sizes, pl.Int64()),
+        list_series("tags", columns["tags"], pl.String()),
+        list_series("trigger", columns["trigger"], pl.String()),
+        list_series("download_urls", chunk.download_urls, pl.String()),
+        list_series("download_sizes", chunk.download_sizes, pl.Int64()),
     )
     return verdicts, frame
 
