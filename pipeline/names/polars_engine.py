@@ -44,6 +44,13 @@ def short_name(name: pl.Expr) -> pl.Expr:
     )
 
 
+def backend_spelling(backend: str, name: pl.Expr) -> pl.Expr:
+    """How a ``backend`` copy spells the record ``name`` (BACKEND_ALIAS_RULES): ``aphrodite/Org/Model``,
+    ``koboldcpp/Model``."""
+    target = name if p.BACKEND_ALIAS_RULES[backend] == "full" else short_name(name)
+    return pl.lit(f"{backend}/") + target
+
+
 def _token_kind(lowered: pl.Expr) -> pl.Expr:
     """The first TOKEN_CLASSES class whose pattern matches the whole token, else null."""
     chain: Any = pl
