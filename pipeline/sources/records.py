@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -211,24 +213,11 @@ def _struct_columns(names: list[str], records: list[Any]) -> _ChunkColumns:
     return _ChunkColumns(names, [True] * count, fields, urls, sizes, [True] * count, typed=True)
 
 
-def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(a reason per entry, "" when valid; the entries as record columns) for one chunk of entries."""
-    columns = chunk.fields
-    checks = pl.DataFrame(
-        {"name": chunk.names, "is_object": chunk.is_object, "downloads_ok": chunk.downloads_ok},
-        schema={"name": pl.String, "is_object": pl.Boolean, "downloads_ok": pl.Boolean},
-    )
-    reasons = [
-        pl.when(~pl.col("is_object")).then(pl.lit("record is not a JSON object")),
-        pl.when(pl.col("is_object") & ~pl.col("downloads_ok")).then(
-            pl.lit("config.download must be a list of {file_url: str, size_bytes: int}")
-        ),
-        pl.when(pl.col("name").str.strip_chars() == "").then(pl.lit("empty model name")),
-    ]
+def _kind_reasons(columns: dict[str, list[Any]]) -> list[pl.Expr]:
+    """Reasons for values of a kind ``_FIELD_KINDS`` does not accept, and for non-string list items."""
+    reasons: list[pl.Expr] = []
     # A field is checked value by value only when the set of its types (one C-level pass) holds a wrong one.
     for field, kinds in _FIELD_KINDS.items():
-        if chunk.typed:
-            break
         allowed = {type(None), *kinds}
         found = set(map(type, columns[field]))
         if found <= allowed:
@@ -240,7 +229,7 @@ def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame,
                 pl.lit(f"field '{field}' must be {' or '.join(accepted)}, got ") + pl.lit(kind)
             )
         )
-    for field in () if chunk.typed else _STRING_LIST_FIELDS:
+    for field in _STRING_LIST_FIELDS:
         items = {type(item) for value in columns[field] if type(value) is list for item in value}
         if items <= {str}:
             continue
@@ -248,6 +237,25 @@ def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame,
             [type(v) is not list or all(type(item) is str for item in v) for v in columns[field]], dtype=pl.Boolean
         )
         reasons.append(pl.when(~pl.lit(items_ok)).then(pl.lit(f"field '{field}' must be a list of strings")))
+    return reasons
+
+
+def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(a reason per entry, "" when valid; the entries as record columns) for one chunk of entries."""
+    columns = chunk.fields
+    checks = pl.DataFrame(
+        {"name": chunk.names, "is_object": chunk.is_object, "downloads_ok": chunk.downloads_ok},
+        schema={"name": pl.String, "is_object": pl.Boolean, "downloads_ok": pl.Boolean},
+    )
+    reasons: list[pl.Expr] = [
+        pl.when(~pl.col("is_object")).then(pl.lit("record is not a JSON object")),
+        pl.when(pl.col("is_object") & ~pl.col("downloads_ok")).then(
+            pl.lit("config.download must be a list of {file_url: str, size_bytes: int}")
+        ),
+        pl.when(pl.col("name").str.strip_chars() == "").then(pl.lit("empty model name")),
+    ]
+    if not chunk.typed:  # the typed decoder already enforced every field kind
+        reasons += _kind_reasons(columns)
     for field in REQUIRED_FIELDS.get(category, ()):
         missing = pl.Series([value is None for value in columns[field]], dtype=pl.Boolean)
         required = pl.lit(f"required field '{field}' is missing")
@@ -310,10 +318,7 @@ def _decoded_type(kinds: tuple[type, ...], field: str) -> Any:
             accepted.append(dict[str, msgspec.Raw])  # only counted: left undecoded
         else:
             accepted.append(kind)
-    union: Any = accepted[0]
-    for kind in accepted[1:]:
-        union = union | kind
-    return union | None
+    return functools.reduce(operator.or_, accepted) | None
 
 
 _TYPED_FIELDS: Final = [(field, _decoded_type(kinds, field), None) for field, kinds in _FIELD_KINDS.items()]
