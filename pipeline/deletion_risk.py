@@ -138,7 +138,7 @@ def deletion_risk_table(
         .then((pl.col("usage_month") / pl.col("size_gb")).round(2))
         .alias("cost_benefit_score"),
     )
-    # Only the risk columns are sorted and kept: the merged frame's descriptions and lists would triple the cost.
+    # A risk row is the flat RISK_SCHEMA row; the merged frame's other columns (descriptions, tags) stay behind.
     kept = [column for column in RISK_SCHEMA.names() if column in rows.collect_schema()]
     return rows.select(kept).sort(["usage_month", "name"], descending=[True, False]).collect(engine=ENGINE)
 

@@ -19,7 +19,7 @@ from typing import Final, Literal
 #: The backends whose workers prefix model names (SPEC §2.1, §4).
 BACKENDS: Final = ("aphrodite", "koboldcpp")
 # aphrodite/Org/Model-12B, koboldcpp/Model-12B
-BACKEND_PREFIX: Final = r"^(aphrodite|koboldcpp)/"
+BACKEND_PREFIX: Final = rf"^({'|'.join(BACKENDS)})/"
 
 #: How a prefixed copy names its canonical record: ``full`` = the whole name, ``short`` = the name after its
 #: first "/" (SPEC §2.1: ``aphrodite/<name>``, ``koboldcpp/<name after the first "/">``).
