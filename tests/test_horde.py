@@ -70,6 +70,11 @@ def frames_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
 def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.MonkeyPatch, real_horde: Path) -> None:
     from pipeline.sources import horde as horde_module
 
+    # the real payloads are clean: each takes the typed path (a silent fallback would only be slower)
+    for model_type in ("image", "text"):
+        assert horde_module._typed((real_horde / f"stats_{model_type}.json").read_bytes(), horde_module._Usage)
+        for kind, shape in (("status", horde_module._Status), ("workers", horde_module._Worker)):
+            assert horde_module._typed((real_horde / f"{kind}_{model_type}.json").read_bytes(), list[shape])
     typed, typed_hashes = load_horde(str(real_horde))
     monkeypatch.setattr(horde_module, "_typed", lambda raw, shape: None)
     checked, checked_hashes = load_horde(str(real_horde))

@@ -346,6 +346,10 @@ def _assert_same_categories(typed: dict[str, Any], checked: dict[str, Any]) -> N
 
 
 def test_typed_and_checked_paths_agree_on_real_data(monkeypatch: pytest.MonkeyPatch, real_reference: Path) -> None:
+    from pipeline.sources.records import typed_entries
+
+    for path in real_reference.glob("*.json"):  # the real files are clean: each takes the typed path
+        assert typed_entries(path.read_bytes()) is not None, path.name
     typed, checked = _both_paths(monkeypatch, lambda: load_records(str(real_reference)))
     _assert_same_categories(typed, checked)
 

@@ -18,6 +18,7 @@ from pipeline.settings import load_settings
 from pipeline.sinks import parquet_snapshot
 from pipeline.sinks.parquet_snapshot import TABLES, history, latest_table, manifests
 
+# Written out from SPEC §7.2 on purpose (not imported): the test checks TABLES against the spec.
 EXPECTED_TABLES = {
     "records",
     "names",

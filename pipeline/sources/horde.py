@@ -94,10 +94,9 @@ def status_frame(label: str, raw: bytes) -> pl.DataFrame:
     return _with_names(label, _rows_frame(rows, _STATUS_FIELDS, HORDE_STATUS_SCHEMA, typed=typed is not None))
 
 
-class _Usage(msgspec.Struct, gc=False):
-    day: dict[str, int] = {}
-    month: dict[str, int] = {}
-    total: dict[str, int] = {}
+_Usage: Final = msgspec.defstruct(
+    "Usage", [(period, dict[str, int], msgspec.field(default_factory=dict)) for period in _USAGE_PERIODS], gc=False
+)
 
 
 def usage_frame(label: str, raw: bytes) -> pl.DataFrame:
