@@ -16,7 +16,7 @@ from pipeline.models import (
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
 )
-from pipeline.names.families import grouping_key, most_common_per_family
+from pipeline.names.families import FAMILY_ID, most_common_per_family, with_family_ids
 from pipeline.schemas import RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
@@ -140,15 +140,18 @@ def deletion_risk_table(
     )
     # A risk row is the flat RISK_SCHEMA row; the merged frame's other columns (descriptions, tags) stay behind.
     kept = [column for column in RISK_SCHEMA.names() if column in rows.collect_schema()]
-    return rows.select(kept).sort(["usage_month", "name"], descending=[True, False]).collect(engine=ENGINE)
+    # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show "Qwen2.5-14B"):
+    # their first member, unique per family, breaks the tie so the order does not change from run to run.
+    order = ["usage_month", "name", *(["_first"] if grouped and text else [])]
+    return rows.sort(order, descending=[True, *[False] * (len(order) - 1)]).select(kept).collect(engine=ENGINE)
 
 
 def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
     """SPEC §6 grouped text: usages and workers summed, flags OR-ed, shares recomputed from the sums."""
     summed = ("usage_day", "usage_month", "usage_total", "worker_count")
-    keyed = rows.with_columns(grouping_key(group_by_variant).alias("family_key"))
+    keyed = with_family_ids(rows, group_by_variant=group_by_variant)
     return (
-        keyed.group_by("family_key")
+        keyed.group_by(FAMILY_ID)
         .agg(
             pl.col("name").sort().alias("members"),
             pl.col("name").min().alias("_first"),
@@ -165,7 +168,7 @@ def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
             pl.col("size_gb").max(),
             pl.col("low_usage").any(),
         )
-        .join(most_common_per_family(keyed, "baseline", "baseline"), on="family_key", how="left")
+        .join(most_common_per_family(keyed, "baseline", "baseline"), on=FAMILY_ID, how="left")
         .with_columns(
             pl.coalesce(
                 pl.when(pl.col("size_label").is_not_null())
@@ -175,7 +178,7 @@ def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
             ).alias("name"),
             _usage_share().alias("usage_percentage_of_category"),
         )
-        .drop("_first", "base", "size_label")
+        .drop("base", "size_label", FAMILY_ID)
     )
 
 

@@ -184,6 +184,23 @@ def test_grouped_text_rows_sum_usage_and_or_flags() -> None:
     assert alpha["usage_percentage_of_category"] == round(5009 * 100 / 5009, 4)
 
 
+def test_families_sharing_a_display_name_keep_one_order() -> None:
+    # Under GROUP_BY_VARIANT each variant is its own family, and every one of them shows as "Zeta-8B". Records are
+    # listed against the order of their names, so an order left to the group-by would come out reversed.
+    variants = ["Uncensored", "Thinking", "RP", "Reasoning", "Preview", "Math", "Instruct", "Code", "Chat", "Base"]
+    names = [f"org{i}/Zeta-8B-{variant}" for i, variant in enumerate(variants)] + ["org/Zeta-8B"]
+    records = records_frame(
+        "text_generation", json.dumps({name: {"parameters": 8_000_000_000} for name in names}).encode(), "t.json"
+    ).records
+    named = with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count")).collect()
+    merged, _ = merged_models(named, _horde("text", {}, {}), category="text_generation")
+    table = deletion_risk_table(
+        merged, category="text_generation", rules=RiskRules(), grouped=True, group_by_variant=True
+    )
+    assert table.height == len(names) and set(table["name"]) == {"Zeta-8B"}
+    assert table["members"].list.first().to_list() == sorted(names)
+
+
 def test_response_and_summary() -> None:
     table = _image_risk()
     view = deletion_risk_response(table, category="image_generation")

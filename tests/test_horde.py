@@ -412,7 +412,7 @@ def test_a_key_claimed_twice_goes_to_the_exact_name_then_the_first_record() -> N
     records = pl.DataFrame(
         {"name": names, "aliases": aliases}, schema={"name": pl.String, "aliases": pl.List(pl.String)}
     )
-    keys = dict(match_keys(records, text=True).iter_rows())
+    keys = {key: names[model_id] for key, model_id in match_keys(records, text=True).iter_rows()}
     assert keys["koboldcpp/model-7b"] == "orgA/Model-7B"  # two short-name spellings: the first record wins
     assert keys["aphrodite/orgb/model-7b"] == "orgB/Model-7B"
     assert keys["koboldcpp/other-3b"] == "koboldcpp/Other-3B"  # an exact name beats an alias
