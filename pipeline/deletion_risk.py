@@ -9,14 +9,14 @@ from typing import Final
 import polars as pl
 
 from pipeline.categories import TEXT_GENERATION
-from pipeline.engine import ENGINE
+from pipeline.engine import ENGINE, sorted_lists
 from pipeline.models import (
     CategoryDeletionRiskResponse,
     CategoryDeletionRiskSummary,
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
 )
-from pipeline.names.families import FAMILY_ID, most_common_per_family, with_family_ids
+from pipeline.names.families import FAMILY_ID, most_common_per_family, sorted_members, with_family_ids
 from pipeline.schemas import RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
@@ -61,7 +61,7 @@ def _host_facts(rules: RiskRules, ignore_hosts: bool) -> list[pl.Expr]:
     }
     # SPEC §6: text download flags are off while TEXT_IGNORE_DOWNLOAD_HOSTS is true.
     return [(pl.lit(False) if ignore_hosts else expr).alias(name) for name, expr in facts.items()] + [
-        known.list.unique().list.sort().alias("download_hosts"),
+        sorted_lists(known.list.unique()).alias("download_hosts"),
         urls.list.len().cast(pl.Int64).alias("download_count"),
     ]
 
@@ -153,8 +153,6 @@ def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
     return (
         keyed.group_by(FAMILY_ID)
         .agg(
-            pl.col("name").sort().alias("members"),
-            pl.col("name").min().alias("_first"),
             pl.col("base").drop_nulls().first(),
             pl.col("size_label").drop_nulls().first(),
             pl.first("category"),
@@ -169,6 +167,8 @@ def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
             pl.col("low_usage").any(),
         )
         .join(most_common_per_family(keyed, "baseline", "baseline"), on=FAMILY_ID, how="left")
+        .join(sorted_members(keyed), on=FAMILY_ID)
+        .with_columns(pl.col("members").list.first().alias("_first"))
         .with_columns(
             pl.coalesce(
                 pl.when(pl.col("size_label").is_not_null())

@@ -6,6 +6,7 @@ from typing import Final
 
 import polars as pl
 
+from pipeline.engine import sorted_lists
 from pipeline.names.patterns import BASE_SEPARATOR
 from pipeline.names.polars_engine import parsed_names
 
@@ -48,7 +49,7 @@ def grouping_key(group_by_variant: bool) -> pl.Expr:
     key = pl.coalesce(pl.col("family_key"), pl.col("name").str.to_lowercase())
     if not group_by_variant:
         return key
-    variants = pl.col("variants").list.sort().list.join(BASE_SEPARATOR).str.to_lowercase()
+    variants = sorted_lists(pl.col("variants")).list.join(BASE_SEPARATOR).str.to_lowercase()
     return pl.when(variants.fill_null("") != "").then(key + BASE_SEPARATOR + variants).otherwise(key)
 
 
@@ -71,6 +72,12 @@ def _display_spelling() -> pl.Expr:
         .otherwise(pl.col("base"))
     )
     return pl.coalesce(spelled, pl.col("name"))
+
+
+def sorted_members(members: pl.LazyFrame) -> pl.LazyFrame:
+    """``_family`` -> ``members``, its names sorted: one global sort, whose order each group keeps (a sort per
+    group was 2x slower at 600k families)."""
+    return members.select(FAMILY_ID, "name").sort("name").group_by(FAMILY_ID).agg(pl.col("name").alias("members"))
 
 
 def most_common_per_family(members: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
@@ -131,14 +138,13 @@ def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool
         ]
     )
     grouped = (
-        members.sort("name")
-        .group_by(FAMILY_ID)
+        members.group_by(FAMILY_ID)
         .agg(
             pl.first("family_key"),
-            pl.col("name").alias("members"),
             pl.len().cast(pl.Int64).alias("member_count"),
             pl.col("size_b").drop_nulls().first().alias("size_b"),
         )
+        .join(sorted_members(members), on=FAMILY_ID)
     )
     alias_counts = (
         family_names.filter(pl.col("name") != pl.col("canonical"))
@@ -198,11 +204,11 @@ def family_records(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl
         .alias("download_urls"),
         pl.lit([], dtype=pl.List(pl.Int64)).first().alias("download_sizes"),
         pl.col("size_b").drop_nulls().first().alias("size_b"),
-        pl.col("name").sort().alias("members"),
     )
     common = {"_spelling": "name", "baseline": "baseline", "style": "style", "parameter_count": "_member_parameters"}
     return (
         _with_most_common(grouped, members, common)
+        .join(sorted_members(members), on=FAMILY_ID)
         .with_columns(
             pl.coalesce((pl.col("size_b") * _B).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
                 "parameter_count"
