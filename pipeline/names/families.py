@@ -7,7 +7,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.engine import sorted_lists
-from pipeline.names.patterns import BASE_SEPARATOR
+from pipeline.names.patterns import BACKENDS, BASE_SEPARATOR
 from pipeline.names.polars_engine import parsed_names
 
 _B: Final = 1_000_000_000
@@ -130,13 +130,6 @@ def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool
     family_names = names.select("name", "canonical", "backend", "quant").join(
         members.select(pl.col("name").alias("canonical"), FAMILY_ID), on="canonical"
     )
-    # Every family is served as "canonical", plus each backend one of its names carries.
-    backend_rows = pl.concat(
-        [
-            members.select(FAMILY_ID, pl.lit("canonical").alias("backend")),
-            family_names.select(FAMILY_ID, "backend"),
-        ]
-    )
     grouped = (
         members.group_by(FAMILY_ID)
         .agg(
@@ -146,15 +139,20 @@ def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool
         )
         .join(sorted_members(members), on=FAMILY_ID)
     )
-    alias_counts = (
-        family_names.filter(pl.col("name") != pl.col("canonical"))
-        .group_by(FAMILY_ID)
-        .agg(pl.len().cast(pl.Int64).alias("alias_count"))
+    # Per family: how many backend copies its names have, and which backends serve it (one pass of plain sums
+    # and any() per backend: a unique-then-sort over 2.9M (family, backend) rows took 0.5 s at 1000x).
+    copies = family_names.group_by(FAMILY_ID).agg(
+        (pl.col("name") != pl.col("canonical")).sum().cast(pl.Int64).alias("alias_count"),
+        *[(pl.col("backend") == backend).any().alias(backend) for backend in BACKENDS],
     )
+    # Every family is served as "canonical", plus each backend one of its names carries; listed sorted.
+    served_by = [
+        pl.lit(b) if b == "canonical" else pl.when(pl.col(b)).then(pl.lit(b)) for b in sorted(("canonical", *BACKENDS))
+    ]
     return (
         _with_most_common(grouped, members, {"_spelling": "display_name"})
-        .join(alias_counts, on=FAMILY_ID, how="left")
-        .join(_sorted_sets(backend_rows, "backend", "backends"), on=FAMILY_ID, how="left")
+        .join(copies, on=FAMILY_ID, how="left")
+        .with_columns(pl.concat_list(served_by).list.drop_nulls().alias("backends"))
         .join(_sorted_sets(family_names, "quant", "quants"), on=FAMILY_ID, how="left")
         .join(_sorted_sets(members, "size_label", "sizes"), on=FAMILY_ID, how="left")
         .select(
