@@ -170,6 +170,10 @@ def families(named: pl.LazyFrame, names: pl.LazyFrame, *, group_by_variant: bool
     )
 
 
+#: List columns a family row holds the union of (sorted, distinct).
+_UNITED: Final = ("tags", "trigger", "download_urls")
+
+
 def family_records(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl.LazyFrame:
     """One record-shaped row per family, for grouped statistics (SPEC §5 "Grouped text").
 
@@ -182,27 +186,21 @@ def family_records(named: pl.LazyFrame, *, group_by_variant: bool = False) -> pl
         pl.first("family_key"),
         pl.first("category"),
         pl.col("nsfw").fill_null(False).any().alias("nsfw"),
-        pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("tags"),
         pl.col("description").drop_nulls().first().alias("description"),
-        pl.col("trigger")
-        .list.explode(keep_nulls=False, empty_as_null=False)
-        .drop_nulls()
-        .unique()
-        .sort()
-        .alias("trigger"),
         pl.col("inpainting").fill_null(False).any().alias("inpainting"),
         pl.col("requirement_count").max().alias("requirement_count"),
         pl.col("showcase_count").max().alias("showcase_count"),
         pl.col("size_on_disk_bytes").max().alias("size_on_disk_bytes"),
-        pl.col("download_urls")
-        .list.explode(keep_nulls=False, empty_as_null=False)
-        .drop_nulls()
-        .unique()
-        .sort()
-        .alias("download_urls"),
         pl.lit([], dtype=pl.List(pl.Int64)).first().alias("download_sizes"),
         pl.col("size_b").drop_nulls().first().alias("size_b"),
     )
+    # Unions of the members' lists, each a global explode (empty lists, most of them, cost nothing) rather than
+    # one per group (family_records 1.8 s -> 1.5 s at 1000x).
+    for column in _UNITED:
+        exploded = members.select(FAMILY_ID, column).explode(column)
+        grouped = grouped.join(_sorted_sets(exploded, column, column), on=FAMILY_ID, how="left").with_columns(
+            pl.col(column).fill_null([])
+        )
     common = {"_spelling": "name", "baseline": "baseline", "style": "style", "parameter_count": "_member_parameters"}
     return (
         _with_most_common(grouped, members, common)
