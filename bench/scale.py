@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/scale.py                       # scales 1 10 100, then the history query at 100x
     .venv/bin/python bench/scale.py --scales 1 10 100 1000 --history-days 365
+    .venv/bin/python bench/scale.py --scales 100 1000 --history-days 0 --repeat 3   # medians of 3 rounds
 
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
 child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
 view, Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and
-models per second. Growth is the compute time divided by the previous scale's.
+models per second. Growth is the compute time divided by the previous scale's. With ``--repeat N`` the scales
+run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared machine hits every
+scale alike; each row is then the median of its N runs, with the range of compute times beside it.
 
 History: the 100x run's snapshot is replicated into ``--history-days`` daily snapshots (every table, manifests
 included, with a deterministic share of models losing their workers each day); then a child process answers
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--history-days", type=int, default=365, help="0 skips the history benchmark")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the scales; rows show medians")
     parser.add_argument("--history-scale", type=int, default=100)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
     parser.add_argument("--workdir", type=Path, default=None, help="keep generated data here (default: a temp dir)")
@@ -149,22 +154,38 @@ def main() -> None:
         f"{'scale':>6} {'models':>9} {'import s':>9} {'load s':>8} {'compute s':>10} {'snapshot s':>11} "
         f"{'run s':>7} {'peak MB':>8} {'models/s':>10} {'growth':>7}"
     )
-    previous = None
     for scale in args.scales:
         inputs = workdir / f"inputs-{scale}"
-        snapshots = workdir / f"snapshots-{scale}"
         if not (inputs / "horde" / "workers_text.json").exists():
             generate.generate(args.data, scale, inputs)
-        result = in_child("child_run", str(inputs), str(snapshots))
-        stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
-        compute = stages["compute"]
+    runs: dict[int, list[dict[str, object]]] = {scale: [] for scale in args.scales}
+    for _ in range(args.repeat):
+        for scale in args.scales:
+            inputs, snapshots = workdir / f"inputs-{scale}", workdir / f"snapshots-{scale}"
+            runs[scale].append(in_child("child_run", str(inputs), str(snapshots)))
+    previous = None
+    for scale in args.scales:
+        results = runs[scale]
+
+        def median(field: str, results: list[dict[str, object]] = results) -> float:
+            return statistics.median(float(result[field]) for result in results)  # type: ignore[arg-type]
+
+        def stage(name: str, results: list[dict[str, object]] = results) -> float:
+            return statistics.median(float(result["stages"][name]) for result in results)  # type: ignore[index]
+
+        compute = stage("compute")
         growth = f"{compute / previous:6.1f}x" if previous else "      -"
         previous = compute
-        run_s = float(result["run_s"])  # type: ignore[arg-type]
-        models = int(result["models"])  # type: ignore[call-overload]
+        run_s = median("run_s")
+        models = int(results[0]["models"])  # type: ignore[call-overload]
+        computes = sorted(float(result["stages"]["compute"]) for result in results)  # type: ignore[index]
+        spread = (
+            f"  (compute {computes[0]:.2f}-{computes[-1]:.2f} s over {len(results)} runs)" if len(results) > 1 else ""
+        )
         print(
-            f"{scale:>5}x {models:>9,} {result['import_s']:>9.2f} {stages['load']:>8.2f} {compute:>10.2f} "
-            f"{stages['snapshot']:>11.2f} {run_s:>7.2f} {result['peak_rss_mb']:>8.0f} {models / run_s:>10,.0f} {growth}"
+            f"{scale:>5}x {models:>9,} {median('import_s'):>9.2f} {stage('load'):>8.2f} {compute:>10.2f} "
+            f"{stage('snapshot'):>11.2f} {run_s:>7.2f} {median('peak_rss_mb'):>8.0f} {models / run_s:>10,.0f} "
+            f"{growth}{spread}"
         )
         sys.stdout.flush()
 

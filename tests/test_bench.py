@@ -46,6 +46,8 @@ def test_scale_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
             str(shared_data),
             "--workdir",
             str(tmp_path),
+            "--repeat",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -53,3 +55,4 @@ def test_scale_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "    1x " in done.stdout and "history query (3 daily snapshots" in done.stdout
+    assert "over 2 runs" in done.stdout

@@ -53,8 +53,8 @@ def grouping_key(group_by_variant: bool) -> pl.Expr:
     return pl.when(variants.fill_null("") != "").then(key + BASE_SEPARATOR + variants).otherwise(key)
 
 
-#: An integer the rows of one family share: families are grouped by it, not by key strings (2-3x faster at 600k
-#: families).
+#: An integer the rows of one family share: families are grouped by it, not by key strings (each aggregation
+#: 1.4-3x faster at 600k families).
 FAMILY_ID: Final = "_family"
 
 
