@@ -16,7 +16,7 @@ from pipeline.models import (
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
 )
-from pipeline.names.families import FAMILY_ID, most_common_per_family, sorted_members, with_family_ids
+from pipeline.names.families import FAMILY_ID, most_common_per_family, sorted_members, united_lists, with_family_ids
 from pipeline.schemas import RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
@@ -162,12 +162,13 @@ def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
             pl.col("nsfw").fill_null(False).any(),
             pl.col("has_description").any(),
             pl.col("download_count").sum(),
-            pl.col("download_hosts").list.explode(keep_nulls=False, empty_as_null=False).unique().sort(),
             pl.col("size_gb").max(),
             pl.col("low_usage").any(),
         )
         .join(most_common_per_family(keyed, "baseline", "baseline"), on=FAMILY_ID, how="left")
         .join(sorted_members(keyed), on=FAMILY_ID)
+        .join(united_lists(keyed, "download_hosts"), on=FAMILY_ID, how="left")
+        .with_columns(pl.col("download_hosts").fill_null([]))
         .with_columns(pl.col("members").list.first().alias("_first"))
         .with_columns(
             pl.coalesce(

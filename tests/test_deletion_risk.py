@@ -137,8 +137,21 @@ def _text_risk(rules: RiskRules, grouped: bool = False) -> pl.DataFrame:
         "text_generation",
         json.dumps(
             {
-                "org/Alpha-8B": {"parameters": 8_000_000_000, "description": "a"},
-                "org/Alpha-8B-Instruct": {"parameters": 8_000_000_000, "description": "a"},
+                "org/Alpha-8B": {
+                    "parameters": 8_000_000_000,
+                    "description": "a",
+                    "config": {"download": [{"file_url": "https://b.example.org/w.gguf"}]},
+                },
+                "org/Alpha-8B-Instruct": {
+                    "parameters": 8_000_000_000,
+                    "description": "a",
+                    "config": {
+                        "download": [
+                            {"file_url": "https://huggingface.co/x.gguf"},
+                            {"file_url": "https://b.example.org/y.gguf"},
+                        ]
+                    },
+                },
                 "org/Alpha-70B": {"parameters": 70_000_000_000},
                 "org/Beta-12B": {"parameters": 12_000_000_000, "url": "https://example.org/x"},
             }
@@ -182,6 +195,9 @@ def test_grouped_text_rows_sum_usage_and_or_flags() -> None:
     assert alpha["missing_baseline"]  # OR of the members' flags
     assert alpha["risk_score"] == sum(alpha[f] for f in FLAGS)
     assert alpha["usage_percentage_of_category"] == round(5009 * 100 / 5009, 4)
+    # the union of the members' hosts, sorted; a family with no downloads has an empty list
+    assert alpha["download_hosts"] == ["b.example.org", "huggingface.co"] and alpha["download_count"] == 3
+    assert rows["Alpha-70B"]["download_hosts"] == []
 
 
 def test_families_sharing_a_display_name_keep_one_order() -> None:
