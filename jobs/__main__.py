@@ -11,6 +11,7 @@ COMMANDS = {
     "hydrate": ("jobs.hydrate", "run batches on a schedule (the cache hydrator)"),
     "parse": ("jobs.parse", "parse text model names, print JSON lines"),
     "query": ("jobs.query", "filter the latest deletion-risk snapshot by preset"),
+    "report": ("jobs.report", "an HTML page and PNG charts from the latest snapshot"),
 }
 USAGE = (
     "usage: horde-analytics {"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,6 +139,15 @@ def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
         if entry is not None:
             return pl.scan_parquet(str(root / entry["path"]), hive_partitioning=True).collect(engine=ENGINE)
     return None
+
+
+def run_tables(root: Path, manifest: dict[str, Any], tables: Iterable[str]) -> dict[tuple[str, str], pl.DataFrame]:
+    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote."""
+    return {
+        (table, category): pl.read_parquet(root / entry["path"])
+        for table in tables
+        for category, entry in manifest["tables"].get(table, {}).items()
+    }
 
 
 def sweep_uncommitted(root: Path) -> list[Path]:

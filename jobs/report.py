@@ -1,0 +1,48 @@
+"""``horde-analytics report``: an HTML page and PNG charts from the latest snapshot (SPEC §9)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
+from pipeline.report import REPORT_TABLES, report_sections
+from pipeline.sinks.parquet_snapshot import manifests, run_tables
+from pipeline.sinks.report_files import ReportUnavailableError, write_report
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="horde-analytics report",
+        description="Write report.html (self-contained, opens without network) and one PNG per chart.",
+    )
+    parser.add_argument("--snapshot-dir", help="where the snapshots are (SNAPSHOT_DIR)")
+    parser.add_argument("--out", help="the report folder, replaced when done (default: SNAPSHOT_DIR/report)")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parsed_or_exit(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
+    if isinstance(settings, int):
+        return settings
+    root = Path(settings.snapshot_dir)
+    runs = manifests(root)
+    if not runs:
+        print(
+            f"horde-analytics report: no committed snapshot in {root}; run `horde-analytics run` first", file=sys.stderr
+        )
+        return EXIT_FAILED
+    latest = runs[-1]
+    sections = report_sections(run_tables(root, latest, REPORT_TABLES))
+    out_dir = Path(args.out) if args.out else root / "report"
+    try:
+        page = write_report(sections, out_dir, run_id=latest["run_id"], run_at=latest["run_at"])
+    except ReportUnavailableError as error:
+        print(f"horde-analytics report: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(page)
+    return EXIT_OK

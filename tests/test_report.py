@@ -1,0 +1,99 @@
+"""The report (SPEC §9): its figures, and the page and PNGs written from a real snapshot of the sample run."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from jobs.__main__ import main
+from pipeline.report import TOP_ROWS, CategorySection, most_at_risk, usage_long_tail
+from pipeline.sinks.parquet_snapshot import latest_table
+from pipeline.sinks.report_files import report_html
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_usage_long_tail_counts_the_busiest_models_that_carry_each_share() -> None:
+    tail = usage_long_tail(pl.Series([10, 0, 50, 10, 30]))
+    # sorted: 50, 30, 10, 10, 0 -> cumulative 50, 80, 90, 100: 50 % needs 1 model, 90 % needs 3, 99 % needs 4
+    assert tail.rows() == [("50%", 1), ("90%", 3), ("99%", 4)]
+    assert usage_long_tail(pl.Series([0, 0], dtype=pl.Int64))["models"].to_list() == [0, 0, 0]
+    assert usage_long_tail(pl.Series([], dtype=pl.Int64))["models"].to_list() == [0, 0, 0]
+
+
+def test_most_at_risk_orders_by_score_then_least_used() -> None:
+    risk = pl.DataFrame(
+        {
+            "name": ["a", "b", "c", "d", "fam"],
+            "grouped": [False, False, False, False, True],
+            "at_risk": [True, True, True, False, True],
+            "risk_score": [2, 3, 2, 0, 5],
+            "is_critical": [False, True, False, False, True],
+            "usage_month": [5, 9, 1, 0, 0],
+            "worker_count": [1, 0, 1, 3, 0],
+        }
+    )
+    assert most_at_risk(risk, grouped=False)["name"].to_list() == ["b", "c", "a"]
+    assert most_at_risk(risk, grouped=True)["name"].to_list() == ["fam"]
+    many = pl.concat([risk.head(1).with_columns(pl.lit(f"m{i}").alias("name")) for i in range(TOP_ROWS + 5)])
+    assert most_at_risk(many, grouped=False).height == TOP_ROWS
+
+
+def test_report_escapes_hostile_names() -> None:
+    hostile = '<script>alert("x")</script>'
+    rows = pl.DataFrame({"name": [hostile], "risk_score": [3]})
+    section = CategorySection(
+        category="text_generation", facts={}, charts=(), long_tail=None, at_risk=rows, at_risk_families=None
+    )
+    page = report_html([section], {}, run_id="r<1>", run_at="now")
+    assert "<script" not in page and "&lt;script&gt;" in page and "r&lt;1&gt;" in page
+
+
+def test_report_command_writes_a_self_contained_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report"]) == 1
+    assert "run `horde-analytics run` first" in capsys.readouterr().err
+    assert main(["run"]) == 0
+    capsys.readouterr()
+    assert main(["report"]) == 0
+    page_path = Path(capsys.readouterr().out.strip())
+    assert page_path == tmp_path / "snapshots" / "report" / "report.html"
+    page = page_path.read_text()
+
+    pngs = sorted(page_path.parent.glob("*.png"))
+    assert {p.stem for p in pngs} >= {"image_generation-baselines", "text_generation-buckets", "text_generation-usage"}
+    for png in pngs:
+        assert png.read_bytes().startswith(PNG_SIGNATURE)
+    # every chart is embedded, and nothing is fetched: no script, no external source or stylesheet
+    assert page.count('src="data:image/png;base64,') == len(pngs)
+    assert not re.search(r"<script|<link|src=\"(?!data:)|url\(", page)
+
+    # the figures are the snapshot's: at-risk and critical counts, and the at-risk table's first row
+    risk = latest_table(tmp_path / "snapshots", "deletion_risk", "image_generation")
+    assert risk is not None
+    models = risk.filter(~pl.col("grouped"))
+    image = page.split("<h2>image_generation</h2>", 1)[1].split("<h2>", 1)[0]
+    assert f'<td>at risk</td><td class="n">{int(models["at_risk"].sum()):,}</td>' in image
+    assert f'<td>critical</td><td class="n">{int(models["is_critical"].sum()):,}</td>' in image
+    top = most_at_risk(risk, grouped=False).row(0, named=True)
+    assert f"<td>{top['name']}</td>" in image.split("At-risk models", 1)[1]
+    assert "At-risk families" in page.split("<h2>text_generation</h2>", 1)[1]
+
+    # a second report replaces the first whole, leaving no staging folder behind
+    (page_path.parent / "stale.png").write_bytes(b"old")
+    assert main(["report"]) == 0
+    assert not (page_path.parent / "stale.png").exists()
+    assert [p.name for p in page_path.parent.parent.iterdir() if p.name.startswith(".report")] == []
+
+
+def test_report_without_matplotlib_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run"]) == 0
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the report extra were not installed
+    assert main(["report"]) == 2
+    assert "pip install -e '.[report]'" in capsys.readouterr().err
+    assert not (Path("snapshots") / "report").exists()
