@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.report import TOP_ROWS, CategorySection, most_at_risk, usage_long_tail
+from pipeline.report import TOP_ROWS, CategorySection, Chart, most_at_risk, usage_long_tail
 from pipeline.sinks.parquet_snapshot import latest_table
-from pipeline.sinks.report_files import report_html
+from pipeline.sinks.report_files import report_html, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -51,6 +52,20 @@ def test_report_escapes_hostile_names() -> None:
     )
     page = report_html([section], {}, run_id="r<1>", run_at="now")
     assert "<script" not in page and "&lt;script&gt;" in page and "r&lt;1&gt;" in page
+
+
+def test_charts_draw_hostile_names(tmp_path: Path) -> None:
+    # "$$" once crashed matplotlib's mathtext; control characters, unknown glyphs and huge names must draw too
+    labels = ("$$", "cost $5 and $\\foo{$", "a\x00b\nc", "模型-7B 🚀", "x" * 100_000, "")
+    chart = Chart(key="hostile", title="$x$ $$", labels=labels, values=tuple(range(len(labels))))
+    section = CategorySection(
+        category="text_generation", facts={}, charts=(chart,), long_tail=None, at_risk=None, at_risk_families=None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        page = write_report([section], tmp_path / "report", run_id="r", run_at="now")
+    assert (tmp_path / "report" / "hostile.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert page.read_text().count("data:image/png;base64,") == 1
 
 
 def test_report_command_writes_a_self_contained_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

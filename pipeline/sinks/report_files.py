@@ -7,6 +7,7 @@ import base64
 import html
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,13 @@ class ReportUnavailableError(RuntimeError):
     """The report cannot be drawn here (matplotlib, from the ``report`` extra, is missing)."""
 
 
+def _plain(text: str) -> str:
+    """``text`` as matplotlib should draw it: "$" would start mathtext (and "$$" crashes it), control characters
+    draw as boxes, and a label is cut at 60 characters."""
+    printable = "".join(char if char.isprintable() else " " for char in text[:60])
+    return printable.replace("$", r"\$")
+
+
 def _png(chart: Chart) -> bytes:
     try:
         from matplotlib.figure import Figure
@@ -40,11 +48,14 @@ def _png(chart: Chart) -> bytes:
     axes = figure.subplots()
     # top to bottom in the chart's order
     axes.barh(range(len(chart.values)), chart.values[::-1], color="#4a7ab0")
-    axes.set_yticks(range(len(chart.labels)), [label[:60] for label in chart.labels[::-1]], fontsize=8)
-    axes.set_title(chart.title)
-    figure.tight_layout()
+    axes.set_yticks(range(len(chart.labels)), [_plain(label) for label in chart.labels[::-1]], fontsize=8)
+    axes.set_title(_plain(chart.title))
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    with warnings.catch_warnings():
+        # a model name in a script the bundled font lacks draws as boxes; the page's tables spell it in full
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.tight_layout()
+        figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
