@@ -56,3 +56,14 @@ def test_scale_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "    1x " in done.stdout and "history query (3 daily snapshots" in done.stdout
     assert "over 2 runs" in done.stdout
+
+
+def test_primitives_bench_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "primitives.py"), "--rows", "1000", "10000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "group_by string key" in done.stdout and done.stdout.count("x\n") == 4
