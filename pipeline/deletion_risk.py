@@ -16,7 +16,13 @@ from pipeline.models import (
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
 )
-from pipeline.names.families import FAMILY_ID, most_common_per_family, sorted_members, united_lists, with_family_ids
+from pipeline.names.families import (
+    FAMILY_ID,
+    most_common_per_family,
+    require_family_ids,
+    sorted_members,
+    united_lists,
+)
 from pipeline.schemas import RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
@@ -102,9 +108,9 @@ def deletion_risk_table(
     category: str,
     rules: RiskRules,
     grouped: bool = False,
-    group_by_variant: bool = False,
 ) -> pl.DataFrame:
-    """One flat risk row per model (or per text family when ``grouped``), sorted as SPEC §6 says."""
+    """One flat risk row per model (or per text family when ``grouped``; ``merged`` then carries family ids, see
+    ``with_family_ids``), sorted as SPEC §6 says."""
     text = category == TEXT_GENERATION
     threshold = rules.text_low_usage_threshold_percentage if text else rules.low_usage_threshold_percentage
     size = model_size_bytes()
@@ -130,7 +136,8 @@ def deletion_risk_table(
     )
 
     if grouped and text:
-        rows = _family_rows(rows, group_by_variant)
+        require_family_ids(rows, "grouped deletion_risk_table")
+        rows = _family_rows(rows)
     rows = _scored(rows, category, rules).with_columns(
         _ratio("usage_day", "usage_month").alias("day_to_month_ratio"),
         _ratio("usage_month", "usage_total").alias("month_to_total_ratio"),
@@ -146,10 +153,9 @@ def deletion_risk_table(
     return rows.sort(order, descending=[True, *[False] * (len(order) - 1)]).select(kept).collect(engine=ENGINE)
 
 
-def _family_rows(rows: pl.LazyFrame, group_by_variant: bool) -> pl.LazyFrame:
+def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:
     """SPEC §6 grouped text: usages and workers summed, flags OR-ed, shares recomputed from the sums."""
     summed = ("usage_day", "usage_month", "usage_total", "worker_count")
-    keyed = with_family_ids(rows, group_by_variant=group_by_variant)
     return (
         keyed.group_by(FAMILY_ID)
         .agg(

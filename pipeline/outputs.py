@@ -12,7 +12,14 @@ from pipeline.deletion_risk import DeletionRiskView, RiskRules, deletion_risk_re
 from pipeline.engine import ENGINE
 from pipeline.merge import merged_models
 from pipeline.models import CategoryStatistics
-from pipeline.names.families import families, family_records, parameter_count, text_names, with_parsed_names
+from pipeline.names.families import (
+    families,
+    family_records,
+    parameter_count,
+    text_names,
+    with_family_ids,
+    with_parsed_names,
+)
 from pipeline.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
 from pipeline.statistics import StatisticsTables, category_statistics, statistics_tables
 
@@ -73,15 +80,14 @@ def run_outputs(
         if is_text:
             # Every text name is parsed once; every table below reads these collected frames.
             names = text_names(records.lazy()).collect(engine=ENGINE)
-            named = (
-                with_parsed_names(records.lazy(), names.lazy())
-                .with_columns(parameter_count().alias("parameter_count"))
-                .collect(engine=ENGINE)
-                .lazy()
+            parsed = with_parsed_names(records.lazy(), names.lazy()).with_columns(
+                parameter_count().alias("parameter_count")
             )
-            grouped_rows = family_records(named, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
+            # Family ids once, for the families table, the family rows and the grouped risk view.
+            named = with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
+            grouped_rows = family_records(named).collect(engine=ENGINE).lazy()
             outputs.tables[("names", category)] = names
-            family_table = families(named, names.lazy(), group_by_variant=rules.group_by_variant)
+            family_table = families(named, names.lazy())
             outputs.tables[("families", category)] = family_table.collect(engine=ENGINE)
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
@@ -110,13 +116,7 @@ def run_outputs(
         # Each table is computed once: the variations view differs from the plain one only in its JSON, and
         # grouping only changes text (SPEC §5, §6).
         plain = deletion_risk_table(merged, category=category, rules=rules.risk)
-        by_family = (
-            deletion_risk_table(
-                merged, category=category, rules=rules.risk, grouped=True, group_by_variant=rules.group_by_variant
-            )
-            if is_text
-            else plain
-        )
+        by_family = deletion_risk_table(merged, category=category, rules=rules.risk, grouped=True) if is_text else plain
         views = [(False, False, plain), (True, False, by_family)] + ([(False, True, plain)] if is_text else [])
         for grouped_flag, variations, table in views:
             outputs.deletion_risk[(category, grouped_flag, variations)] = deletion_risk_response(

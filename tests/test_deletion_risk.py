@@ -11,7 +11,7 @@ from jobs.__main__ import main
 from pipeline.deletion_risk import FLAGS, RiskRules, deletion_risk_response, deletion_risk_table, is_preferred_host
 from pipeline.merge import merged_models
 from pipeline.models import DeletionRiskFlags, ModelDeletionRiskInfo
-from pipeline.names.families import parameter_count, with_parsed_names
+from pipeline.names.families import parameter_count, with_family_ids, with_parsed_names
 from pipeline.presets import PRESETS, UnknownPresetError, preset_filter
 from pipeline.schemas import RISK_SCHEMA
 from pipeline.sources.horde import horde_frames
@@ -158,7 +158,10 @@ def _text_risk(rules: RiskRules, grouped: bool = False) -> pl.DataFrame:
         ).encode(),
         "t.json",
     ).records
-    named = with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count")).collect()
+    named = with_family_ids(
+        with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count")),
+        group_by_variant=False,
+    ).collect()
     horde = _horde(
         "text",
         {
@@ -209,10 +212,9 @@ def test_families_sharing_a_display_name_keep_one_order() -> None:
         "text_generation", json.dumps({name: {"parameters": 8_000_000_000} for name in names}).encode(), "t.json"
     ).records
     named = with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count")).collect()
-    merged, _ = merged_models(named, _horde("text", {}, {}), category="text_generation")
-    table = deletion_risk_table(
-        merged, category="text_generation", rules=RiskRules(), grouped=True, group_by_variant=True
-    )
+    members = with_family_ids(named.lazy(), group_by_variant=True).collect()
+    merged, _ = merged_models(members, _horde("text", {}, {}), category="text_generation")
+    table = deletion_risk_table(merged, category="text_generation", rules=RiskRules(), grouped=True)
     assert table.height == len(names) and set(table["name"]) == {"Zeta-8B"}
     assert table["members"].list.first().to_list() == sorted(names)
 

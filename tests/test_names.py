@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from jobs.__main__ import main
 from pipeline.names import ENGINES, Engine, parse_name, parsed_name_frame, parsed_names
 from pipeline.names import patterns as p
-from pipeline.names.families import families, family_records, parameter_count, text_names, with_parsed_names
+from pipeline.names.families import (
+    families,
+    family_records,
+    parameter_count,
+    text_names,
+    with_family_ids,
+    with_parsed_names,
+)
 from pipeline.names.python_engine import _parse
 from pipeline.outputs import AnalysisRules, run_outputs
 from pipeline.schemas import PARSED_NAME_SCHEMA
@@ -395,7 +402,7 @@ def test_reusing_the_names_table_parses_the_same(real_reference: Path) -> None:
 
 def test_real_families(real_reference: Path) -> None:
     named, names = _named(real_reference)
-    table = families(named, names).collect()
+    table = families(with_family_ids(named, group_by_variant=False), names).collect()
     print(f"\n719 text models form {table.height} families")
     assert 500 < table.height < 719
     by_key = {row["family_key"]: row for row in table.iter_rows(named=True)}
@@ -415,8 +422,8 @@ def test_real_families(real_reference: Path) -> None:
 
 def test_group_by_variant_keeps_instruct_and_base_apart(real_reference: Path) -> None:
     named, names = _named(real_reference)
-    merged = families(named, names, group_by_variant=False).collect()
-    split = families(named, names, group_by_variant=True).collect()
+    merged = families(with_family_ids(named, group_by_variant=False), names).collect()
+    split = families(with_family_ids(named, group_by_variant=True), names).collect()
     assert split.height > merged.height
     members = {key: row for key, row in zip(split["family_key"], split["members"], strict=True)}
     assert "Qwen/Qwen2.5-7B" in members["qwen2.5-7b"]
@@ -432,7 +439,7 @@ def test_grouped_text_statistics_count_families(real_reference: Path) -> None:
     loaded = load_records(str(real_reference))
     outputs = run_outputs(loaded, None, AnalysisRules(), computed_at=0)
     grouped = outputs.statistics[("text_generation", True)]
-    family_rows = family_records(_named(real_reference)[0]).collect()
+    family_rows = family_records(with_family_ids(_named(real_reference)[0], group_by_variant=False)).collect()
     assert grouped.total_models == family_rows.height == outputs.tables[("families", "text_generation")].height
     assert sum(b.count for b in grouped.parameter_buckets) + grouped.models_without_param_info == grouped.total_models
     assert grouped.grouped is True
@@ -441,3 +448,9 @@ def test_grouped_text_statistics_count_families(real_reference: Path) -> None:
     assert mixtral["parameter_count"] == 56_000_000_000
     # image statistics do not change when grouped
     assert outputs.statistics[("image_generation", True)].total_models == 161
+
+
+def test_family_tables_need_family_ids() -> None:
+    named = with_parsed_names(pl.LazyFrame({"name": ["org/Model-7B"]}, schema={"name": pl.String}))
+    with pytest.raises(ValueError, match="with_family_ids"):
+        family_records(named)
