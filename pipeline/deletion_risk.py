@@ -18,10 +18,11 @@ from pipeline.models import (
 )
 from pipeline.names.families import (
     FAMILY_ID,
+    display_spelling,
     most_common_per_family,
     require_family_ids,
     sorted_members,
-    united_lists,
+    with_united_lists,
 )
 from pipeline.schemas import RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
@@ -156,7 +157,7 @@ def deletion_risk_table(
 def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:
     """SPEC §6 grouped text: usages and workers summed, flags OR-ed, shares recomputed from the sums."""
     summed = ("usage_day", "usage_month", "usage_total", "worker_count")
-    return (
+    grouped = (
         keyed.group_by(FAMILY_ID)
         .agg(
             pl.col("base").drop_nulls().first(),
@@ -173,16 +174,12 @@ def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:
         )
         .join(most_common_per_family(keyed, "baseline", "baseline"), on=FAMILY_ID, how="left")
         .join(sorted_members(keyed), on=FAMILY_ID)
-        .join(united_lists(keyed, "download_hosts"), on=FAMILY_ID, how="left")
-        .with_columns(pl.col("download_hosts").fill_null([]))
+    )
+    return (
+        with_united_lists(grouped, keyed, ["download_hosts"])
         .with_columns(pl.col("members").list.first().alias("_first"))
         .with_columns(
-            pl.coalesce(
-                pl.when(pl.col("size_label").is_not_null())
-                .then(pl.col("base") + "-" + pl.col("size_label"))
-                .otherwise(pl.col("base")),
-                pl.col("_first"),
-            ).alias("name"),
+            display_spelling(pl.col("_first")).alias("name"),
             _usage_share().alias("usage_percentage_of_category"),
         )
         .drop("base", "size_label", FAMILY_ID)

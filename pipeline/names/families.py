@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 import polars as pl
@@ -78,13 +79,14 @@ def require_family_ids(frame: pl.LazyFrame, caller: str) -> None:
         raise ValueError(f"{caller} needs family ids: pass the frame through with_family_ids() first")
 
 
-def _display_spelling() -> pl.Expr:
+def display_spelling(fallback: pl.Expr) -> pl.Expr:
+    """How a family is spelled for people: ``base-SIZE`` (``base`` alone without a size), else ``fallback``."""
     spelled = (
         pl.when(pl.col("size_label").is_not_null())
         .then(pl.col("base") + BASE_SEPARATOR + pl.col("size_label"))
         .otherwise(pl.col("base"))
     )
-    return pl.coalesce(spelled, pl.col("name"))
+    return pl.coalesce(spelled, fallback)
 
 
 def sorted_members(members: pl.LazyFrame) -> pl.LazyFrame:
@@ -130,11 +132,16 @@ def _sorted_sets(pairs: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
     )
 
 
-def united_lists(members: pl.LazyFrame, column: str) -> pl.LazyFrame:
-    """``_family`` -> the sorted distinct values of its members' ``column`` lists (families whose lists are all
-    empty get no row). One global explode, where empty lists, most of them, cost nothing: a union per group took
-    0.2-0.3 s per column at 1000x even when every list was empty."""
-    return _sorted_sets(members.select(FAMILY_ID, column).explode(column), column, column)
+def with_united_lists(families_frame: pl.LazyFrame, members: pl.LazyFrame, columns: Iterable[str]) -> pl.LazyFrame:
+    """``families_frame`` plus, per list column of ``members``, the sorted distinct values of its members' lists
+    (``[]`` when all are empty). One global explode per column, where empty lists, most of them, cost nothing: a
+    union per group took 0.2-0.3 s per column at 1000x even when every list was empty."""
+    for column in columns:
+        united = _sorted_sets(members.select(FAMILY_ID, column).explode(column), column, column)
+        families_frame = families_frame.join(united, on=FAMILY_ID, how="left").with_columns(
+            pl.col(column).fill_null([])
+        )
+    return families_frame
 
 
 def families(members: pl.LazyFrame, names: pl.LazyFrame) -> pl.LazyFrame:
@@ -142,7 +149,7 @@ def families(members: pl.LazyFrame, names: pl.LazyFrame) -> pl.LazyFrame:
     backends, quants, sizes. ``names`` is the ``text_names`` table: its alias rows give a family's backends and
     quantizations."""
     require_family_ids(members, "families")
-    members = members.with_columns(_display_spelling().alias("_spelling"))
+    members = members.with_columns(display_spelling(pl.col("name")).alias("_spelling"))
     # Every name of a family (its members and their backend copies), with the family's id.
     # (``names`` carries the parser's family_key; the grouping key is the members' own, variants included.)
     family_names = names.select("name", "canonical", "backend", "quant").join(
@@ -200,7 +207,9 @@ def family_records(members: pl.LazyFrame) -> pl.LazyFrame:
     Rows come in no set order: statistics only count them (sorting 600k keys cost 0.3 s at 1000x).
     """
     require_family_ids(members, "family_records")
-    members = members.with_columns(_display_spelling().alias("_spelling"), parameter_count().alias("parameter_count"))
+    members = members.with_columns(
+        display_spelling(pl.col("name")).alias("_spelling"), parameter_count().alias("parameter_count")
+    )
     grouped = members.group_by(FAMILY_ID).agg(
         pl.first(FAMILY_KEY).alias("family_key"),
         pl.first("category"),
@@ -213,13 +222,9 @@ def family_records(members: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit([], dtype=pl.List(pl.Int64)).first().alias("download_sizes"),
         pl.col("size_b").drop_nulls().first().alias("size_b"),
     )
-    for column in _UNITED:
-        grouped = grouped.join(united_lists(members, column), on=FAMILY_ID, how="left").with_columns(
-            pl.col(column).fill_null([])
-        )
     common = {"_spelling": "name", "baseline": "baseline", "style": "style", "parameter_count": "_member_parameters"}
     return (
-        _with_most_common(grouped, members, common)
+        _with_most_common(with_united_lists(grouped, members, _UNITED), members, common)
         .join(sorted_members(members), on=FAMILY_ID)
         .with_columns(
             pl.coalesce((pl.col("size_b") * _B).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
