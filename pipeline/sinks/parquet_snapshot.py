@@ -137,14 +137,19 @@ def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
     for manifest in reversed(manifests(root)):
         entry = manifest["tables"].get(table, {}).get(category)
         if entry is not None:
-            return pl.scan_parquet(str(root / entry["path"]), hive_partitioning=True).collect(engine=ENGINE)
+            return _read_entry(root, entry)
     return None
+
+
+def _read_entry(root: Path, entry: dict[str, Any]) -> pl.DataFrame:
+    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them."""
+    return pl.scan_parquet(str(root / entry["path"]), hive_partitioning=True).collect(engine=ENGINE)
 
 
 def run_tables(root: Path, manifest: dict[str, Any], tables: Iterable[str]) -> dict[tuple[str, str], pl.DataFrame]:
     """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote."""
     return {
-        (table, category): pl.read_parquet(root / entry["path"])
+        (table, category): _read_entry(root, entry)
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import shutil
 import tempfile
 import warnings
@@ -42,8 +43,6 @@ def _png(chart: Chart) -> bytes:
         raise ReportUnavailableError(
             "the report needs matplotlib: pip install -e '.[report]' (or pip install 'horde-analytics[report]')"
         ) from error
-    import io
-
     figure = Figure(figsize=(8, 1.2 + 0.28 * max(len(chart.labels), 1)), dpi=100)
     axes = figure.subplots()
     # top to bottom in the chart's order
