@@ -158,34 +158,30 @@ def main() -> None:
         inputs = workdir / f"inputs-{scale}"
         if not (inputs / "horde" / "workers_text.json").exists():
             generate.generate(args.data, scale, inputs)
-    runs: dict[int, list[dict[str, object]]] = {scale: [] for scale in args.scales}
+    runs: dict[int, list[dict[str, float]]] = {scale: [] for scale in args.scales}
+    models: dict[int, int] = {}
     for _ in range(args.repeat):
         for scale in args.scales:
             inputs, snapshots = workdir / f"inputs-{scale}", workdir / f"snapshots-{scale}"
-            runs[scale].append(in_child("child_run", str(inputs), str(snapshots)))
+            result = in_child("child_run", str(inputs), str(snapshots))
+            models[scale] = int(result["models"])  # type: ignore[call-overload]
+            stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
+            figures = {field: float(result[field]) for field in ("import_s", "run_s", "peak_rss_mb")}  # type: ignore[arg-type]
+            runs[scale].append(figures | stages)
     previous = None
     for scale in args.scales:
-        results = runs[scale]
-
-        def median(field: str, results: list[dict[str, object]] = results) -> float:
-            return statistics.median(float(result[field]) for result in results)  # type: ignore[arg-type]
-
-        def stage(name: str, results: list[dict[str, object]] = results) -> float:
-            return statistics.median(float(result["stages"][name]) for result in results)  # type: ignore[index]
-
-        compute = stage("compute")
+        median = {field: statistics.median(run[field] for run in runs[scale]) for field in runs[scale][0]}
+        compute = median["compute"]
         growth = f"{compute / previous:6.1f}x" if previous else "      -"
         previous = compute
-        run_s = median("run_s")
-        models = int(results[0]["models"])  # type: ignore[call-overload]
-        computes = sorted(float(result["stages"]["compute"]) for result in results)  # type: ignore[index]
+        computes = sorted(run["compute"] for run in runs[scale])
         spread = (
-            f"  (compute {computes[0]:.2f}-{computes[-1]:.2f} s over {len(results)} runs)" if len(results) > 1 else ""
+            f"  (compute {computes[0]:.2f}-{computes[-1]:.2f} s over {len(computes)} runs)" if len(computes) > 1 else ""
         )
         print(
-            f"{scale:>5}x {models:>9,} {median('import_s'):>9.2f} {stage('load'):>8.2f} {compute:>10.2f} "
-            f"{stage('snapshot'):>11.2f} {run_s:>7.2f} {median('peak_rss_mb'):>8.0f} {models / run_s:>10,.0f} "
-            f"{growth}{spread}"
+            f"{scale:>5}x {models[scale]:>9,} {median['import_s']:>9.2f} {median['load']:>8.2f} {compute:>10.2f} "
+            f"{median['snapshot']:>11.2f} {median['run_s']:>7.2f} {median['peak_rss_mb']:>8.0f} "
+            f"{models[scale] / median['run_s']:>10,.0f} {growth}{spread}"
         )
         sys.stdout.flush()
 
