@@ -463,3 +463,33 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
+
+
+def test_input_hashes_are_the_sha256_of_the_bytes_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from pipeline.categories import CATEGORY_FILES
+    from pipeline.sources.horde import load_horde
+    from tests.conftest import SAMPLE_DATA
+
+    def sha256(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    typed, checked = _both_paths(monkeypatch, lambda: load_records(str(SAMPLE_DATA / "model_reference")))
+    for loaded in (typed, checked):
+        for category, item in loaded.items():
+            assert item.input_hash == sha256(SAMPLE_DATA / "model_reference" / CATEGORY_FILES[category]), category
+    _, hashes = load_horde(str(SAMPLE_DATA / "horde"))
+    assert hashes["horde:text:workers"] == sha256(SAMPLE_DATA / "horde" / "workers_text.json")
+    assert hashes["horde:image:usage"] == sha256(SAMPLE_DATA / "horde" / "stats_image.json")
+
+
+def test_a_decoding_error_wins_over_the_hash_beside_it() -> None:
+    from pipeline.sources.digest import sha256_while
+
+    def broken() -> None:
+        raise ReferenceInputError("bad input")
+
+    with pytest.raises(ReferenceInputError, match="bad input"):
+        sha256_while(b"x" * 1_000_000, broken)
+    assert sha256_while(b"abc", lambda: 1) == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 1)

@@ -180,6 +180,7 @@ def families(members: pl.LazyFrame, names: pl.LazyFrame) -> pl.LazyFrame:
         .with_columns(pl.concat_list(served_by).list.drop_nulls().alias("backends"))
         .join(_sorted_sets(family_names, "quant", "quants"), on=FAMILY_ID, how="left")
         .join(_sorted_sets(members, "size_label", "sizes"), on=FAMILY_ID, how="left")
+        .sort(FAMILY_ID)  # ids are dense ranks of the keys: family_key order, sorting integers
         .select(
             "family_key",
             "display_name",
@@ -191,7 +192,6 @@ def families(members: pl.LazyFrame, names: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("sizes").fill_null([]),
             "size_b",
         )
-        .sort("family_key")
     )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,6 +15,7 @@ import polars as pl
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
+from pipeline.sources.digest import sha256_while
 from pipeline.sources.http import HttpFetcher
 
 log = logging.getLogger(__name__)
@@ -197,8 +198,9 @@ def horde_frames(payloads: Iterable[tuple[str, str, str, bytes]]) -> tuple[dict[
     frames: dict[str, dict[str, pl.DataFrame]] = {}
     hashes: dict[str, str] = {}
     for model_type, kind, label, raw in payloads:
-        hashes[f"horde:{model_type}:{kind}"] = hashlib.sha256(raw).hexdigest()
-        frames.setdefault(model_type, {})[kind] = _FRAME_OF[kind](label, raw)
+        digest, frame = sha256_while(raw, partial(_FRAME_OF[kind], label, raw))
+        hashes[f"horde:{model_type}:{kind}"] = digest
+        frames.setdefault(model_type, {})[kind] = frame
     return {
         model_type: HordeFrames(status=parts["status"], usage=parts["usage"], workers=parts.get("workers"))
         for model_type, parts in frames.items()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import operator
@@ -22,6 +21,7 @@ from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEG
 from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
+from pipeline.sources.digest import sha256_while
 from pipeline.sources.http import HttpFetcher
 from pipeline.text_aliases import folded_text_aliases
 
@@ -365,8 +365,7 @@ def _decoded(raw: bytes, source_file: str, duplicate_keys: list[str]) -> tuple[s
     Clean files take the typed path; any file it refuses is decoded again by the checked path, which names
     every bad record (and the line and column of malformed JSON) and sends repeated names to ``duplicate_keys``.
     """
-    digest = hashlib.sha256(raw).hexdigest()
-    typed = typed_entries(raw)
+    digest, typed = sha256_while(raw, lambda: typed_entries(raw))
     if typed is not None:
         return digest, _typed_chunks(*typed)
     try:
