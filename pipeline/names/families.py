@@ -62,7 +62,8 @@ FAMILY_KEY: Final = "_family_key"
 
 
 def with_family_ids(frame: pl.LazyFrame, *, group_by_variant: bool) -> pl.LazyFrame:
-    """``frame`` plus ``_family_key`` (its family's grouping key) and ``_family`` (that key's integer id).
+    """``frame`` plus ``_family_key`` (its family's grouping key) and ``_family`` (that key's integer id, a dense
+    rank: ids sort as the keys do).
 
     The one place that decides which rows form a family: ``families``, ``family_records`` and the grouped risk
     view all group a frame that went through it, so a run sorts the keys for ids once, not three times (0.27 s each
