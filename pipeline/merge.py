@@ -8,12 +8,10 @@ import polars as pl
 
 from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
 from pipeline.engine import sorted_lists
-from pipeline.names.patterns import BACKEND_ALIAS_RULES, BACKENDS, TOKEN_CLASSES
+from pipeline.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
 from pipeline.names.polars_engine import backend_of, backend_spelling
 from pipeline.schemas import HordeFrames
 
-#: The fixed order of text backend variations; "canonical" is the unprefixed name.
-VARIATION_BACKENDS: Final = ("canonical", *BACKENDS)
 # A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
 _SUFFIX_CLASSES: Final = ("quant_q", "quant", "format")
 _SUFFIX_TOKEN: Final = (
@@ -167,7 +165,7 @@ def _backend_variations(records: pl.DataFrame, owned: HordeFrames, attributed: p
     unserved_names = _interleaved(
         [
             records.select(
-                pl.col("name") if backend == "canonical" else backend_spelling(backend, pl.col("name"))
+                pl.col("name") if backend == CANONICAL else backend_spelling(backend, pl.col("name"))
             ).to_series()
             for backend in VARIATION_BACKENDS
         ]
@@ -230,7 +228,7 @@ def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) 
     )
     unmatched = (
         unclaimed.group_by(folded)
-        .agg(pl.col("name").sort().first(), pl.col("name").sort().alias("spellings"))
+        .agg(pl.col("name").min(), pl.col("name").sort().alias("spellings"))
         .join(_per_key(by_folded, ["folded"]), on="folded", how="left")
         .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in _ZERO_FILLED)
         .select(

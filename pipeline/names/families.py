@@ -8,7 +8,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.engine import sorted_lists
-from pipeline.names.patterns import BACKENDS, BASE_SEPARATOR
+from pipeline.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.names.polars_engine import parsed_names
 
 _B: Final = 1_000_000_000
@@ -173,7 +173,7 @@ def families(members: pl.LazyFrame, names: pl.LazyFrame) -> pl.LazyFrame:
     )
     # Every family is served as "canonical", plus each backend one of its names carries; listed sorted.
     served_by = [
-        pl.lit(b) if b == "canonical" else pl.when(pl.col(b)).then(pl.lit(b)) for b in sorted(("canonical", *BACKENDS))
+        pl.lit(b) if b == CANONICAL else pl.when(pl.col(b)).then(pl.lit(b)) for b in sorted(VARIATION_BACKENDS)
     ]
     return (
         _with_most_common(grouped, members, {"_spelling": "display_name"})

@@ -20,6 +20,10 @@ from typing import Final, Literal
 BACKENDS: Final = ("aphrodite", "koboldcpp")
 # aphrodite/Org/Model-12B, koboldcpp/Model-12B
 BACKEND_PREFIX: Final = rf"^({'|'.join(BACKENDS)})/"
+#: A text model's backend variations in their fixed order (SPEC §4): "canonical" (the unprefixed name), then each
+#: backend.
+CANONICAL: Final = "canonical"
+VARIATION_BACKENDS: Final = (CANONICAL, *BACKENDS)
 
 #: How a prefixed copy names its canonical record: ``full`` = the whole name, ``short`` = the name after its
 #: first "/" (SPEC §2.1: ``aphrodite/<name>``, ``koboldcpp/<name after the first "/">``).
