@@ -24,6 +24,9 @@ SUFFIX_STRIPS: Final = (_SUFFIX_TOKEN + "$", "(?:" + _SUFFIX_TOKEN + ")+$")
 # Models are joined and grouped by their row in the records frame, not by name: with integer keys the text merge
 # at 1000x scale (720k models, 817k Horde names) went from 7.6 s to 5.2 s.
 _MODEL_ID: Final = "model_id"
+#: The distinct ids of a model's active workers (a list column of the merged frame, not of its snapshot table):
+#: a family counts a worker serving two of its members once (SPEC §6).
+WORKER_IDS: Final = "worker_ids"
 _COPY: Final = "copy_id"
 
 
@@ -120,7 +123,10 @@ def _per_key(rows: HordeFrames, key: list[str]) -> pl.DataFrame:
     if rows.workers is None:
         # SPEC §4: without the workers list, worker_count is the sum of status counts.
         return combined.with_columns(pl.col("status_count").alias("worker_count"))
-    workers = rows.workers.group_by(key).agg(pl.col("worker_id").n_unique().cast(pl.Int64).alias("worker_count"))
+    workers = rows.workers.group_by(key).agg(
+        pl.col("worker_id").n_unique().cast(pl.Int64).alias("worker_count"),
+        pl.col("worker_id").unique().alias(WORKER_IDS),
+    )
     return combined.join(workers, on=key, how="full", coalesce=True)
 
 
