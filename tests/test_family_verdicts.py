@@ -201,3 +201,24 @@ def test_cost_benefit_divides_by_the_exact_size() -> None:
     row = deletion_risk_table(merged, category="image_generation", rules=RiskRules()).row(0, named=True)
     assert row["size_gb"] == 1.0
     assert row["cost_benefit_score"] == round(1000 / (size / GIB), 2) == 996.02
+
+
+def test_query_on_family_rows_agrees(
+    real_reference: Path, real_horde: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.__main__ import main
+
+    assert main(["run", "--reference", str(real_reference), "--horde", str(real_horde)]) == 0
+    capsys.readouterr()
+    assert main(["query", "--category", TEXT, "--grouped", "--json"]) == 0
+    response = json.loads(capsys.readouterr().out)
+    models = response["models"]
+    assert len(models) == response["summary"]["total_models"] == 568
+    for model in models:
+        flags = model["deletion_risk_flags"]
+        assert flags["zero_usage_month"] == (model["usage_month"] == 0), model["name"]
+        assert flags["no_active_workers"] == (model["worker_count"] == 0), model["name"]
+    assert response["summary"]["models_with_zero_month_usage"] == sum(m["usage_month"] == 0 for m in models) == 121
+    assert main(["query", "--category", TEXT, "--grouped", "--preset", "no_workers", "--json"]) == 0
+    no_workers = json.loads(capsys.readouterr().out)
+    assert no_workers["models"] and all(m["deletion_risk_flags"]["no_active_workers"] for m in no_workers["models"])
