@@ -79,8 +79,13 @@ _SERVICE_GROUPS: Final = tuple(
     for group in ("IMAGE_GITHUB_REPO", "TEXT_GITHUB_REPO", "AUDIT", "PENDING_QUEUE", "R2")
     for delimiter in ("__", "_")
 )
-#: Whole nested models as JSON (``HORDE_MODEL_REFERENCE_REDIS={"url": ...}``): the service's, not read here.
-_SERVICE_JSON_GROUPS: Final = frozenset({"REDIS", "IMAGE_GITHUB_REPO", "TEXT_GITHUB_REPO", "AUDIT", "PENDING_QUEUE"})
+#: Whole nested models as JSON (``HORDE_MODEL_REFERENCE_AUDIT={...}``): the service's, not read here. The Redis
+#: one is not listed: this job would silently not publish, so it gets the unknown-variable warning with a hint.
+_SERVICE_JSON_GROUPS: Final = frozenset({"IMAGE_GITHUB_REPO", "TEXT_GITHUB_REPO", "AUDIT", "PENDING_QUEUE"})
+_HINTS: Final = {
+    LEGACY_PREFIX + "REDIS": "Redis settings as one JSON value are not read here: set HORDE_MODEL_REFERENCE_REDIS__URL"
+    " (and __KEY_PREFIX, __USE_REDIS)",
+}
 
 
 def _env(name: str) -> AliasChoices:
@@ -290,7 +295,7 @@ def settings_log_events(settings: Settings) -> list[tuple[int, str, dict[str, An
             (
                 logging.WARNING,
                 "unknown setting ignored",
-                {"variable": name, "did_you_mean": close[0] if close else None},
+                {"variable": name, "did_you_mean": close[0] if close else None, "hint": _HINTS.get(name)},
             )
         )
     events.append((logging.INFO, "effective settings", {"settings": effective_settings(settings)}))

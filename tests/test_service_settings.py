@@ -117,6 +117,7 @@ def test_unknown_prefixed_variable_is_named_in_a_warning(
     monkeypatch.setenv("HORDE_MODEL_REFERENCE_TEXT_GEN_LOW_USAGE_TRESHOLD_PERCENTAGE", "0.5")  # a typo
     monkeypatch.setenv("HORDE_MODEL_REFERENCE_REPLICATE_MODE", "PRIMARY")  # the service's: no warning
     monkeypatch.setenv("HORDE_MODEL_REFERENCE_REDIS__POOL_SIZE", "4")  # the service's: no warning
+    monkeypatch.setenv("HORDE_MODEL_REFERENCE_REDIS", '{"url": "redis://127.0.0.1:1/0"}')  # JSON: not read here
     (tmp_path / ".env").write_text("HORDE_MODEL_REFERENCE_BAR=2\n")
     assert main(["run"]) == 0
     warnings = {
@@ -126,7 +127,9 @@ def test_unknown_prefixed_variable_is_named_in_a_warning(
         "HORDE_MODEL_REFERENCE_FOO",
         "HORDE_MODEL_REFERENCE_BAR",
         "HORDE_MODEL_REFERENCE_TEXT_GEN_LOW_USAGE_TRESHOLD_PERCENTAGE",
+        "HORDE_MODEL_REFERENCE_REDIS",
     }
+    assert "HORDE_MODEL_REFERENCE_REDIS__URL" in warnings["HORDE_MODEL_REFERENCE_REDIS"]["hint"]
     typo = warnings["HORDE_MODEL_REFERENCE_TEXT_GEN_LOW_USAGE_TRESHOLD_PERCENTAGE"]
     assert typo["level"] == "warning"
     assert typo["did_you_mean"] == "HORDE_MODEL_REFERENCE_TEXT_GEN_LOW_USAGE_THRESHOLD_PERCENTAGE"
