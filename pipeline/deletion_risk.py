@@ -10,7 +10,7 @@ import polars as pl
 
 from pipeline.categories import TEXT_GENERATION
 from pipeline.engine import ENGINE, sorted_lists
-from pipeline.merge import WORKER_IDS
+from pipeline.merge import WORKER_IDS, worker_weighted_mean
 from pipeline.models import (
     CategoryDeletionRiskResponse,
     CategoryDeletionRiskSummary,
@@ -224,13 +224,10 @@ def family_backend_variations(members: pl.LazyFrame) -> pl.LazyFrame:
         .drop_nulls("backend_variations")
         .unnest("backend_variations")
     )
-    weight = pl.when(pl.col("performance").is_not_null()).then(pl.col("worker_count").fill_null(0))
-    weighted_sum = (pl.col("performance") * weight).sum()
-    total_weight = weight.sum()
     per_backend = entries.group_by(FAMILY_ID, "backend").agg(
         pl.col("variant_name").sort_by(["usage_month", "variant_name"], descending=[True, False]).first(),
         pl.col("worker_count").sum(),
-        pl.when(total_weight > 0).then(weighted_sum / total_weight).otherwise(pl.col("performance").mean()),
+        worker_weighted_mean("performance", "worker_count").alias("performance"),
         *[pl.col(c).sum() for c in ("usage_day", "usage_month", "usage_total")],
     )
     position = pl.col("backend").replace_strict(

@@ -133,6 +133,16 @@ def _per_key(rows: HordeFrames, key: list[str]) -> pl.DataFrame:
 _ZERO_FILLED: Final = ("usage_day", "usage_month", "usage_total", "worker_count", "status_count")
 
 
+def worker_weighted_mean(value: str, weight: str) -> pl.Expr:
+    """The mean of ``value`` weighted by ``weight`` (an aggregation): how a ``backend_variations`` entry's
+    ``performance`` combines what it covers (a model's Horde spellings on one backend; a family's members), so a
+    one-worker spelling does not set the figure for ten workers. Rows without a value are left out; when the
+    others weigh 0 in all, the plain mean of their values; null when no row has one."""
+    weights = pl.when(pl.col(value).is_not_null()).then(pl.col(weight).fill_null(0))
+    total = weights.sum()
+    return pl.when(total > 0).then((pl.col(value) * weights).sum() / total).otherwise(pl.col(value).mean())
+
+
 def _copy_of(model_id: pl.Expr, horde_name: pl.Expr) -> pl.Expr:
     """A (model, backend) pair as one integer: ``model_id * len(VARIATION_BACKENDS) + backend position``, so the
     rows of a model's copies lie next to each other in VARIATION_BACKENDS order."""
@@ -147,7 +157,10 @@ def _backend_variations(records: pl.DataFrame, owned: HordeFrames, attributed: p
     where none is served. Figures per ``copy_id`` joined onto the grid of every (model, backend), which is cut into
     rows of len(VARIATION_BACKENDS): one integer join (a join per backend on names, then a gather, took 2.1 s at
     720k models; a grid grouped back into lists, 4.5 s)."""
-    figures = _per_key(owned, [_COPY])
+    # A copy's performance over its spellings (koboldcpp/Model and koboldcpp/Model-Q4_K_M): weighted by each
+    # spelling's worker count in the status list, not the fastest one.
+    performance = owned.status.group_by(_COPY).agg(worker_weighted_mean("performance", "count").alias("performance"))
+    figures = _per_key(owned, [_COPY]).drop("performance").join(performance, on=_COPY, how="left")
     # The copy a backend serves a model under: its busiest Horde name this month (ties: the first by name; a
     # name with no usage row counts as -1). Plain aggregations and a join: a filter inside the aggregation runs
     # group by group, 10x slower.

@@ -222,3 +222,19 @@ def test_query_on_family_rows_agrees(
     assert main(["query", "--category", TEXT, "--grouped", "--preset", "no_workers", "--json"]) == 0
     no_workers = json.loads(capsys.readouterr().out)
     assert no_workers["models"] and all(m["deletion_risk_flags"]["no_active_workers"] for m in no_workers["models"])
+
+
+def test_a_models_backend_performance_weighs_its_spellings() -> None:
+    document = {"org/Eta-8B": {"parameters": 8_000_000_000}}
+    frames = _horde(
+        {"koboldcpp/Eta-8B": 5, "koboldcpp/Eta-8B-Q4_K_M": 7},
+        {"koboldcpp/Eta-8B": ["a"], "koboldcpp/Eta-8B-Q4_K_M": ["b", "c", "d"]},
+        {"koboldcpp/Eta-8B": 40.0, "koboldcpp/Eta-8B-Q4_K_M": 20.0},
+    )
+    records = records_frame(TEXT, json.dumps(document).encode(), "t.json").records
+    merged, _ = merged_models(records, frames, category=TEXT)
+    (row,) = merged.iter_rows(named=True)
+    kobold = _variation(row, "koboldcpp")
+    assert kobold["performance"] == pytest.approx((1 * 40.0 + 3 * 20.0) / 4)  # not the fastest spelling's 40
+    assert (kobold["worker_count"], kobold["usage_month"]) == (4, 12)
+    assert row["performance"] == 40.0  # the model's own figure stays the maximum (README)
