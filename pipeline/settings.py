@@ -269,7 +269,8 @@ def effective_settings(settings: Settings) -> dict[str, str]:
         if "://" in text:
             text = masked_url(text) or text
         text = masked_text(text, settings.redis_url)
-        origin = origins.get(field, "default")
+        # Settings built directly (not by load_settings) did not record where their values came from.
+        origin = origins.get(field, "origin not recorded")
         if field == "redis_url" and settings.use_redis is not None and origins.get("use_redis", "default") != "default":
             origin += f"; {'on' if settings.use_redis else 'off'} by {origins['use_redis'].partition(' ')[2]}"
         shown[field] = f"{text} ({origin})"
