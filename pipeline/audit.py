@@ -16,7 +16,7 @@ from pipeline.baselines import is_known_baseline
 from pipeline.categories import TEXT_GENERATION
 from pipeline.deletion_risk import is_preferred_host
 from pipeline.engine import ENGINE
-from pipeline.names.families import FAMILY_KEY
+from pipeline.names.families import FAMILY_ID, FAMILY_KEY
 from pipeline.names.patterns import BACKEND_ALIAS_RULES
 from pipeline.names.polars_engine import backend_of, short_name
 from pipeline.schemas import (
@@ -39,6 +39,8 @@ _B: Final = 1_000_000_000
 #: An active-parameter marker (``Qwen3-30B-A3B``, ``zephyr-141b-A35b``): read only while the parsed names have no
 #: ``active_b`` column (SPEC §3.1 adds it to the parser; once there, the parser's reading is the one used).
 _ACTIVE_MARKER: Final = r"(?i)[0-9]b[-_]a[0-9]+(?:\.[0-9]+)?b(?:[^a-z0-9]|$)"
+#: Names listed in a ``duplicate_download`` detail before "and N more".
+_NAMES_SHOWN: Final = 5
 #: Family fields whose members must agree (SPEC §11 ``family_inconsistent``).
 FAMILY_FIELDS: Final = ("baseline", "nsfw", "instruct_format", "style")
 
@@ -161,11 +163,20 @@ def _size_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
 
 def _family_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
     """``family_inconsistent``: one finding per family and field whose members hold two or more values."""
+    group = FAMILY_ID if FAMILY_ID in text.collect_schema().names() else FAMILY_KEY
+    # One pass over integer family ids finds the few families that disagree at all; only their rows get the
+    # string work below (0.77 s -> 0.1 s at 100x).
+    disagreeing = (
+        text.group_by(group)
+        .agg(pl.col(field).drop_nulls().n_unique().alias(field) for field in FAMILY_FIELDS)
+        .filter(pl.any_horizontal(pl.col(field) > 1 for field in FAMILY_FIELDS))
+    )
+    members = text.join(disagreeing.select(group), on=group, how="semi").collect(engine=ENGINE).lazy()
     found = []
     for field in FAMILY_FIELDS:
         as_text = pl.col(field).cast(pl.String)
         per_value = (
-            text.filter(pl.col(field).is_not_null())
+            members.filter(pl.col(field).is_not_null())
             .group_by(FAMILY_KEY, as_text.alias("_value"))
             .agg(pl.col("name").sort().alias("_members"), pl.len().alias("_count"))
             .sort("_count", "_value", descending=[True, False])
@@ -237,7 +248,10 @@ def _record_findings(records: pl.LazyFrame, category: str, preferred_file_hosts:
         )
     )
     urls = records.select("name", pl.col("download_urls").list.unique(maintain_order=True).alias("url")).explode("url")
-    urls = urls.drop_nulls("url").with_columns(download_host(pl.col("url")).alias("_host"))
+    # Collected once: three kinds read it, and the host regex is the costly part.
+    urls = (
+        urls.drop_nulls("url").with_columns(download_host(pl.col("url")).alias("_host")).collect(engine=ENGINE).lazy()
+    )
     preferred = ", ".join(preferred_file_hosts)
     off_host = urls.filter(pl.col("_host").is_not_null() & ~is_preferred_host(pl.col("_host"), preferred_file_hosts))
     found.append(
@@ -257,13 +271,23 @@ def _record_findings(records: pl.LazyFrame, category: str, preferred_file_hosts:
             _finding("invalid_download_url", pl.lit("download URL without a host"), pl.col("url"))
         )
     )
-    shared = urls.group_by("url").agg(pl.col("name").sort().alias("_users")).filter(pl.col("_users").list.len() > 1)
+    shared = (
+        urls.filter(pl.col("url").is_duplicated())
+        .group_by("url")
+        .agg(pl.col("name").sort().alias("_users"))
+        .filter(pl.col("_users").list.len() > 1)
+    )
+    users = pl.col("_users")
+    more = users.list.len().cast(pl.Int64) - _NAMES_SHOWN
     found.append(
-        urls.join(shared, on="url").select(
+        urls.join(shared, on="url", maintain_order="left").select(
             _finding(
                 "duplicate_download",
                 pl.format(
-                    "the same file as {}", pl.col("_users").list.set_difference(pl.concat_list("name")).list.join(", ")
+                    "shared by {} models: {}{}",
+                    users.list.len(),
+                    users.list.head(_NAMES_SHOWN).list.join(", "),
+                    pl.when(more > 0).then(pl.format(" and {} more", more)).otherwise(pl.lit("")),
                 ),
                 pl.col("url"),
             )
@@ -318,7 +342,8 @@ def reference_audit(
     unmatched: pl.DataFrame | None = None,
     preferred_file_hosts: tuple[str, ...] = ("huggingface.co",),
 ) -> pl.DataFrame:
-    """Every finding of SPEC §11 for one category, most urgent first (``AUDIT_SCHEMA``).
+    """Every finding of SPEC §11 for one category (``AUDIT_SCHEMA``): by severity, most urgent first, then by kind,
+    then in the records' order.
 
     ``records`` are the category's records; for text, with the parsed name columns and family keys (``size_b``,
     ``experts``, ``_family_key``, and ``active_b`` when the parser gives it).
@@ -328,10 +353,19 @@ def reference_audit(
         parts += _size_findings(records) + _family_findings(records) + _backend_copy_findings(records)
     if unmatched is not None:
         parts += _unmatched_findings(unmatched.lazy())
-    found = pl.concat(pl.collect_all(parts, engine=ENGINE))
-    severity_rank = pl.col("severity").replace_strict(SEVERITIES, list(range(len(SEVERITIES))), return_dtype=pl.Int64)
-    ordered = found.sort(severity_rank, "kind", "name", "value", nulls_last=True, maintain_order=True)
-    return conformed(ordered.with_columns(pl.lit(category).alias("category")), AUDIT_SCHEMA)
+    # Each part holds one kind (and mostly one severity): ordering the parts, not sorting the rows, lists the
+    # findings most urgent first and, within a kind, in the records' order (a row sort was 0.1 s at 100x).
+    collected = [frame for frame in pl.collect_all(parts, engine=ENGINE) if frame.height]
+    single = [
+        piece
+        for frame in collected
+        for piece in (
+            frame.partition_by("severity", maintain_order=True) if frame["severity"].n_unique() > 1 else [frame]
+        )
+    ]
+    single.sort(key=lambda frame: (SEVERITIES.index(frame["severity"][0]), frame["kind"][0]))
+    found = pl.concat(single) if single else pl.DataFrame(schema=AUDIT_SCHEMA)
+    return conformed(found.with_columns(pl.lit(category).alias("category")), AUDIT_SCHEMA)
 
 
 def severity_counts(findings: pl.DataFrame) -> dict[str, int]:
