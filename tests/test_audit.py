@@ -397,3 +397,9 @@ def test_audit_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
     done = subprocess.run([*command, "--workdir", str(tmp_path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"^added to compute +\d+\.\d %$", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_the_audit_is_a_pure_step() -> None:
+    code = "import sys, pipeline.audit; print(sorted(m for m in ('httpx', 'redis') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
