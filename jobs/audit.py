@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import unicodedata
@@ -19,7 +20,11 @@ from pipeline.sinks.parquet_snapshot import manifests, run_tables
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="horde-analytics audit", description="What is wrong in the reference, from the latest committed run."
+        prog="horde-analytics audit",
+        description="What is wrong in the reference, from the latest committed run.",
+        epilog="kinds:\n"
+        + "\n".join(f"  {kind:<22} {spec.severity:<8} {spec.explanation}" for kind, spec in KINDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--category", choices=sorted(CATEGORY_FILES), help="one category (default: all)")
     parser.add_argument("--kind", choices=sorted(KINDS), help="one kind of finding")

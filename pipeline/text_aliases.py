@@ -3,6 +3,8 @@ their canonical record, not extra models (SPEC §2.1). Folding them is a pair of
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Final
 
 import polars as pl
@@ -36,7 +38,22 @@ def copy_differences(keyed: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame
     Found here, while both rows are at hand, so the audit (SPEC §11) never reads the JSON twice.
     """
     fields = [column for column in COMPARED_FIELDS if column in keyed.columns]
-    copies = matches.join(keyed.select("position", *fields), on="position").join(
+    # One hash per row first (per-column hashes seeded apart and xor-ed; a struct hash is far slower): only the
+    # copies whose hash differs from their record's are compared field by field, and usually none does.
+    row_hash = functools.reduce(operator.xor, [pl.col(field).hash(seed) for seed, field in enumerate(fields)])
+    hashed = keyed.select("position", row_hash.alias("_hash"))
+    differing = (
+        matches.join(hashed, on="position")
+        .join(
+            hashed.select(pl.col("position").alias("_canonical_position"), pl.col("_hash").alias("_c_hash")),
+            on="_canonical_position",
+        )
+        .filter(pl.col("_hash") != pl.col("_c_hash"))
+        .drop("_hash", "_c_hash")
+    )
+    if differing.is_empty():  # the usual case: nothing to spell out
+        return pl.DataFrame(schema={"_canonical": pl.String, "_differences": pl.List(COPY_DIFFERENCE_DTYPE)})
+    copies = differing.join(keyed.select("position", *fields), on="position").join(
         keyed.select(pl.col("position").alias("_canonical_position"), *[pl.col(f).alias(f"_c_{f}") for f in fields]),
         on="_canonical_position",
     )
