@@ -18,9 +18,12 @@ import polars as pl
 
 from pipeline.deletion_risk import RiskRules
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
+from pipeline.retention_plan import RetentionPolicy
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, snapshot_lock, sweep_uncommitted
+from pipeline.sinks.retention import maintain_after_commit
+from pipeline.sinks.run_index import reconcile_index
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.records import load_records
@@ -130,6 +133,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
     with snapshot_lock(root):
+        reconcile_index(root)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
         sweep_uncommitted(root)
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
@@ -168,5 +172,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
         except BaseException:
             writer.abort()
             raise
+        policy = RetentionPolicy(settings.snapshot_keep_all_days, settings.snapshot_keep_daily_days)
+        maintain_after_commit(root, run_id, policy)  # retention and compaction, still under the lock (SPEC §13)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(report.finished_at - started, 3)})
     return report

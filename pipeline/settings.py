@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("horde:model_ref", min_length=1, validation_alias=_env("REDIS_KEY_PREFIX"))
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
+    # Retention (SPEC §13): every run for this many days, then one run per UTC day for this many; 0 = forever.
+    snapshot_keep_all_days: int = Field(7, ge=0, validation_alias=_env("SNAPSHOT_KEEP_ALL_DAYS"))
+    snapshot_keep_daily_days: int = Field(365, ge=0, validation_alias=_env("SNAPSHOT_KEEP_DAILY_DAYS"))
 
     # Cache lifetimes (seconds).
     statistics_cache_ttl: int = Field(300, gt=0, validation_alias=_env("STATISTICS_CACHE_TTL"))

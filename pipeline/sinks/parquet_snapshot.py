@@ -20,6 +20,7 @@ from typing import Any, Final
 import polars as pl
 
 from pipeline.engine import ENGINE
+from pipeline.retention_plan import is_compacted_file
 from pipeline.schemas import RUN_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -121,36 +122,27 @@ def manifests(root: Path) -> list[dict[str, Any]]:
 
 
 def history(root: Path, table: str, category: str | None = None) -> pl.LazyFrame | None:
-    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``)."""
-    paths = [
-        str(root / entry["path"])
-        for manifest in manifests(root)
-        for cat, entry in manifest["tables"].get(table, {}).items()
-        if category is None or cat == category
-    ]
-    if not paths:
-        return None
-    return pl.scan_parquet(paths, hive_partitioning=True)
+    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``), found
+    through the run index (SPEC §13), each run's rows read once wherever compaction put them."""
+    from pipeline.sinks.run_index import table_history
+
+    return table_history(root, table, category)
 
 
 def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
-    """``table`` for ``category`` from the newest committed run that wrote it, or None."""
-    for manifest in reversed(manifests(root)):
-        entry = manifest["tables"].get(table, {}).get(category)
-        if entry is not None:
-            return _read_entry(root, entry)
-    return None
+    """``table`` for ``category`` from the newest committed run that wrote it, or None (through the run index)."""
+    from pipeline.sinks.run_index import latest_table as indexed_latest_table
 
-
-def _read_entry(root: Path, entry: dict[str, Any]) -> pl.DataFrame:
-    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them."""
-    return pl.scan_parquet(str(root / entry["path"]), hive_partitioning=True).collect(engine=ENGINE)
+    return indexed_latest_table(root, table, category)
 
 
 def run_tables(root: Path, manifest: dict[str, Any], tables: Iterable[str]) -> dict[tuple[str, str], pl.DataFrame]:
-    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote."""
+    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (its own file
+    or, after compaction, its rows of the day's file)."""
+    from pipeline.sinks.run_index import entry_scan
+
     return {
-        (table, category): _read_entry(root, entry)
+        (table, category): entry_scan(root, manifest["run_id"], entry).collect(engine=ENGINE)
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }
@@ -167,7 +159,10 @@ def sweep_uncommitted(root: Path) -> list[Path]:
     removed: list[Path] = []
     for table in TABLES:
         for path in (root / table).glob("category=*/run_date=*/*"):
-            orphan = path.name.endswith(".tmp") or (path.suffix == ".parquet" and path.stem not in committed)
+            # Compacted day files (``compact-*``) belong to many runs: the maintenance of the store removes them.
+            orphan = path.name.endswith(".tmp") or (
+                path.suffix == ".parquet" and path.stem not in committed and not is_compacted_file(path.name)
+            )
             if orphan:
                 path.unlink(missing_ok=True)
                 removed.append(path)

@@ -1,0 +1,246 @@
+"""The index of committed runs (SPEC §13): one small Arrow table, ``_index/runs.arrow``, one row per run, table
+and category with the file that holds the rows, so the latest run, a day's runs and a table's history are found
+without listing or reading every manifest.
+
+The manifests stay the source of truth (a manifest is the commit, §7.2); the index is a projection of them,
+rewritten atomically (tmp file, then a rename) after each commit and by the maintenance of the store. Readers
+use it; when it is missing they build it in memory from the manifests. A run killed between its manifest and the
+index update is not seen by readers until the next run (or ``compact``) reconciles the index under the lock; it
+has not been published to Redis either, so both still agree on the latest run.
+
+A run's rows are in its own file (``{run_id}.parquet``) or, once its day is compacted, in the day's compacted file
+together with the other runs of that day: readers always select the rows of a run by its ``run_id`` from the one
+file the index (or the manifest) names for it, so a row is read exactly once even while a compaction is half done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from pipeline.engine import ENGINE
+from pipeline.schemas import RUN_COLUMNS
+from pipeline.sinks.parquet_snapshot import MANIFEST_DIR
+
+log = logging.getLogger(__name__)
+
+#: Arrow IPC rather than Parquet, so a glob over the store's ``*.parquet`` files never mistakes it for a table.
+INDEX_PATH: Final = "_index/runs.arrow"
+#: Marker files of the days a maintenance was working on (``retention.py``); their runs are re-read on reconcile.
+JOURNAL_DIR: Final = "_maintenance"
+#: A manifest entry whose rows moved to a compacted file names it under this key (and no ``path``: a reader that
+#: would read the whole file as one run's rows fails loudly instead of counting other runs' rows).
+COMPACTED_KEY: Final = "compacted_path"
+INDEX_SCHEMA: Final = pl.Schema(
+    [
+        *RUN_COLUMNS.items(),
+        ("run_date", pl.String()),
+        ("table", pl.String()),
+        ("category", pl.String()),
+        ("path", pl.String()),
+        ("compacted", pl.Boolean()),
+        ("rows", pl.Int64()),
+    ]
+)
+_FILE_COLUMN: Final = "__index_file"
+
+
+def entry_path(entry: dict[str, Any]) -> str:
+    """The store-relative file that holds one manifest entry's rows."""
+    return str(entry.get(COMPACTED_KEY) or entry["path"])
+
+
+def entry_scan(root: Path, run_id: str, entry: dict[str, Any]) -> pl.LazyFrame:
+    """One manifest entry's rows (hive columns ``category``, ``run_date`` included), wherever they are now."""
+    scan = pl.scan_parquet(str(root / entry_path(entry)), hive_partitioning=True)
+    if COMPACTED_KEY in entry:
+        scan = scan.filter(pl.col("run_id") == run_id)
+    return scan
+
+
+def manifest_rows(manifest: dict[str, Any]) -> pl.DataFrame:
+    """The index rows of one manifest (a run without tables still gets one row, so it is still a run)."""
+    run_at = datetime.fromisoformat(manifest["run_at"]).astimezone(UTC)
+    rows: list[dict[str, Any]] = [
+        {
+            "table": table,
+            "category": category,
+            "path": entry_path(entry),
+            "compacted": COMPACTED_KEY in entry,
+            "rows": entry.get("rows"),
+        }
+        for table, categories in sorted(manifest.get("tables", {}).items())
+        for category, entry in sorted(categories.items())
+    ] or [{"table": None, "category": None, "path": None, "compacted": None, "rows": None}]
+    frame = pl.DataFrame(rows, schema={name: INDEX_SCHEMA[name] for name in rows[0]})
+    return frame.with_columns(
+        pl.lit(manifest["run_id"], dtype=INDEX_SCHEMA["run_id"]).alias("run_id"),
+        pl.lit(run_at, dtype=INDEX_SCHEMA["run_at"]).alias("run_at"),
+        pl.lit(run_at.date().isoformat()).alias("run_date"),
+    ).select(INDEX_SCHEMA.names())
+
+
+def manifest_path(root: Path, run_id: str) -> Path:
+    return root / MANIFEST_DIR / f"{run_id}.json"
+
+
+def read_manifest(root: Path, run_id: str) -> dict[str, Any] | None:
+    """One committed run's manifest, or None (logged, path named) when it is gone or unreadable."""
+    path = manifest_path(root, run_id)
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        log.error("unreadable manifest ignored", extra={"path": str(path), "reason": str(error)})
+        return None
+    return manifest
+
+
+def manifest_names(root: Path) -> set[str]:
+    """The run ids that have a manifest (one listing of ``_runs``, no reads)."""
+    folder = root / MANIFEST_DIR
+    return {path.stem for path in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+def index_from_manifests(root: Path, run_ids: set[str] | None = None) -> pl.DataFrame:
+    """Index rows read from the manifests of ``run_ids`` (default: every manifest)."""
+    frames = [
+        manifest_rows(manifest)
+        for run_id in sorted(manifest_names(root) if run_ids is None else run_ids)
+        if (manifest := read_manifest(root, run_id)) is not None
+    ]
+    return pl.concat(frames) if frames else INDEX_SCHEMA.to_frame()
+
+
+def read_index(root: Path) -> pl.DataFrame | None:
+    """The stored index, or None when there is none (or it cannot be read: it is rebuilt, nothing is lost)."""
+    path = root / INDEX_PATH
+    if not path.is_file():
+        return None
+    try:
+        return pl.read_ipc(path).select(INDEX_SCHEMA.names()).cast(INDEX_SCHEMA)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        log.error("unreadable run index ignored", extra={"path": str(path), "reason": str(error)})
+        return None
+
+
+def write_index(root: Path, index: pl.DataFrame) -> None:
+    """Replace the index atomically (readers see the old one or the new one, never a part)."""
+    path = root / INDEX_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    index.sort("run_at", "run_id", "table", "category", nulls_last=False).write_ipc(tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def load_index(root: Path) -> pl.DataFrame:
+    """The index readers use: the stored one, or one built from the manifests when there is none."""
+    index = read_index(root)
+    if index is None:
+        if manifest_names(root):
+            log.warning("no run index; reading every manifest", extra={"path": str(root / INDEX_PATH)})
+        index = index_from_manifests(root)
+    return index
+
+
+def journaled_days(root: Path) -> list[str]:
+    """The days a maintenance was working on when it stopped (oldest first)."""
+    folder = root / JOURNAL_DIR
+    return sorted(path.name.removeprefix("day=") for path in folder.glob("day=*")) if folder.is_dir() else []
+
+
+def reconcile_index(root: Path) -> pl.DataFrame:
+    """Bring the stored index in line with the manifests and return it. Call under the snapshot lock.
+
+    One listing of ``_runs``: runs with a manifest but no index rows are read and added, index rows of runs
+    without a manifest are dropped, and the runs of days an interrupted maintenance was working on are re-read
+    (their manifests may have switched to a compacted file). No index yet: built from every manifest once.
+    """
+    index = read_index(root)
+    names = manifest_names(root)
+    if index is None:
+        index = index_from_manifests(root, names)
+        write_index(root, index)
+        log.info("run index built", extra={"runs": len(names)})
+        return index
+    indexed = set(index["run_id"].unique())
+    days = journaled_days(root)
+    reread = (names - indexed) | set(index.filter(pl.col("run_date").is_in(days))["run_id"].unique())
+    gone = indexed - names
+    if not reread and not gone:
+        return index
+    fresh = index_from_manifests(root, reread & names)
+    index = pl.concat([index.filter(~pl.col("run_id").is_in(reread | gone)), fresh])
+    write_index(root, index)
+    log.info("run index reconciled", extra={"added": len(reread & names), "removed": len(gone)})
+    return index
+
+
+def add_run(root: Path, manifest: dict[str, Any]) -> None:
+    """Add a just-committed run to the index (under the lock, right after its manifest)."""
+    index = read_index(root)
+    if index is None:
+        reconcile_index(root)
+        return
+    write_index(root, pl.concat([index.filter(pl.col("run_id") != manifest["run_id"]), manifest_rows(manifest)]))
+
+
+def runs(index: pl.DataFrame) -> pl.DataFrame:
+    """One row per run (``run_id``, ``run_at``, ``run_date``), oldest first."""
+    return index.select("run_id", "run_at", "run_date").unique("run_id").sort("run_at", "run_id")
+
+
+def manifests_newest_first(root: Path) -> Iterator[dict[str, Any]]:
+    """The committed runs' manifests, newest first, each read only when the caller asks for it."""
+    for run_id in reversed(runs(load_index(root))["run_id"].to_list()):
+        manifest = read_manifest(root, run_id)
+        if manifest is not None:
+            yield manifest
+
+
+def latest_manifest(root: Path) -> dict[str, Any] | None:
+    """The newest committed run's manifest, or None for an empty store."""
+    return next(manifests_newest_first(root), None)
+
+
+def scan_indexed(root: Path, entries: pl.DataFrame) -> pl.LazyFrame | None:
+    """The rows of the index ``entries`` (one table), each run's rows from the one file named for it."""
+    if entries.is_empty():
+        return None
+    paths = entries["path"].unique().sort().to_list()
+    wanted = entries.select((pl.lit(str(root) + os.sep) + pl.col("path")).alias(_FILE_COLUMN), pl.col("run_id")).lazy()
+    files = [str(root / path) for path in paths]
+    scan = pl.scan_parquet(files, hive_partitioning=True, include_file_paths=_FILE_COLUMN)
+    if not entries["compacted"].any():
+        return scan.drop(_FILE_COLUMN)
+    # A compacted file may also hold runs that are read from elsewhere (a half-done compaction) or are no longer
+    # kept (a day awaiting its rewrite): only the (file, run) pairs of the index count.
+    return scan.join(wanted, on=[_FILE_COLUMN, "run_id"], how="semi").drop(_FILE_COLUMN)
+
+
+def table_history(root: Path, table: str, category: str | None = None) -> pl.LazyFrame | None:
+    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``)."""
+    index = load_index(root)
+    entries = index.filter(pl.col("table") == table)
+    if category is not None:
+        entries = entries.filter(pl.col("category") == category)
+    return scan_indexed(root, entries)
+
+
+def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
+    """``table`` for ``category`` from the newest committed run that wrote it, or None."""
+    entries = load_index(root).filter(pl.col("table") == table, pl.col("category") == category)
+    if entries.is_empty():
+        return None
+    newest = entries.sort("run_at", "run_id").tail(1)
+    scan = scan_indexed(root, newest)
+    assert scan is not None
+    return scan.filter(pl.col("run_id") == newest["run_id"][0]).collect(engine=ENGINE)
