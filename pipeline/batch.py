@@ -133,6 +133,9 @@ def _log_problems(problems: pl.DataFrame) -> None:
 class Publisher(Protocol):
     """The Redis sink as a run sees it (``RedisPublisher``)."""
 
+    #: Why Redis could not be used (set when ``run_lock`` gives None).
+    down: str | None
+
     def run_lock(self) -> AbstractContextManager[RedisLock | None]:
         """Hold the run lock (None when Redis cannot give it: the run then commits without publishing)."""
         ...
@@ -215,7 +218,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
 def _published(publisher: Publisher, values: RedisValues, fence: RedisLock | None) -> tuple[list[str], str | None]:
     """The keys published, or why nothing was (a committed run whose Redis update failed: exit 4)."""
     if fence is None:
-        reason = "redis was unusable when the run started"
+        reason = f"redis was unusable when the run started ({publisher.down})"
     else:
         try:
             return publisher.publish(values, fence), None

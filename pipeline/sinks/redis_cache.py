@@ -121,9 +121,10 @@ class RedisPublisher:
                 raise redis.ConnectionError(self.down)  # already waited for it once: a hung server costs one timeout
             lock.acquire()
         except redis.RedisError as error:  # down, read-only replica, out of memory: publishing is impossible
+            self.down = f"{type(error).__name__}: {error}"
             log.warning(
                 "redis unusable: committing the snapshot only, not publishing",
-                extra={"redis": self.url, "error": str(error)},
+                extra={"redis": self.url, "error": self.down},
             )
             yield None
             return
