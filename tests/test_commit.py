@@ -355,7 +355,7 @@ def test_a_signal_stops_the_run_cleans_up_and_releases_the_locks(
     assert client.exists(keys.lock_key(PREFIX))
     run.process.send_signal(signum)
     gated_horde.open()
-    code, out, err = run.finish()
+    code, _, err = run.finish()
     assert code == 128 + signum
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert f"stopped by {signal.Signals(signum).name}" in err
