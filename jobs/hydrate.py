@@ -35,6 +35,8 @@ def cycle(settings: Settings) -> None:
     result = execute(settings)
     if isinstance(result, int):
         raise RuntimeError(f"cycle ended with exit code {result}")
+    if result.not_published is not None:  # committed (history has it), Redis not updated: retried next cycle
+        raise RuntimeError(f"run {result.run_id} committed but not published: {result.not_published}")
 
 
 def main(argv: Sequence[str]) -> int:
