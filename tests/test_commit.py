@@ -338,8 +338,8 @@ def test_redis_stalled_at_the_publish_exits_4_and_never_shows_an_uncommitted_run
     assert code == 4, err
     committed = committed_ids(_store(tmp_path))
     assert len(committed) == 2
-    last, carried = redis_run_ids(_client(own_redis.url), PREFIX)
-    assert last in committed and carried == {last}
+    # The stall came before MULTI was sent: once resumed, Redis holds the previous run whole.
+    _assert_redis_shows(_client(own_redis.url), committed[0])
 
 
 # --- signals and a full disk -------------------------------------------------------------------------------
@@ -375,7 +375,7 @@ def test_a_full_disk_fails_the_run_and_leaves_no_tmp(tmp_path: Path) -> None:
     run = CliRun(["run"], child_env(), tmp_path, preexec_fn=_limit_file_size)
     code, _, err = run.finish()
     assert code == 1, err
-    assert "File too large" in err or "EFBIG" in err or "27" in err
+    assert "File too large" in err
     assert "Traceback" not in err
     assert not list(_store(tmp_path).rglob("*.tmp"))
     assert committed_ids(_store(tmp_path)) == [] and uncommitted_files(_store(tmp_path)) == []

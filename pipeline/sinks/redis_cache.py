@@ -83,13 +83,6 @@ class RedisPublisher:
         assert settings.redis_url, "REDIS_URL is not set"
         return cls(redis_client(settings.redis_url, settings.redis_socket_timeout), settings, url=settings.redis_url)
 
-    def reachable(self) -> bool:
-        """True when Redis answers a PING within the socket timeout."""
-        try:
-            return bool(self.client.ping())
-        except redis.RedisError:
-            return False
-
     def unreachable_reason(self) -> str | None:
         """None when Redis answers; why not when it is away (down, timing out).
 
