@@ -197,8 +197,9 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
             report.finished_at = time.time()
-            redis_values = publisher.run_values(report) if publisher is not None else None
-            if publisher is not None and redis_values is not None:
+            redis_values: RedisValues | None = None
+            if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
+                redis_values = publisher.run_values(report)
                 writer.write_artifact("redis", publisher.stored(run_id, redis_values))
             clock.lap("snapshot")
             if fence is not None:

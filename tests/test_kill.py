@@ -39,13 +39,12 @@ def test_killed_after_a_stage_redis_and_history_agree(
     stage: str, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("REDIS_URL", own_redis.url)
-    monkeypatch.setenv("REDIS_LOCK_TTL_SECONDS", "1")  # the killed run's lock expires quickly
     root = tmp_path / "snapshots"
     assert main(["run"]) == 0
     (previous,) = committed_ids(root)
     client = redis.Redis.from_url(own_redis.url)
 
-    killed = CliRun(["run"], child_env(), tmp_path)
+    killed = CliRun(["run"], child_env(REDIS_LOCK_TTL_SECONDS="2"), tmp_path)  # its lock expires soon after
     killed.wait_for_stage(stage)
     killed.process.send_signal(signal.SIGKILL)
     assert killed.finish()[0] == -signal.SIGKILL
