@@ -243,7 +243,10 @@ def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]
         if not committed:
             raise NothingToRepublishError(f"no committed run in {root} to republish")
         latest = committed[-1]
-        document = read_artifact(root, latest, "redis")
+        try:
+            document = read_artifact(root, latest, "redis")
+        except (OSError, ValueError) as error:  # missing, unreadable, corrupt, or a path outside the store
+            raise NothingToRepublishError(f"run {latest['run_id']}: its Redis values cannot be read: {error}") from None
         if document is None:
             raise NothingToRepublishError(
                 f"run {latest['run_id']} stored no Redis values (it ran without REDIS_URL); `run` computes a new one"

@@ -125,6 +125,26 @@ def test_republish_without_a_run_or_without_redis_values(
     assert _client(own_redis.url).get(keys.last_run_key(PREFIX)) is None
 
 
+def test_republish_refuses_stored_values_it_cannot_trust(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", own_redis.url)
+    assert main(["run"]) == 0
+    (manifest_path,) = (_store(tmp_path) / "_runs").glob("*.json")
+    manifest = json.loads(manifest_path.read_text())
+    artifact = _store(tmp_path) / manifest["artifacts"]["redis"]
+    artifact.write_text("{not json")
+    assert main(["run", "--republish"]) == 1
+    assert "cannot be read" in capsys.readouterr().err
+    manifest["artifacts"]["redis"] = "../outside.json"  # a manifest never leads a reader out of the store
+    (tmp_path / "outside.json").write_text(json.dumps({"run_id": "x", "keys": {"analytics:last_run": ["{}", None]}}))
+    manifest_path.write_text(json.dumps(manifest))
+    assert main(["run", "--republish"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "Traceback" not in err
+    assert _client(own_redis.url).get(keys.last_run_key(PREFIX)) != b"{}"
+
+
 def test_run_finished_seconds_cover_every_stage_including_publish(own_redis: RedisServer, tmp_path: Path) -> None:
     run = CliRun(["run"], child_env(REDIS_URL=own_redis.url), tmp_path)
     stages = {}
