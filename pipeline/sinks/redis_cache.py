@@ -109,12 +109,12 @@ class RedisPublisher:
         """Hold the lock for a run; None (with a warning) when Redis cannot give it, so the run commits its
         snapshot under the store's own lock and exits 4. Raises LockHeldError when another run holds it."""
         lock = self.lock()
-        try:
-            if self.down is not None:
-                raise redis.ConnectionError(self.down)  # already waited for it once: a hung server costs one timeout
-            lock.acquire()
-        except redis.RedisError as error:  # down, read-only replica, out of memory: publishing is impossible
-            self.down = f"{type(error).__name__}: {error}"
+        if self.down is None:  # found away already: not asked again, a hung server costs one timeout
+            try:
+                lock.acquire()
+            except redis.RedisError as error:  # down, read-only replica, out of memory: no publish possible
+                self.down = f"{type(error).__name__}: {error}"
+        if self.down is not None:
             log.warning(
                 "redis unusable: committing the snapshot only, not publishing",
                 extra={"redis": self.url, "error": self.down},
