@@ -5,6 +5,7 @@ leave nothing behind. Everything here runs against real redis-servers, real proc
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import shutil
 import signal
@@ -16,6 +17,8 @@ import redis
 
 from jobs.__main__ import main
 from pipeline import keys
+from pipeline.batch import run_once
+from pipeline.interrupts import RunInterrupted, StopRequest
 from pipeline.settings import load_settings
 from pipeline.sinks.lock import LockLostError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests, read_artifact
@@ -383,6 +386,42 @@ def test_a_signal_stops_the_run_cleans_up_and_releases_the_locks(
     assert not client.exists(keys.lock_key(PREFIX))  # released, not left to expire
     monkeypatch.setenv("REDIS_URL", own_redis.url)
     assert main(["run"]) == 0  # and the snapshot lock is free
+
+
+class _StopAfterStage(logging.Handler):
+    """Asks for a stop (as the SIGTERM handler does) when the run logs that ``stage`` finished."""
+
+    def __init__(self, stop: StopRequest, stage: str) -> None:
+        super().__init__()
+        self.stop, self.stage = stop, stage
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "stage finished" and getattr(record, "stage", None) == self.stage:
+            self.stop.request(signal.SIGTERM)
+
+
+def test_a_stop_after_the_tables_were_written_removes_them(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REDIS_URL", own_redis.url)
+    settings = load_settings()
+    stop = StopRequest()
+    handler = _StopAfterStage(stop, "snapshot")
+    batch_log = logging.getLogger("pipeline.batch")
+    batch_log.addHandler(handler)
+    batch_log.setLevel(logging.INFO)
+    try:
+        with pytest.raises(RunInterrupted) as stopped:
+            run_once(settings, publisher=RedisPublisher.from_settings(settings), stop=stop)
+    finally:
+        batch_log.removeHandler(handler)
+        batch_log.setLevel(logging.NOTSET)
+    assert stopped.value.exit_code == 143
+    root = _store(tmp_path)
+    assert committed_ids(root) == [] and uncommitted_files(root) == []
+    assert not list(root.rglob("*.parquet")) and not list(root.rglob("_redis/*"))
+    assert not _client(own_redis.url).exists(keys.lock_key(PREFIX))
+    _assert_redis_shows(_client(own_redis.url), None)
 
 
 def _limit_file_size() -> None:
