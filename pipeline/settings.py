@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("horde:model_ref", min_length=1, validation_alias=_env("REDIS_KEY_PREFIX"))
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
+    # The run lock's expiry: renewed every third of it while the run is alive, so it only runs out for a run
+    # that stopped (paused, hung, killed); such a run then commits and publishes nothing (SPEC §12).
+    redis_lock_ttl_seconds: float = Field(60.0, ge=0.5, le=3600, validation_alias=_env("REDIS_LOCK_TTL_SECONDS"))
 
     # Cache lifetimes (seconds).
     statistics_cache_ttl: int = Field(300, gt=0, validation_alias=_env("STATISTICS_CACHE_TTL"))

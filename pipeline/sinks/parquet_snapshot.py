@@ -42,6 +42,9 @@ TABLES: Final = (
     "unmatched",
     "audit",
 )
+#: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
+#: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
+ARTIFACTS: Final = ("redis",)
 _COMPRESSION: Final = "zstd"
 _COMPRESSION_LEVEL: Final = 3
 
@@ -63,6 +66,7 @@ class SnapshotWriter:
     run_id: str
     run_at: datetime
     written: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     @property
     def run_date(self) -> str:
@@ -78,13 +82,23 @@ class SnapshotWriter:
             pl.lit(self.run_id, dtype=RUN_COLUMNS["run_id"]).alias("run_id"),
             pl.lit(self.run_at, dtype=RUN_COLUMNS["run_at"]).alias("run_at"),
         )
-        tmp = path.with_name(path.name + ".tmp")
-        stamped.write_parquet(tmp, compression=_COMPRESSION, compression_level=_COMPRESSION_LEVEL)
-        os.replace(tmp, path)
+        with _replaced_atomically(path) as tmp:
+            stamped.write_parquet(tmp, compression=_COMPRESSION, compression_level=_COMPRESSION_LEVEL)
         self.written.setdefault(table, {})[category] = {
             "path": str(path.relative_to(self.root)),
             "rows": stamped.height,
         }
+        return path
+
+    def write_artifact(self, name: str, document: Any) -> Path:
+        """Write ``document`` as this run's artifact ``name`` (JSON; listed in the manifest at commit)."""
+        if name not in ARTIFACTS:
+            raise ValueError(f"unknown snapshot artifact {name!r}; valid: {', '.join(ARTIFACTS)}")
+        path = self.root / f"_{name}" / f"{self.run_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _replaced_atomically(path) as tmp:
+            tmp.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+        self.artifacts[name] = str(path.relative_to(self.root))
         return path
 
     def commit(self, *, input_hashes: dict[str, str], counts: dict[str, int]) -> Path:
@@ -96,11 +110,12 @@ class SnapshotWriter:
             "input_hashes": input_hashes,
             "counts": counts,
         }
+        if self.artifacts:
+            manifest["artifacts"] = self.artifacts
         path = self.root / MANIFEST_DIR / f"{self.run_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        with _replaced_atomically(path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         return path
 
     def abort(self) -> None:
@@ -108,7 +123,37 @@ class SnapshotWriter:
         for categories in self.written.values():
             for entry in categories.values():
                 (self.root / entry["path"]).unlink(missing_ok=True)
+        for relative in self.artifacts.values():
+            (self.root / relative).unlink(missing_ok=True)
         self.written.clear()
+        self.artifacts.clear()
+
+
+@contextmanager
+def _replaced_atomically(path: Path) -> Iterator[Path]:
+    """A ``.tmp`` beside ``path`` to write into, renamed over ``path`` on success and removed on any failure
+    (a full disk, a signal), so no ``.tmp`` outlives a failed write."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_artifact(root: Path, manifest: dict[str, Any], name: str) -> Any | None:
+    """The artifact ``name`` of the committed run of ``manifest``, or None when the run wrote none.
+
+    The manifest only names a file of this store (``_{name}/{run_id}.json``); any other path is refused.
+    """
+    relative = manifest.get("artifacts", {}).get(name)
+    if relative is None:
+        return None
+    expected = f"_{name}/{manifest['run_id']}.json"
+    if relative != expected:
+        raise ValueError(f"manifest of run {manifest['run_id']} names {relative!r} for {name}; expected {expected!r}")
+    return json.loads((root / expected).read_text(encoding="utf-8"))
 
 
 def manifests(root: Path) -> list[dict[str, Any]]:
@@ -174,6 +219,11 @@ def sweep_uncommitted(root: Path) -> list[Path]:
     for tmp in (root / MANIFEST_DIR).glob("*.tmp") if (root / MANIFEST_DIR).is_dir() else []:
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
+    for name in ARTIFACTS:
+        for path in (root / f"_{name}").glob("*") if (root / f"_{name}").is_dir() else []:
+            if path.name.endswith(".tmp") or path.name.removesuffix(".json") not in committed:
+                path.unlink(missing_ok=True)
+                removed.append(path)
     if removed:
         log.warning("swept uncommitted snapshot files", extra={"count": len(removed)})
     return removed
