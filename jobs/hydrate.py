@@ -10,7 +10,7 @@ from jobs._cli import EXIT_OK, ArgumentParser, add_source_arguments, parsed_or_e
 from jobs.run import execute, make_publisher
 from pipeline.hydrator import CacheHydrator
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings
+from pipeline.settings import Settings, secret_urls
 from pipeline.sinks.redis_cache import InvalidationBus, redis_client
 
 log = logging.getLogger("jobs.hydrate")
@@ -41,7 +41,7 @@ def main(argv: Sequence[str]) -> int:
     )
     if isinstance(settings, int):
         return settings
-    configure_logging()
+    configure_logging(secret_urls=secret_urls(settings))
     hydrator = CacheHydrator(settings, lambda: cycle(settings))
     bus: InvalidationBus | None = None
     if settings.redis_url and make_publisher(settings) is not None:

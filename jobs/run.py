@@ -18,7 +18,7 @@ from jobs._cli import (
 )
 from pipeline.batch import RunReport, run_once
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings, masked_text, masked_url
+from pipeline.settings import Settings, masked_text, masked_url, secret_urls
 from pipeline.sinks.lock import LockHeldError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_cache import RedisPublisher, run_guard
@@ -102,7 +102,7 @@ def main(argv: Sequence[str]) -> int:
     )
     if isinstance(settings, int):
         return settings
-    configure_logging()
+    configure_logging(secret_urls=secret_urls(settings))
     report = execute(settings)
     if isinstance(report, int):
         return report
