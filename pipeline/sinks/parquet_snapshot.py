@@ -118,7 +118,7 @@ class SnapshotReadError(RuntimeError):
 _MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
 
 
-def _manifest_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _manifest_problem(path: Path, inside: dict[Path, bool]) -> tuple[dict[str, Any] | None, str | None]:
     """The manifest at ``path`` (its unsafe table entries dropped, each with a warning), or why it is unusable."""
     try:
         if not path.is_file():  # a folder, FIFO or device named *.json: opening a FIFO would block the run
@@ -142,26 +142,32 @@ def _manifest_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(tables, dict) or not all(isinstance(entries, dict) for entries in tables.values()):
         return None, "tables is not an object of objects"
     safe = {
-        table: {category: entry for category, entry in entries.items() if _safe_entry(path, table, category, entry)}
+        table: {
+            category: entry for category, entry in entries.items() if _safe_entry(path, table, category, entry, inside)
+        }
         for table, entries in tables.items()
     }
     return {**manifest, "tables": safe}, None
 
 
-def _safe_entry(manifest_path: Path, table: str, category: str, entry: Any) -> bool:
+def _safe_entry(manifest_path: Path, table: str, category: str, entry: Any, inside: dict[Path, bool]) -> bool:
     """True when ``entry`` names a file inside the store; a manifest never makes a reader open anything else
-    (an absolute path, ``..``, a symlink that leads out of the store)."""
+    (an absolute path, ``..``, a symlink that leads out of the store). ``inside`` caches the answer per folder:
+    thousands of entries share a few folders."""
     root = manifest_path.parent.parent
     where = entry.get("path") if isinstance(entry, dict) else None
-    inside = isinstance(where, str) and not Path(where).is_absolute() and ".." not in Path(where).parts
-    if inside:
-        inside = (root / str(where)).resolve().is_relative_to(root.resolve())
-    if not inside:
+    safe = isinstance(where, str) and not Path(where).is_absolute() and ".." not in Path(where).parts
+    if safe:
+        path = root / str(where)
+        if path.parent not in inside:
+            inside[path.parent] = path.parent.resolve().is_relative_to(root.resolve())
+        safe = inside[path.parent] and (not path.is_symlink() or path.resolve().is_relative_to(root.resolve()))
+    if not safe:
         log.warning(
             "snapshot manifest entry ignored: its path leads outside the store",
             extra={"manifest": str(manifest_path), "table": table, "category": category, "path": str(where)},
         )
-    return inside
+    return safe
 
 
 def _scanned_manifests(root: Path) -> tuple[list[dict[str, Any]], set[str]]:
@@ -171,8 +177,9 @@ def _scanned_manifests(root: Path) -> tuple[list[dict[str, Any]], set[str]]:
         return [], set()
     found: list[dict[str, Any]] = []
     unreadable: set[str] = set()
+    inside: dict[Path, bool] = {}
     for path in sorted(folder.glob("*.json")):
-        manifest, problem = _manifest_problem(path)
+        manifest, problem = _manifest_problem(path, inside)
         if manifest is None:
             # SPEC §12: reported with its path and ignored; one bad file must not block every later run
             log.warning(
