@@ -56,7 +56,11 @@ class SecretMaskingFilter(logging.Filter):
         return masked if masked != text else value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.masked(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call (args that do not fit) must not raise out of a filter
+            message = f"{record.msg} {record.args}"
+        record.msg = self.masked(message)
         record.args = None
         for key, value in vars(record).items():
             if key not in _STANDARD:
