@@ -87,7 +87,7 @@ def execute(settings: Settings) -> RunReport | int:
         print(f"horde-analytics: {error}", file=sys.stderr)
         return EXIT_LOCKED
     except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing published
-        message = masked_text(f"{type(error).__name__}: {error}", settings.redis_url)
+        message = masked_text(f"{type(error).__name__}: {error}", *secret_urls(settings))
         log.error("run failed", extra={"error": message})
         print(f"horde-analytics: run failed, nothing published: {message}", file=sys.stderr)
         return EXIT_FAILED

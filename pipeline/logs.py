@@ -41,9 +41,7 @@ class SecretMaskingFilter(logging.Filter):
 
     def masked(self, text: str) -> str:
         """``text`` with every URL masked and every known secret replaced."""
-        for url in self.secret_urls:
-            text = masked_text(text, url)
-        return masked_text(text)
+        return masked_text(text, *self.secret_urls)
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):

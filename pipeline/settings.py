@@ -177,13 +177,13 @@ def _literal_secrets(url: str) -> set[str]:
     return {secret for secret in found if len(secret) >= 3}
 
 
-def masked_text(text: str, url: str | None = None) -> str:
-    """``text`` with every URL in it masked (``masked_url``) and the secrets of ``url`` (if any) replaced by
-    ``***`` wherever they appear, also outside a URL (an error message that quotes a password)."""
+def masked_text(text: str, *urls: str | None) -> str:
+    """``text`` with every URL in it masked (``masked_url``) and the secrets of each of ``urls`` (REDIS_URL, the
+    source URLs) replaced by ``***`` wherever they appear, also outside a URL (a message that quotes a password)."""
     masked = _URL_IN_TEXT.sub(lambda match: masked_url(match.group(0)) or "", text)
-    if url:
-        for secret in sorted(_literal_secrets(url), key=len, reverse=True):
-            masked = masked.replace(secret, _MASK)
+    secrets = {secret for url in urls if url for secret in _literal_secrets(url)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        masked = masked.replace(secret, _MASK)
     return masked
 
 

@@ -57,6 +57,9 @@ def test_masked_text_masks_every_url_and_the_known_password_anywhere() -> None:
     masked = masked_text(text, "redis://:pw%2Bsecret@db:6379")
     assert "pw%2Bsecret" not in masked and "pw+secret" not in masked and "p4ss" not in masked
     assert "redis://:***@db:6379" in masked
+    # several settings at once: each one's secrets go, wherever they are quoted
+    both = masked_text("auth pw-aaa1 / token tok-bbb2", "redis://:pw-aaa1@db", "http://h/ref?token=tok-bbb2")
+    assert both == "auth *** / token ***"
 
 
 def test_the_filter_masks_message_arguments_extras_and_exceptions() -> None:
