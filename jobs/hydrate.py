@@ -18,7 +18,7 @@ from jobs._cli import (
 from jobs.run import execute, make_publisher
 from pipeline.hydrator import CacheHydrator
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings, masked_text
+from pipeline.settings import Settings, masked_text, secret_urls
 from pipeline.sinks.redis_cache import InvalidationBus, RedisConfigError, redis_client
 
 log = logging.getLogger("jobs.hydrate")
@@ -51,11 +51,11 @@ def main(argv: Sequence[str]) -> int:
     )
     if isinstance(settings, int):
         return settings
-    configure_logging()
+    configure_logging(secret_urls=secret_urls(settings))
     try:
         make_publisher(settings)  # a configuration Redis refuses fails now (exit 2); one that is away, later
     except RedisConfigError as error:
-        print(f"horde-analytics: {masked_text(str(error), settings.redis_url)}", file=sys.stderr)
+        print(f"horde-analytics: {masked_text(str(error), *secret_urls(settings))}", file=sys.stderr)
         return EXIT_USAGE
     hydrator = CacheHydrator(settings, lambda: cycle(settings))
     bus: InvalidationBus | None = None

@@ -22,7 +22,7 @@ from jobs.audit import format_counts_line
 from pipeline.batch import NothingToRepublishError, RunReport, republish, run_once
 from pipeline.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings, masked_text, masked_url
+from pipeline.settings import Settings, masked_text, masked_url, secret_urls
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_cache import PublishError, RedisConfigError, RedisPublisher
@@ -95,7 +95,7 @@ def make_publisher(settings: Settings) -> RedisPublisher | None:
 
 
 def _failed(settings: Settings, message: str, code: int) -> int:
-    print(f"horde-analytics: {masked_text(message, settings.redis_url)}", file=sys.stderr)
+    print(f"horde-analytics: {masked_text(message, *secret_urls(settings))}", file=sys.stderr)
     return code
 
 
@@ -113,7 +113,7 @@ def execute(settings: Settings, stop: StopRequest | None = None) -> RunReport | 
         log.warning("run stopped", extra={"reason": str(error)})
         return _failed(settings, f"run {error}", error.exit_code)
     except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing committed
-        message = masked_text(f"{type(error).__name__}: {error}", settings.redis_url)
+        message = masked_text(f"{type(error).__name__}: {error}", *secret_urls(settings))
         log.error("run failed", extra={"error": message})
         return _failed(settings, f"run failed, nothing committed or published: {message}", EXIT_FAILED)
 
@@ -147,7 +147,7 @@ def main(argv: Sequence[str]) -> int:
     )
     if isinstance(settings, int):
         return settings
-    configure_logging()
+    configure_logging(secret_urls=secret_urls(settings))
     if args.republish:
         return execute_republish(settings)
     with stop_on_signals(StopRequest()) as stop:
