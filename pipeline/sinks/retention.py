@@ -33,9 +33,8 @@ import polars as pl
 
 from pipeline.engine import ENGINE
 from pipeline.retention_plan import RetentionPolicy, groups_to_compact, kept_runs
-from pipeline.sinks.parquet_snapshot import TABLES
+from pipeline.sinks.parquet_snapshot import ARTIFACTS, COMPACTED_KEY, TABLES
 from pipeline.sinks.run_index import (
-    COMPACTED_KEY,
     JOURNAL_DIR,
     add_run,
     journaled_days,
@@ -191,6 +190,8 @@ def _maintain_day(
     # 4. removed runs stop being history
     for run_id in sorted(dropped_ids):
         manifest_path(root, run_id).unlink(missing_ok=True)
+        for name in ARTIFACTS:
+            (root / f"_{name}" / f"{run_id}.json").unlink(missing_ok=True)
         report.runs_removed += 1
         _step(hook, "manifest removed", logging.DEBUG, day=day, run_id=run_id)
 
@@ -235,16 +236,23 @@ def _maintain_day(
     return index
 
 
-def maintain_after_commit(root: Path, run_id: str, policy: RetentionPolicy) -> MaintenanceReport | None:
-    """Index the run just committed, then apply retention and compaction. Call under the snapshot lock.
+def index_committed_run(root: Path, run_id: str) -> None:
+    """Add the run just committed to the run index (under the lock, right after its manifest).
 
-    The run is already history: a failure here is logged and left to the next run (which reconciles the index and
-    finishes any half-done day), never turned into a failed run.
+    The run is already history: a failure here is logged, never a failed run; the next run reconciles the index.
     """
     try:
         manifest = read_manifest(root, run_id)
         if manifest is not None:
             add_run(root, manifest)
+    except Exception as error:  # committed already: the next run reconciles
+        log.error("run index not updated", extra={"root": str(root), "reason": f"{type(error).__name__}: {error}"})
+
+
+def maintain_after_commit(root: Path, policy: RetentionPolicy) -> MaintenanceReport | None:
+    """Retention and compaction after a commit (under the lock). A failure is logged and left to the next run,
+    which finishes any half-done day; the run itself is committed and stays a success."""
+    try:
         return maintain_store(root, policy)
     except Exception as error:  # committed already: the next run retries
         log.error("store maintenance failed", extra={"root": str(root), "reason": f"{type(error).__name__}: {error}"})

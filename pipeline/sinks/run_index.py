@@ -4,9 +4,10 @@ without listing or reading every manifest.
 
 The manifests stay the source of truth (a manifest is the commit, §7.2); the index is a projection of them,
 rewritten atomically (tmp file, then a rename) after each commit and by the maintenance of the store. Readers
-use it; when it is missing they build it in memory from the manifests. A run killed between its manifest and the
-index update is not seen by readers until the next run (or ``compact``) reconciles the index under the lock; it
-has not been published to Redis either, so both still agree on the latest run.
+use it, checked against one listing of the manifests' names (never a read of every manifest): a run committed
+but not yet indexed (killed between its manifest and the index update) is read from its manifest, a run whose
+manifest is gone is dropped. When the index is missing they build it in memory from the manifests; the next run
+(or ``compact``) rewrites it under the lock.
 
 A run's rows are in its own file (``{run_id}.parquet``) or, once its day is compacted, in the day's compacted file
 together with the other runs of that day: readers always select the rows of a run by its ``run_id`` from the one
@@ -15,7 +16,6 @@ file the index (or the manifest) names for it, so a row is read exactly once eve
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -27,7 +27,7 @@ import polars as pl
 
 from pipeline.engine import ENGINE
 from pipeline.schemas import RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import MANIFEST_DIR
+from pipeline.sinks.parquet_snapshot import COMPACTED_KEY, MANIFEST_DIR, SnapshotReadError, read_manifest_file
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 INDEX_PATH: Final = "_index/runs.arrow"
 #: Marker files of the days a maintenance was working on (``retention.py``); their runs are re-read on reconcile.
 JOURNAL_DIR: Final = "_maintenance"
-#: A manifest entry whose rows moved to a compacted file names it under this key (and no ``path``: a reader that
-#: would read the whole file as one run's rows fails loudly instead of counting other runs' rows).
-COMPACTED_KEY: Final = "compacted_path"
 INDEX_SCHEMA: Final = pl.Schema(
     [
         *RUN_COLUMNS.items(),
@@ -55,14 +52,6 @@ _FILE_COLUMN: Final = "__index_file"
 def entry_path(entry: dict[str, Any]) -> str:
     """The store-relative file that holds one manifest entry's rows."""
     return str(entry.get(COMPACTED_KEY) or entry["path"])
-
-
-def entry_scan(root: Path, run_id: str, entry: dict[str, Any]) -> pl.LazyFrame:
-    """One manifest entry's rows (hive columns ``category``, ``run_date`` included), wherever they are now."""
-    scan = pl.scan_parquet(str(root / entry_path(entry)), hive_partitioning=True)
-    if COMPACTED_KEY in entry:
-        scan = scan.filter(pl.col("run_id") == run_id)
-    return scan
 
 
 def manifest_rows(manifest: dict[str, Any]) -> pl.DataFrame:
@@ -92,16 +81,8 @@ def manifest_path(root: Path, run_id: str) -> Path:
 
 
 def read_manifest(root: Path, run_id: str) -> dict[str, Any] | None:
-    """One committed run's manifest, or None (logged, path named) when it is gone or unreadable."""
-    path = manifest_path(root, run_id)
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        log.error("unreadable manifest ignored", extra={"path": str(path), "reason": str(error)})
-        return None
-    return manifest
+    """One committed run's manifest, or None when it is gone or unusable (reported, path named)."""
+    return read_manifest_file(manifest_path(root, run_id))
 
 
 def manifest_names(root: Path) -> set[str]:
@@ -142,13 +123,21 @@ def write_index(root: Path, index: pl.DataFrame) -> None:
 
 
 def load_index(root: Path) -> pl.DataFrame:
-    """The index readers use: the stored one, or one built from the manifests when there is none."""
+    """The index readers use: the stored one, checked against one listing of the manifests' names (no reads):
+    runs committed since it was written (a run killed between its manifest and the index update, a manifest put
+    there by hand) are read and added, runs whose manifest is gone are dropped. No stored index: built from every
+    manifest (and written by the next run, which holds the lock)."""
     index = read_index(root)
+    names = manifest_names(root)
     if index is None:
-        if manifest_names(root):
+        if names:
             log.warning("no run index; reading every manifest", extra={"path": str(root / INDEX_PATH)})
-        index = index_from_manifests(root)
-    return index
+        return index_from_manifests(root, names)
+    indexed = set(index["run_id"].unique())
+    missing, gone = names - indexed, indexed - names
+    if not missing and not gone:
+        return index
+    return pl.concat([index.filter(~pl.col("run_id").is_in(gone)), index_from_manifests(root, missing)])
 
 
 def journaled_days(root: Path) -> list[str]:
@@ -216,6 +205,9 @@ def scan_indexed(root: Path, entries: pl.DataFrame) -> pl.LazyFrame | None:
     if entries.is_empty():
         return None
     paths = entries["path"].unique().sort().to_list()
+    for path in paths:
+        if not (root / path).is_file():
+            raise SnapshotReadError(f"snapshot file {root / path} is missing (named by the run index of {root})")
     wanted = entries.select((pl.lit(str(root) + os.sep) + pl.col("path")).alias(_FILE_COLUMN), pl.col("run_id")).lazy()
     files = [str(root / path) for path in paths]
     scan = pl.scan_parquet(files, hive_partitioning=True, include_file_paths=_FILE_COLUMN)
@@ -243,4 +235,8 @@ def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
     newest = entries.sort("run_at", "run_id").tail(1)
     scan = scan_indexed(root, newest)
     assert scan is not None
-    return scan.filter(pl.col("run_id") == newest["run_id"][0]).collect(engine=ENGINE)
+    try:
+        return scan.filter(pl.col("run_id") == newest["run_id"][0]).collect(engine=ENGINE)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        path = root / newest["path"][0]
+        raise SnapshotReadError(f"snapshot file {path} cannot be read ({type(error).__name__}: {error})") from None
