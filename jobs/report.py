@@ -11,8 +11,9 @@ import polars as pl
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
 from pipeline.logs import terminal_safe
 from pipeline.report import REPORT_TABLES, report_sections
-from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
+from pipeline.sinks.parquet_snapshot import SnapshotReadError, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
+from pipeline.sinks.run_index import latest_manifest
 
 
 def build_parser() -> ArgumentParser:
@@ -36,13 +37,12 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(settings, int):
         return settings
     root = Path(settings.snapshot_dir)
-    runs = manifests(root)
-    if not runs:
+    latest = latest_manifest(root)  # through the run index (SPEC §13)
+    if latest is None:
         print(
             f"horde-analytics report: no committed snapshot in {root}; run `horde-analytics run` first", file=sys.stderr
         )
         return EXIT_FAILED
-    latest = runs[-1]
     try:
         sections = report_sections(run_tables(root, latest, REPORT_TABLES))
     except SnapshotReadError as error:

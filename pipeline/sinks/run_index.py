@@ -1,6 +1,6 @@
 """The index of committed runs (SPEC §13): one small Arrow table, ``_index/runs.arrow``, one row per run, table
 and category with the file that holds the rows, so the latest run, a day's runs and a table's history are found
-without listing or reading every manifest.
+without reading every manifest.
 
 The manifests stay the source of truth (a manifest is the commit, §7.2); the index is a projection of them,
 rewritten atomically (tmp file, then a rename) after each commit and by the maintenance of the store. Readers
