@@ -216,13 +216,13 @@ def _maintain_day(
     write_index(root, index)
     _step(hook, "index written", day=day)
 
-    # 6. files no index row names (and no manifest claims: an unreadable manifest's run is not ours to delete)
+    # 6. files no index row names
     referenced = set(index.filter(pl.col("run_date") == day)["path"].drop_nulls())
-    committed = manifest_names(root)
+    unindexed = manifest_names(root) - set(index["run_id"])  # a manifest that cannot be read: its run may return
     for table in TABLES:
         for path in sorted((root / table).glob(f"category=*/run_date={day}/*.parquet")):
             relative = path.relative_to(root).as_posix()
-            if relative in referenced or path.stem in committed:
+            if relative in referenced or path.stem in unindexed:
                 continue
             path.unlink(missing_ok=True)
             report.files_removed += 1
