@@ -21,7 +21,7 @@ from jobs.__main__ import main
 from pipeline.batch import run_once
 from pipeline.retention_plan import RetentionPolicy, kept_runs
 from pipeline.settings import load_settings
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, manifests, run_tables
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
     INDEX_PATH,
@@ -271,3 +271,21 @@ def test_sigkill_during_maintenance_loses_nothing_and_the_next_run_finishes(
     assert stored.sort("run_id", "table", "category").equals(
         index_from_manifests(root).sort("run_id", "table", "category")
     )
+
+
+def test_readers_find_the_latest_run_and_a_history_without_reading_every_manifest(
+    tmp_path: Path, template: Template, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the index: an old manifest made unreadable is never opened by ``latest_table`` or ``history``."""
+    root = tmp_path / "snapshots"
+    ids = build_store(root, template, ((0, 3), (1, 2)))
+    (root / "_runs" / f"{ids[0]}.json").write_text("{ not read by readers")
+    caplog.clear()
+    latest = latest_table(root, "deletion_risk", "image_generation")
+    assert latest is not None and set(latest["run_id"]) == {ids[-1]}
+    followed = history(root, "deletion_risk", "image_generation")
+    assert followed is not None and set(followed.collect()["run_id"]) == set(ids)
+    assert "manifest" not in caplog.text, "no manifest was read"
+    # the index says which runs a day has
+    day = (NEWEST.date() - timedelta(days=1)).isoformat()
+    assert set(load_index(root).filter(pl.col("run_date") == day)["run_id"]) == set(ids[:2])
