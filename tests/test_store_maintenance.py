@@ -7,6 +7,7 @@ exactly once" is checkable by row counts per run and by frame equality.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pipeline.sinks.run_index import (
     latest_manifest,
     load_index,
     read_index,
+    reconcile_index,
     runs,
 )
 from tests.conftest import REPO
@@ -289,3 +291,30 @@ def test_readers_find_the_latest_run_and_a_history_without_reading_every_manifes
     # the index says which runs a day has
     day = (NEWEST.date() - timedelta(days=1)).isoformat()
     assert set(load_index(root).filter(pl.col("run_date") == day)["run_id"]) == set(ids[:2])
+
+
+def test_a_manifest_rewritten_behind_the_index_is_reindexed_and_its_day_compacted_again(
+    tmp_path: Path, template: Template
+) -> None:
+    """E.g. ``history --rebuild`` rewriting a compacted run's table to its own file: the manifest wins."""
+    root = tmp_path / "snapshots"
+    ids = build_store(root, template, ((0, 1), (1, 2)))
+    maintain_store(root, RetentionPolicy())
+    run_id = ids[0]
+    manifest = next(m for m in manifests(root) if m["run_id"] == run_id)
+    run_at = datetime.fromisoformat(manifest["run_at"])
+    writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
+    writer.write("records", "image_generation", template[("records", "image_generation")])
+    manifest["tables"]["records"]["image_generation"] = writer.written["records"]["image_generation"]
+    (root / "_runs" / f"{run_id}.json").write_text(json.dumps(manifest))
+
+    index = reconcile_index(root)
+    row = index.filter(
+        pl.col("run_id") == run_id, pl.col("table") == "records", pl.col("category") == "image_generation"
+    )
+    assert row["path"].to_list() == [writer.written["records"]["image_generation"]["path"]]
+    assert_consistent(root, template, set(ids))
+    report = maintain_store(root, RetentionPolicy())
+    assert report.files_written == 1, "that table of that day is compacted again, nothing else"
+    assert_consistent(root, template, set(ids))
+    assert_index_is_the_manifests(root)

@@ -38,6 +38,7 @@ from pipeline.sinks.run_index import (
     JOURNAL_DIR,
     add_run,
     journaled_days,
+    manifest_mtime_ns,
     manifest_names,
     manifest_path,
     read_manifest,
@@ -178,6 +179,7 @@ def _maintain_day(
         report.days_compacted += 1
 
     # 3. kept runs' manifests name the compacted files
+    switched_at: dict[str, int | None] = {}
     for run_id, tables in sorted(moved.items()):
         manifest = read_manifest(root, run_id)
         if manifest is None:
@@ -186,6 +188,7 @@ def _maintain_day(
             entry = {key: value for key, value in manifest["tables"][table][category].items() if key != "path"}
             manifest["tables"][table][category] = entry | {COMPACTED_KEY: target}
         _write_manifest(root, manifest)
+        switched_at[run_id] = manifest_mtime_ns(root, run_id)
         _step(hook, "manifest switched", logging.DEBUG, day=day, run_id=run_id)
 
     # 4. removed runs stop being history
@@ -202,17 +205,24 @@ def _maintain_day(
             {"run_id": run_id, "table": table, "category": category, "target": target}
             for run_id, tables in moved.items()
             for (table, category), target in tables.items()
+            if run_id in switched_at
         ],
         schema={"run_id": pl.String, "table": pl.String, "category": pl.String, "target": pl.String},
+    )
+    rewritten = pl.DataFrame(
+        {"run_id": list(switched_at), "rewritten_ns": list(switched_at.values())},
+        schema={"run_id": pl.String, "rewritten_ns": pl.Int64},
     )
     index = (
         index.filter(~pl.col("run_id").is_in(dropped_ids))
         .join(switched, on=["run_id", "table", "category"], how="left")
+        .join(rewritten, on="run_id", how="left")
         .with_columns(
             pl.coalesce("target", "path").alias("path"),
             (pl.col("compacted") | pl.col("target").is_not_null()).alias("compacted"),
+            pl.coalesce("rewritten_ns", "manifest_mtime_ns").alias("manifest_mtime_ns"),
         )
-        .drop("target")
+        .drop("target", "rewritten_ns")
     )
     write_index(root, index)
     _step(hook, "index written", day=day)

@@ -44,6 +44,9 @@ INDEX_SCHEMA: Final = pl.Schema(
         ("path", pl.String()),
         ("compacted", pl.Boolean()),
         ("rows", pl.Int64()),
+        # the manifest file's modification time when it was read: a manifest rewritten since (by compaction, by a
+        # rebuild of history) is read again by the next reconcile
+        ("manifest_mtime_ns", pl.Int64()),
     ]
 )
 _FILE_COLUMN: Final = "__index_file"
@@ -54,7 +57,7 @@ def entry_path(entry: dict[str, Any]) -> str:
     return str(entry.get(COMPACTED_KEY) or entry["path"])
 
 
-def manifest_rows(manifest: dict[str, Any]) -> pl.DataFrame:
+def manifest_rows(manifest: dict[str, Any], mtime_ns: int | None = None) -> pl.DataFrame:
     """The index rows of one manifest (a run without tables still gets one row, so it is still a run)."""
     run_at = datetime.fromisoformat(manifest["run_at"]).astimezone(UTC)
     rows: list[dict[str, Any]] = [
@@ -73,6 +76,7 @@ def manifest_rows(manifest: dict[str, Any]) -> pl.DataFrame:
         pl.lit(manifest["run_id"], dtype=INDEX_SCHEMA["run_id"]).alias("run_id"),
         pl.lit(run_at, dtype=INDEX_SCHEMA["run_at"]).alias("run_at"),
         pl.lit(run_at.date().isoformat()).alias("run_date"),
+        pl.lit(mtime_ns, dtype=pl.Int64).alias("manifest_mtime_ns"),
     ).select(INDEX_SCHEMA.names())
 
 
@@ -91,13 +95,34 @@ def manifest_names(root: Path) -> set[str]:
     return {path.stem for path in folder.glob("*.json")} if folder.is_dir() else set()
 
 
+def manifest_mtime_ns(root: Path, run_id: str) -> int | None:
+    try:
+        return manifest_path(root, run_id).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def manifest_stamps(root: Path) -> dict[str, int]:
+    """run id -> modification time of its manifest (one listing of ``_runs`` with the times, no reads)."""
+    folder = root / MANIFEST_DIR
+    if not folder.is_dir():
+        return {}
+    with os.scandir(folder) as entries:
+        return {
+            entry.name.removesuffix(".json"): entry.stat().st_mtime_ns
+            for entry in entries
+            if entry.name.endswith(".json")
+        }
+
+
 def index_from_manifests(root: Path, run_ids: set[str] | None = None) -> pl.DataFrame:
     """Index rows read from the manifests of ``run_ids`` (default: every manifest)."""
-    frames = [
-        manifest_rows(manifest)
-        for run_id in sorted(manifest_names(root) if run_ids is None else run_ids)
-        if (manifest := read_manifest(root, run_id)) is not None
-    ]
+    frames = []
+    for run_id in sorted(manifest_names(root) if run_ids is None else run_ids):
+        mtime = manifest_mtime_ns(root, run_id)  # before the read: a rewrite after it is seen as a change
+        manifest = read_manifest(root, run_id)
+        if manifest is not None:
+            frames.append(manifest_rows(manifest, mtime))
     return pl.concat(frames) if frames else INDEX_SCHEMA.to_frame()
 
 
@@ -149,27 +174,31 @@ def journaled_days(root: Path) -> list[str]:
 def reconcile_index(root: Path) -> pl.DataFrame:
     """Bring the stored index in line with the manifests and return it. Call under the snapshot lock.
 
-    One listing of ``_runs``: runs with a manifest but no index rows are read and added, index rows of runs
-    without a manifest are dropped, and the runs of days an interrupted maintenance was working on are re-read
-    (their manifests may have switched to a compacted file). No index yet: built from every manifest once.
+    One listing of ``_runs`` with modification times: runs with a manifest but no index rows, or whose manifest
+    changed since it was indexed, are read and (re)indexed; index rows of runs without a manifest are dropped.
+    No index yet: built from every manifest once.
     """
     index = read_index(root)
-    names = manifest_names(root)
+    stamps = manifest_stamps(root)
+    names = set(stamps)
     if index is None:
         index = index_from_manifests(root, names)
         write_index(root, index)
         log.info("run index built", extra={"runs": len(names)})
         return index
-    indexed = set(index["run_id"].unique())
-    days = journaled_days(root)
-    reread = (names - indexed) | set(index.filter(pl.col("run_date").is_in(days))["run_id"].unique())
-    gone = indexed - names
+    indexed = index.group_by("run_id").agg(pl.col("manifest_mtime_ns").first())
+    gone = set(indexed["run_id"]) - names
+    reread = names - set(indexed["run_id"]) | {
+        run_id
+        for run_id, mtime in indexed.iter_rows()
+        if run_id in stamps and (mtime is None or mtime != stamps[run_id])
+    }
     if not reread and not gone:
         return index
-    fresh = index_from_manifests(root, reread & names)
+    fresh = index_from_manifests(root, reread)
     index = pl.concat([index.filter(~pl.col("run_id").is_in(reread | gone)), fresh])
     write_index(root, index)
-    log.info("run index reconciled", extra={"added": len(reread & names), "removed": len(gone)})
+    log.info("run index reconciled", extra={"read": len(reread), "removed": len(gone)})
     return index
 
 
@@ -179,7 +208,8 @@ def add_run(root: Path, manifest: dict[str, Any]) -> None:
     if index is None:
         reconcile_index(root)
         return
-    write_index(root, pl.concat([index.filter(pl.col("run_id") != manifest["run_id"]), manifest_rows(manifest)]))
+    rows = manifest_rows(manifest, manifest_mtime_ns(root, manifest["run_id"]))
+    write_index(root, pl.concat([index.filter(pl.col("run_id") != manifest["run_id"]), rows]))
 
 
 def runs(index: pl.DataFrame) -> pl.DataFrame:
