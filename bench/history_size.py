@@ -4,16 +4,17 @@
     .venv/bin/python bench/history_size.py --store /tmp/year-store --keep   # leave the store for a look
 
 One real run on the real data (``../shared/data``) gives the tables of a run. The store is then written directly
-(not by running the job 131,400 times), in the shape the store has just before the maintenance that follows the
-last commit of a day (the newest run at 23:56 UTC, so today holds its full 360 runs, the worst case):
+(not by running the job 131,400 times), in the shape the maintenances of the year leave it in just before the
+maintenance that follows the last commit of a day (the newest run at 23:56 UTC, the worst case for file counts):
 
-- today and yesterday: 360 runs each, every run its own files (``SnapshotWriter``, manifest per run): yesterday is
-  the closed day this maintenance compacts (its time is the "compaction of one day"), today is open;
-- the 6 days before: 360 runs each, already compacted (one file per table, category and day, the rows of all 360
-  runs; 360 manifests per day naming it), as earlier maintenances left them;
-- the 358 days before those: the last run of each day only (own files, one manifest), as retention left them;
-- one day more than a year back (1 run) and, 8 days back, a day with all its 360 runs (own files): the work
-  retention does at the first run after midnight (that day keeps its last run only, the year-old day goes).
+- today and yesterday: hours 00-22 merged into one file per table, category and hour (15 runs each), the 15 runs
+  of hour 23 in their own files (``SnapshotWriter``, manifest per run); yesterday is the closed day this
+  maintenance compacts (its time is "compaction of one day"), today's hour 23 is still open;
+- the 7 days before: 360 runs each, compacted (one file per table, category and day with the rows of all 360
+  runs; 360 manifests per day naming it);
+- the 357 days before those: the last run of each day only, in its own files, as retention left them;
+- one day more than a year back (1 run), which retention removes; and 8 days back is the day that leaves the
+  first period at this midnight: retention keeps its last run and rewrites its compacted file.
 
 Every run has the template's rows with its own ``run_id``/``run_at`` (values otherwise identical, so compacted
 files compress a little better than on live data, where usage counts change between runs).
@@ -93,8 +94,9 @@ def write_runs(root: Path, template: Template, times: list[datetime], hashes: di
         writer.commit(input_hashes=hashes, counts={})
 
 
-def write_compacted_day(root: Path, template: Template, times: list[datetime], hashes: dict[str, str]) -> None:
-    """A day as compaction leaves it: one file per table and category with every run's rows, manifests naming it."""
+def write_compacted(root: Path, template: Template, times: list[datetime], hashes: dict[str, str], period: str) -> None:
+    """Runs as compaction leaves them: one file per table and category with every run's rows (``period`` a day or
+    an hour), each run's manifest naming it."""
     day = times[0].date().isoformat()
     ids = [run_id_at(run_at) for run_at in times]
     stamps = pl.DataFrame(
@@ -102,7 +104,7 @@ def write_compacted_day(root: Path, template: Template, times: list[datetime], h
     )
     entries: dict[str, dict[str, Any]] = {}
     for (table, category), frame in sorted(template.items()):
-        relative = f"{table}/category={category}/run_date={day}/{compact_file_name(day, ids)}"
+        relative = f"{table}/category={category}/run_date={day}/{compact_file_name(period, ids)}"
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         stamps.join(frame, how="cross").select(*frame.columns, "run_id", "run_at").write_parquet(
             root / relative, compression="zstd", compression_level=3
@@ -111,6 +113,15 @@ def write_compacted_day(root: Path, template: Template, times: list[datetime], h
     for run_id, run_at in zip(ids, times, strict=True):
         manifest = {"run_id": run_id, "run_at": run_at.isoformat(), "tables": entries, "input_hashes": hashes}
         (root / MANIFEST_DIR / f"{run_id}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def write_hourly_day(root: Path, template: Template, day: datetime, hashes: dict[str, str]) -> None:
+    """A day as the maintenances after each run leave it at 23:56: closed hours merged, the last hour per run."""
+    times = run_times(day, RUNS_PER_DAY)
+    for hour in range(23):
+        in_hour = [run_at for run_at in times if run_at.hour == hour]
+        write_compacted(root, template, in_hour, hashes, in_hour[0].strftime("%Y-%m-%dT%H"))
+    write_runs(root, template, [run_at for run_at in times if run_at.hour == 23], hashes)
 
 
 def store_size(root: Path) -> dict[str, float]:
@@ -150,11 +161,11 @@ def main() -> None:
 
     started = time.perf_counter()
     today = NEWEST.replace(hour=0, minute=0)
-    write_runs(root, template, run_times(today, RUNS_PER_DAY), hashes)
-    write_runs(root, template, run_times(today - timedelta(days=1), RUNS_PER_DAY), hashes)
-    for back in range(2, 8):
-        write_compacted_day(root, template, run_times(today - timedelta(days=back), RUNS_PER_DAY), hashes)
-    write_runs(root, template, run_times(today - timedelta(days=8), RUNS_PER_DAY), hashes)  # retention's work
+    write_hourly_day(root, template, today, hashes)
+    write_hourly_day(root, template, today - timedelta(days=1), hashes)
+    for back in range(2, 9):
+        times = run_times(today - timedelta(days=back), RUNS_PER_DAY)
+        write_compacted(root, template, times, hashes, times[0].date().isoformat())
     for back in range(9, 366):
         write_runs(root, template, run_times(today - timedelta(days=back), 1), hashes)
     write_runs(root, template, run_times(today - timedelta(days=366), 1), hashes)  # past the year: removed

@@ -21,7 +21,7 @@ import polars as pl
 
 #: The usage comparison of SPEC §10 looks this many days back: the runs it may still pick are never removed.
 USAGE_COMPARISON_DAYS: Final = 7
-#: Compacted files are named ``{COMPACT_PREFIX}{day}-{digest of their run ids}.parquet``: the name says which runs
+#: Compacted files are named ``{COMPACT_PREFIX}{period}-{digest of their run ids}.parquet``: the name says which runs
 #: the file holds, so a rewrite after a crash is the same file, and a changed set of runs is a new one.
 COMPACT_PREFIX: Final = "compact-"
 
@@ -66,10 +66,11 @@ def kept_runs(runs: pl.DataFrame, policy: RetentionPolicy) -> pl.DataFrame:
     return ordered.with_columns(day.cast(pl.String).alias("run_date"), keep.alias("keep"))
 
 
-def compact_file_name(run_date: str, run_ids: Iterable[str]) -> str:
-    """The compacted file of one day holding exactly ``run_ids``."""
+def compact_file_name(period: str, run_ids: Iterable[str]) -> str:
+    """The compacted file of one period (a day, ``YYYY-MM-DD``, or an hour, ``YYYY-MM-DDTHH``) holding exactly
+    ``run_ids``."""
     digest = hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:16]
-    return f"{COMPACT_PREFIX}{run_date}-{digest}.parquet"
+    return f"{COMPACT_PREFIX}{period}-{digest}.parquet"
 
 
 def is_compacted_file(name: str) -> bool:
@@ -78,30 +79,41 @@ def is_compacted_file(name: str) -> bool:
 
 
 def groups_to_compact(entries: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
-    """The (day, table, category) groups whose kept runs are not yet in the one file that should hold them.
+    """The (period, table, category) groups whose kept runs are not yet in the one file that should hold them.
 
-    ``entries``: the run index (``run_id``, ``run_date``, ``table``, ``category``, ``path``, ``compacted``).
-    ``kept``: ``kept_runs``' output. Only closed days (before the newest run's day) are compacted. A group is done
-    when all its kept runs are in one file that holds exactly them: the compacted file named for them, or the run's
-    own file when a single run is kept. Returns ``run_date, table, category, run_ids`` (sorted list), ``target``
-    (the compacted file's name).
+    ``entries``: the run index (``run_id``, ``run_at``, ``run_date``, ``table``, ``category``, ``path``,
+    ``compacted``). ``kept``: ``kept_runs``' output. A period is a closed day (before the newest run's day), or,
+    within the newest run's day, a closed hour (before the newest run's hour): the open day's runs are merged hour
+    by hour, so it never holds more than an hour of per-run files and its compaction at the end of the day reads
+    24 files per table and category instead of 360. A group is done when all its kept runs are in one file that
+    holds exactly them: the compacted file named for them, or the run's own file when a single run is kept.
+    Returns ``run_date, period, table, category, run_ids`` (sorted list), ``target`` (the compacted file's name).
     """
     if kept.is_empty():
         return pl.DataFrame(
             schema={
                 "run_date": pl.String,
+                "period": pl.String,
                 "table": pl.String,
                 "category": pl.String,
                 "run_ids": pl.List(pl.String),
                 "target": pl.String,
             }
         )
-    newest_day = kept.filter(pl.col("run_at") == pl.col("run_at").max())["run_date"][0]
+    newest = kept["run_at"].max()
+    newest_day, newest_hour = kept.filter(pl.col("run_at") == newest)["run_date"][0], pl.lit(newest).dt.truncate("1h")
+    closed_day = pl.col("run_date") < newest_day
+    period = (
+        pl.when(closed_day)
+        .then(pl.col("run_date"))
+        .otherwise(pl.col("run_at").dt.truncate("1h").dt.strftime("%Y-%m-%dT%H"))
+    )
     kept_ids = kept.filter("keep").select("run_id")
     groups = (
-        entries.filter(pl.col("table").is_not_null(), pl.col("run_date") < newest_day)
+        entries.filter(pl.col("table").is_not_null(), closed_day | (pl.col("run_at").dt.truncate("1h") < newest_hour))
         .join(kept_ids, on="run_id", how="semi")
-        .group_by("run_date", "table", "category")
+        .with_columns(period.alias("period"))
+        .group_by("run_date", "period", "table", "category")
         .agg(
             pl.col("run_id").sort().alias("run_ids"),
             pl.col("path").n_unique().alias("files"),
@@ -110,7 +122,8 @@ def groups_to_compact(entries: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame
         )
     )
     targets = [
-        compact_file_name(day, ids) for day, ids in zip(groups["run_date"], groups["run_ids"].to_list(), strict=True)
+        compact_file_name(period, ids)
+        for period, ids in zip(groups["period"], groups["run_ids"].to_list(), strict=True)
     ]
     groups = groups.with_columns(pl.Series("target", targets, dtype=pl.String))
     done = (pl.col("files") == 1) & (
@@ -120,6 +133,6 @@ def groups_to_compact(entries: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame
     )
     return (
         groups.filter(~done)
-        .select("run_date", "table", "category", "run_ids", "target")
-        .sort("run_date", "table", "category")
+        .select("run_date", "period", "table", "category", "run_ids", "target")
+        .sort("run_date", "period", "table", "category")
     )

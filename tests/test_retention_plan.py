@@ -102,8 +102,9 @@ def test_only_closed_days_with_several_runs_outside_their_file_are_compacted() -
         ("a1", day1 + timedelta(hours=1)),
         ("a2", day1 + timedelta(hours=2)),
         ("b1", day2 + timedelta(hours=5)),  # a single run: its own file is already one file for the day
-        ("c1", NEWEST - timedelta(hours=2)),  # today: open, never compacted
-        ("c2", NEWEST),
+        ("c1", NEWEST - timedelta(hours=2)),  # today: a closed hour with one run (already its own file)
+        ("c2", NEWEST - timedelta(minutes=4)),  # today, the open hour: not compacted
+        ("c3", NEWEST),
     ]
     index = index_rows(runs)
     plan = kept_runs(index.select("run_id", "run_at").unique(), RetentionPolicy())
@@ -111,6 +112,13 @@ def test_only_closed_days_with_several_runs_outside_their_file_are_compacted() -
     assert todo["run_date"].unique().to_list() == ["2027-03-08"]
     assert sorted(todo["table"]) == ["deletion_risk", "records"]
     assert todo["run_ids"].to_list() == [["a1", "a2"], ["a1", "a2"]]
+
+    # within today, closed hours are merged hour by hour
+    hourly = index_rows([*runs, ("c0", NEWEST - timedelta(hours=2, minutes=-30))])
+    today = groups_to_compact(hourly, kept_runs(hourly.select("run_id", "run_at").unique(), RetentionPolicy()))
+    today = today.filter(pl.col("run_date") == "2027-03-10")
+    assert today["period"].unique().to_list() == ["2027-03-10T11"]
+    assert today["run_ids"].to_list() == [["c0", "c1"], ["c0", "c1"]]
     assert todo["target"][0] == compact_file_name("2027-03-08", ["a2", "a1"])
 
     # once both runs are in the file named for them the day is done; a different set of runs is not

@@ -37,7 +37,8 @@ from pipeline.sinks.run_index import (
 from tests.conftest import REPO
 
 TABLES = ("deletion_risk", "records", "horde_usage")
-NEWEST = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+#: A moment ago: the runs of "today" are the newest, and a real run made by a test is newer still.
+NEWEST = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
 #: (days before the newest run's day, runs that day): today (open), two closed days inside the first period, one
 #: past it (only its last run stays), one past the year (removed)
 LAYOUT = ((0, 2), (1, 3), (2, 3), (10, 3), (400, 2))
@@ -71,7 +72,9 @@ def build_store(root: Path, template: Template, layout: tuple[tuple[int, int], .
     for days_back, count in sorted(layout, reverse=True):
         day = datetime.combine(NEWEST.date() - timedelta(days=days_back), datetime.min.time(), UTC)
         for number in range(count):
-            run_at = NEWEST - timedelta(hours=count - 1 - number) if days_back == 0 else day + timedelta(hours=number)
+            # today's runs minutes apart, never before the day's start (a test run just after midnight)
+            today = max(day, NEWEST - timedelta(minutes=4 * (count - 1 - number)))
+            run_at = today if days_back == 0 else day + timedelta(hours=number)
             run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + f"-{days_back:03d}{number:05d}"
             commit_clone(root, template, run_at, run_id)
             ids.append(run_id)
@@ -318,3 +321,19 @@ def test_a_manifest_rewritten_behind_the_index_is_reindexed_and_its_day_compacte
     assert report.files_written == 1, "that table of that day is compacted again, nothing else"
     assert_consistent(root, template, set(ids))
     assert_index_is_the_manifests(root)
+
+
+def test_the_closed_hours_of_the_open_day_are_merged_hour_by_hour(tmp_path: Path, template: Template) -> None:
+    root = tmp_path / "snapshots"
+    newest = datetime(2027, 5, 5, 14, 30, tzinfo=UTC)
+    times = [datetime(2027, 5, 5, 13, minute, tzinfo=UTC) for minute in (0, 4, 8)] + [newest]
+    ids = [run_at.strftime("%Y%m%dT%H%M%SZ") + "-hour" for run_at in times]
+    for run_at, run_id in zip(times, ids, strict=True):
+        commit_clone(root, template, run_at, run_id)
+    report = maintain_store(root, RetentionPolicy())
+    assert report.files_written == len(template), "one file per table and category for hour 13"
+    assert_consistent(root, template, set(ids))
+    assert_index_is_the_manifests(root)
+    folder = root / "records" / "category=image_generation" / "run_date=2027-05-05"
+    names = sorted(path.name for path in folder.glob("*.parquet"))
+    assert len(names) == 2 and names[0] == f"{ids[-1]}.parquet" and names[1].startswith("compact-2027-05-05T13-")
