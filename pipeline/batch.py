@@ -132,6 +132,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
+            max_bytes=settings.horde_api_max_bytes,
             cache_dir=root / "_http_cache",
         ) as fetcher:
             inputs = load_inputs(settings, fetcher)
