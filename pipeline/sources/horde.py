@@ -16,6 +16,7 @@ from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORK
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
 from pipeline.sources.digest import sha256_while
+from pipeline.sources.files import is_present, regular_file_bytes
 from pipeline.sources.http import HttpFetcher
 
 log = logging.getLogger(__name__)
@@ -177,17 +178,24 @@ def horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> Iterator[
     folder = Path(source)
     if not folder.is_dir():
         raise HordeInputError(f"HORDE_SOURCE {source!r} is neither a folder nor an http(s) URL")
-    for model_type in HORDE_MODEL_TYPES:  # every required file is checked before any is read
+    # Every file is checked before any is read. Workers are optional (worker counts then come from status, SPEC
+    # §4), but a workers path holding a folder, FIFO or device raises: it never silently means "no workers".
+    present = {
+        (model_type, kind): is_present(folder / file_name)
+        for model_type in HORDE_MODEL_TYPES
+        for kind, file_name in _snapshot_files(model_type).items()
+    }
+    for model_type in HORDE_MODEL_TYPES:
         for kind, file_name in _snapshot_files(model_type).items():
-            if kind != "workers" and not (folder / file_name).is_file():
+            if kind != "workers" and not present[model_type, kind]:
                 raise HordeInputError(
                     f"{folder / file_name}: missing; a Horde snapshot folder holds {file_name} per type"
                 )
     for model_type in HORDE_MODEL_TYPES:
         for kind, file_name in _snapshot_files(model_type).items():
-            path = folder / file_name
-            if path.is_file():  # workers are optional: worker counts then come from status (SPEC §4)
-                yield model_type, kind, str(path), path.read_bytes()
+            if present[model_type, kind]:
+                path = folder / file_name
+                yield model_type, kind, str(path), regular_file_bytes(path)
 
 
 _FRAME_OF: Final = {"status": status_frame, "usage": usage_frame, "workers": workers_frame}

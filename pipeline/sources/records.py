@@ -22,6 +22,7 @@ from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
 from pipeline.sources.digest import sha256_while
+from pipeline.sources.files import is_present, regular_file_bytes
 from pipeline.sources.http import HttpFetcher
 from pipeline.text_aliases import folded_text_aliases
 
@@ -487,17 +488,19 @@ def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator
                 yield category, url, body
         return
     folder = Path(source)
+    # Every path is checked before any file is read: a folder, FIFO or device in a category's place is an error
+    # naming it (never "absent", which would retire the category's keys), and no read waits on a FIFO.
+    present = [category for category, file_name in CATEGORY_FILES.items() if is_present(folder / file_name)]
     for category in REQUIRED_CATEGORIES:
-        path = folder / CATEGORY_FILES[category]
-        if not path.is_file():
+        if category not in present:
             raise ReferenceInputError(
-                f"{path}: required file is missing; MODEL_REFERENCE_SOURCE must be a folder holding "
-                f"{', '.join(CATEGORY_FILES[c] for c in REQUIRED_CATEGORIES)} (e.g. sample_data/model_reference)"
+                f"{folder / CATEGORY_FILES[category]}: required file is missing; MODEL_REFERENCE_SOURCE must be a "
+                f"folder holding {', '.join(CATEGORY_FILES[c] for c in REQUIRED_CATEGORIES)} "
+                "(e.g. sample_data/model_reference)"
             )
-    for category, file_name in CATEGORY_FILES.items():
-        path = folder / file_name
-        if path.is_file():
-            yield category, str(path), path.read_bytes()
+    for category in present:
+        path = folder / CATEGORY_FILES[category]
+        yield category, str(path), regular_file_bytes(path)
 
 
 @collector_paused()
