@@ -89,7 +89,9 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
     """Read and validate records and Horde data (raises on unusable input)."""
     # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
     # with the allocators (measured at 1000x scale).
-    horde, horde_hashes = load_horde(settings.horde_source, fetcher)
+    horde, horde_hashes = load_horde(
+        settings.horde_source, fetcher, max_bad_record_fraction=settings.max_bad_record_fraction
+    )
     records = load_records(
         settings.model_reference_source,
         max_bad_record_fraction=settings.max_bad_record_fraction,
