@@ -117,7 +117,9 @@ def top_level_entries(text: str, source_file: str) -> Iterator[tuple[str, Any]]:
         if text[position : position + 1] in ("[", '"') or text[position : position + 1].isdigit():
             try:
                 kind = type(_DECODER.raw_decode(text, position)[0]).__name__
-            except json.JSONDecodeError:
+            except RecursionError:
+                kind = "list"
+            except ValueError:
                 kind = "something else"
             raise ReferenceInputError(f"{source_file}: expected a JSON object {{name: record}}, got {kind}")
         raise _malformed(source_file, text, position, "Expecting '{'")
