@@ -49,7 +49,10 @@ def input_names(arguments: Sequence[str]) -> list[str]:
     """The names to parse: the arguments, else the lines of stdin, as valid text."""
     if arguments:  # the OS hands undecodable argument bytes over as lone surrogates
         return [_text(os.fsencode(name), f"argument {number}") for number, name in enumerate(arguments, start=1)]
-    return [_text(line.rstrip(b"\r\n"), f"line {number}") for number, line in enumerate(sys.stdin.buffer, start=1)]
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is None:  # a text stream handed in (already decoded)
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    return [_text(line.rstrip(b"\r\n"), f"line {number}") for number, line in enumerate(binary, start=1)]
 
 
 def main(argv: Sequence[str]) -> int:

@@ -72,7 +72,10 @@ def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.
 
     # the real payloads are clean: each takes the typed path (a silent fallback would only be slower)
     for model_type in ("image", "text"):
-        assert horde_module._typed((real_horde / f"stats_{model_type}.json").read_bytes(), horde_module._Usage)
+        stats = (real_horde / f"stats_{model_type}.json").read_bytes()
+        usage = horde_module._typed(stats, horde_module._Usage)
+        assert usage  # and no name is written twice, which the typed path cannot see by itself:
+        assert horde_module._names_written_once(stats, {p: getattr(usage, p) for p in ("day", "month", "total")})
         for kind, shape in (("status", horde_module._Status), ("workers", horde_module._Worker)):
             assert horde_module._typed((real_horde / f"{kind}_{model_type}.json").read_bytes(), list[shape])
     typed, typed_hashes = load_horde(str(real_horde))
