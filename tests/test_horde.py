@@ -95,7 +95,7 @@ def test_a_mistyped_worker_is_reported_and_dropped(caplog: pytest.LogCaptureFixt
     frame = workers_frame("workers_text.json", json.dumps(workers).encode())
     assert frame.select("worker_id", "threads", "model").rows() == [("w2", 1, "m2"), ("w2", 1, "m3")]
     (record,) = [r for r in caplog.records if r.getMessage() == "input problem"]
-    assert (record.file, record.model) == ("workers_text.json", "w1")  # type: ignore[attr-defined]
+    assert (record.file, record.entry) == ("workers_text.json", "w1")  # type: ignore[attr-defined]
     assert "'threads' must be an integer in [0, 2^53), got \"two\"" in record.reason  # type: ignore[attr-defined]
 
 

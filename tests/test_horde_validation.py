@@ -36,7 +36,7 @@ def _worker(worker_id: Any, **more: Any) -> dict[str, Any]:
 
 
 def _problems(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
-    return [(r.file, r.model, r.reason) for r in caplog.records if r.getMessage() == "input problem"]  # type: ignore[attr-defined]
+    return [(r.file, r.entry, r.reason) for r in caplog.records if r.getMessage() == "input problem"]  # type: ignore[attr-defined]
 
 
 GOOD_STATUS = [_status(f"m{i}", i) for i in range(5)]

@@ -34,7 +34,7 @@ def _reasons(loaded: Any) -> dict[str, str]:
 
 
 def _problems(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
-    return [(r.file, r.model, r.reason) for r in caplog.records if r.getMessage() == "input problem"]  # type: ignore[attr-defined]
+    return [(r.file, r.entry, r.reason) for r in caplog.records if r.getMessage() == "input problem"]  # type: ignore[attr-defined]
 
 
 # --- reference records ----------------------------------------------------------------------------------

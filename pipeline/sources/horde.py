@@ -172,7 +172,7 @@ class _Verdicts:
     def checked(self, max_bad_fraction: float) -> None:
         """Report every bad row (file and name); raise when there are too many to trust the rest."""
         for name, reason in self.bad:
-            log.error("input problem", extra={"file": self.label, "model": name, "reason": reason})
+            log.error("input problem", extra={"file": self.label, "entry": name, "reason": reason})
         if self.rows and len(self.bad) / self.rows > max_bad_fraction:
             name, reason = self.bad[0]
             raise HordeInputError(
