@@ -12,6 +12,7 @@ COMMANDS = {
     "parse": ("jobs.parse", "parse text model names, print JSON lines"),
     "query": ("jobs.query", "filter the latest deletion-risk snapshot by preset"),
     "report": ("jobs.report", "an HTML page and PNG charts from the latest snapshot"),
+    "audit": ("jobs.audit", "what is wrong in the reference (latest snapshot), filtered"),
 }
 USAGE = (
     "usage: horde-analytics {"

@@ -16,6 +16,7 @@ from jobs._cli import (
     parsed_or_exit,
     settings_or_exit,
 )
+from jobs.audit import format_counts_line
 from pipeline.batch import RunReport, run_once
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, masked_text, masked_url
@@ -48,6 +49,7 @@ def format_summary(report: RunReport) -> str:
         critical = str(summary.models_critical) if summary else "-"
         counts = f"{stats.total_models:>7} {grouped_total:>8} {stats.nsfw_count:>6} {at_risk:>8} {critical:>9}"
         lines.append(f"{category:<18} {counts}")
+    lines += [format_counts_line(c, found) for (table, c), found in sorted(outputs.tables.items()) if table == "audit"]
     problems = report.problems.height
     lines.append(f"input problems: {problems}" + (" (see the log)" if problems else ""))
     if report.published_keys:

@@ -19,7 +19,7 @@ import polars as pl
 from pipeline.deletion_risk import RiskRules
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
 from pipeline.schemas import HordeFrames, LoadedCategory
-from pipeline.settings import Settings
+from pipeline.settings import Settings, settings_log_events
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, snapshot_lock, sweep_uncommitted
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
@@ -129,6 +129,8 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
     root = Path(settings.snapshot_dir)
     clock = Stopwatch()
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, publish"})
+    for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
+        log.log(level, event, extra=fields)
     with snapshot_lock(root):
         sweep_uncommitted(root)
         with HttpFetcher(

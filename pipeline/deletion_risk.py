@@ -10,6 +10,7 @@ import polars as pl
 
 from pipeline.categories import TEXT_GENERATION
 from pipeline.engine import ENGINE, sorted_lists
+from pipeline.merge import WORKER_IDS, worker_weighted_mean
 from pipeline.models import (
     CategoryDeletionRiskResponse,
     CategoryDeletionRiskSummary,
@@ -24,7 +25,8 @@ from pipeline.names.families import (
     sorted_members,
     with_united_lists,
 )
-from pipeline.schemas import RISK_SCHEMA
+from pipeline.names.patterns import VARIATION_BACKENDS
+from pipeline.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
 #: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
@@ -32,6 +34,8 @@ FLAGS: Final = tuple(DeletionRiskFlags.model_fields)
 #: Flags about hosting and downloads: any of them is a warning (SPEC §6 ``has_warning``).
 HOST_FLAGS: Final = ("has_multiple_hosts", "has_non_preferred_host", "has_unknown_host", "no_download_urls")
 _GIB: Final = 1024**3
+#: The exact size in GiB (SPEC §6 divides by it); ``size_gb`` is its rounded display.
+_SIZE_GIB: Final = "_size_gib"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,21 @@ def _ratio(numerator: str, denominator: str) -> pl.Expr:
     return pl.when(pl.col(denominator) > 0).then((pl.col(numerator) / pl.col(denominator)).round(4))
 
 
+def _usage_facts(threshold: float) -> list[list[pl.Expr]]:
+    """The usage and worker flags and the usage share, from a row's own numbers (steps in order). A family row
+    gets them from its summed usage and worker count, never OR-ed from its members (SPEC §6)."""
+    return [
+        [
+            (pl.col("usage_day") == 0).alias("zero_usage_day"),
+            (pl.col("usage_month") == 0).alias("zero_usage_month"),
+            (pl.col("usage_total") == 0).alias("zero_usage_total"),
+            (pl.col("worker_count") == 0).alias("no_active_workers"),
+            _usage_share().alias("usage_percentage_of_category"),
+        ],
+        [(pl.col("usage_percentage_of_category") < threshold).alias("low_usage")],
+    ]
+
+
 def deletion_risk_table(
     merged: pl.DataFrame,
     *,
@@ -115,36 +134,26 @@ def deletion_risk_table(
     text = category == TEXT_GENERATION
     threshold = rules.text_low_usage_threshold_percentage if text else rules.low_usage_threshold_percentage
     size = model_size_bytes()
-    rows = (
-        merged.lazy()
-        .with_columns(
-            pl.lit(category).alias("category"),
-            pl.col("usage_month").sum().alias("category_total_month_usage"),
-            *_host_facts(rules, ignore_hosts=text and rules.text_ignore_download_hosts),
-            (pl.col("usage_day") == 0).alias("zero_usage_day"),
-            (pl.col("usage_month") == 0).alias("zero_usage_month"),
-            (pl.col("usage_total") == 0).alias("zero_usage_total"),
-            (pl.col("worker_count") == 0).alias("no_active_workers"),
-            _blank("description").alias("missing_description"),
-            _blank("baseline").alias("missing_baseline"),
-            (~_blank("description")).alias("has_description"),
-            pl.when(size > 0).then((size / _GIB).round(2)).alias("size_gb"),
-        )
-        .with_columns(
-            _usage_share().alias("usage_percentage_of_category"),
-        )
-        .with_columns((pl.col("usage_percentage_of_category") < threshold).alias("low_usage"))
+    rows = merged.lazy().with_columns(
+        pl.lit(category).alias("category"),
+        pl.col("usage_month").sum().alias("category_total_month_usage"),
+        *_host_facts(rules, ignore_hosts=text and rules.text_ignore_download_hosts),
+        _blank("description").alias("missing_description"),
+        _blank("baseline").alias("missing_baseline"),
+        (~_blank("description")).alias("has_description"),
+        pl.when(size > 0).then(size / _GIB).alias(_SIZE_GIB),
     )
-
     if grouped and text:
         require_family_ids(rows, "grouped deletion_risk_table")
         rows = _family_rows(rows)
+    for step in _usage_facts(threshold):
+        rows = rows.with_columns(step)
     rows = _scored(rows, category, rules).with_columns(
         _ratio("usage_day", "usage_month").alias("day_to_month_ratio"),
         _ratio("usage_month", "usage_total").alias("month_to_total_ratio"),
-        pl.when(pl.col("size_gb") > 0)
-        .then((pl.col("usage_month") / pl.col("size_gb")).round(2))
-        .alias("cost_benefit_score"),
+        pl.col(_SIZE_GIB).round(2).alias("size_gb"),
+        # SPEC §6: the exact size, not the rounded size_gb (rounding moved scores by up to 0.2 %).
+        (pl.col("usage_month") / pl.col(_SIZE_GIB)).round(2).alias("cost_benefit_score"),
     )
     # A risk row is the flat RISK_SCHEMA row; the merged frame's other columns (descriptions, tags) stay behind.
     kept = [column for column in RISK_SCHEMA.names() if column in rows.collect_schema()]
@@ -155,8 +164,11 @@ def deletion_risk_table(
 
 
 def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:
-    """SPEC §6 grouped text: usages and workers summed, flags OR-ed, shares recomputed from the sums."""
-    summed = ("usage_day", "usage_month", "usage_total", "worker_count")
+    """SPEC §6 grouped text: usages summed, workers counted once per family; description and baseline missing
+    when no member has one; host and download flags when any member has the problem. The usage and worker flags
+    are left to ``_usage_facts``, which reads the family's own numbers."""
+    summed = ("usage_day", "usage_month", "usage_total")
+    columns = keyed.collect_schema()
     grouped = (
         keyed.group_by(FAMILY_ID)
         .agg(
@@ -165,24 +177,67 @@ def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:
             pl.first("category"),
             pl.first("category_total_month_usage"),
             *[pl.col(c).sum() for c in summed],
-            *[pl.col(f).any() for f in FLAGS if f != "low_usage"],
+            family_worker_count(columns),
+            *[pl.col(f).any() for f in HOST_FLAGS],
+            pl.col("missing_description").all(),
+            pl.col("missing_baseline").all(),
             pl.col("nsfw").fill_null(False).any(),
             pl.col("has_description").any(),
             pl.col("download_count").sum(),
-            pl.col("size_gb").max(),
-            pl.col("low_usage").any(),
+            pl.col(_SIZE_GIB).max(),
         )
         .join(most_common_per_family(keyed, "baseline", "baseline"), on=FAMILY_ID, how="left")
         .join(sorted_members(keyed), on=FAMILY_ID)
     )
+    if "backend_variations" in columns:
+        grouped = grouped.join(family_backend_variations(keyed), on=FAMILY_ID, how="left")
     return (
         with_united_lists(grouped, keyed, ["download_hosts"])
         .with_columns(pl.col("members").list.first().alias("_first"))
-        .with_columns(
-            display_spelling(pl.col("_first")).alias("name"),
-            _usage_share().alias("usage_percentage_of_category"),
-        )
+        .with_columns(display_spelling(pl.col("_first")).alias("name"))
         .drop("base", "size_label", FAMILY_ID)
+    )
+
+
+def family_worker_count(columns: pl.Schema) -> pl.Expr:
+    """A family's ``worker_count``: distinct workers over its members when the merge kept their ids (SPEC §6; a
+    worker serving two spellings counts once), else the members' counts summed."""
+    if WORKER_IDS in columns:
+        return (
+            pl.col(WORKER_IDS)
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .n_unique()
+            .cast(pl.Int64)
+            .alias("worker_count")
+        )
+    return pl.col("worker_count").sum()
+
+
+def family_backend_variations(members: pl.LazyFrame) -> pl.LazyFrame:
+    """``_family`` -> ``backend_variations``: one entry per backend (VARIATION_BACKENDS order) over the members'
+    entries: workers and usages summed; ``performance`` the worker-weighted mean of the members' performance for
+    that backend (the plain mean of the non-null ones when no member has a worker there; null when none has one);
+    ``variant_name`` the busiest member's (ties: the smallest name)."""
+    entries = (
+        members.select(FAMILY_ID, "backend_variations")
+        .explode("backend_variations")
+        .drop_nulls("backend_variations")
+        .unnest("backend_variations")
+    )
+    per_backend = entries.group_by(FAMILY_ID, "backend").agg(
+        pl.col("variant_name").sort_by(["usage_month", "variant_name"], descending=[True, False]).first(),
+        pl.col("worker_count").sum(),
+        worker_weighted_mean("performance", "worker_count").alias("performance"),
+        *[pl.col(c).sum() for c in ("usage_day", "usage_month", "usage_total")],
+    )
+    position = pl.col("backend").replace_strict(
+        {backend: index for index, backend in enumerate(VARIATION_BACKENDS)}, default=len(VARIATION_BACKENDS)
+    )
+    return (
+        per_backend.sort(FAMILY_ID, position)
+        .group_by(FAMILY_ID, maintain_order=True)
+        .agg(pl.struct(*[field.name for field in BACKEND_VARIATION_DTYPE.fields]).alias("backend_variations"))
+        .with_columns(pl.col("backend_variations").cast(pl.List(BACKEND_VARIATION_DTYPE)))
     )
 
 

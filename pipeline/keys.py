@@ -23,6 +23,11 @@ def last_run_key(prefix: str) -> str:
     return f"{prefix}:analytics:last_run"
 
 
+def audit_key(prefix: str, category: str) -> str:
+    """``{prefix}:analytics:audit:{category}``: the latest run's reference audit of a category (SPEC §11)."""
+    return f"{prefix}:analytics:audit:{category}"
+
+
 def published_keys_key(prefix: str) -> str:
     """The set of keys the last run published (so a run can retire keys it no longer writes)."""
     return f"{prefix}:analytics:published_keys"

@@ -24,6 +24,9 @@ SUFFIX_STRIPS: Final = (_SUFFIX_TOKEN + "$", "(?:" + _SUFFIX_TOKEN + ")+$")
 # Models are joined and grouped by their row in the records frame, not by name: with integer keys the text merge
 # at 1000x scale (720k models, 817k Horde names) went from 7.6 s to 5.2 s.
 _MODEL_ID: Final = "model_id"
+#: The distinct ids of a model's active workers (a list column of the merged frame, not of its snapshot table):
+#: a family counts a worker serving two of its members once (SPEC §6).
+WORKER_IDS: Final = "worker_ids"
 _COPY: Final = "copy_id"
 
 
@@ -120,11 +123,24 @@ def _per_key(rows: HordeFrames, key: list[str]) -> pl.DataFrame:
     if rows.workers is None:
         # SPEC §4: without the workers list, worker_count is the sum of status counts.
         return combined.with_columns(pl.col("status_count").alias("worker_count"))
-    workers = rows.workers.group_by(key).agg(pl.col("worker_id").n_unique().cast(pl.Int64).alias("worker_count"))
+    workers = rows.workers.group_by(key).agg(
+        pl.col("worker_id").n_unique().cast(pl.Int64).alias("worker_count"),
+        pl.col("worker_id").unique().alias(WORKER_IDS),
+    )
     return combined.join(workers, on=key, how="full", coalesce=True)
 
 
 _ZERO_FILLED: Final = ("usage_day", "usage_month", "usage_total", "worker_count", "status_count")
+
+
+def worker_weighted_mean(value: str, weight: str) -> pl.Expr:
+    """The mean of ``value`` weighted by ``weight`` (an aggregation): how a ``backend_variations`` entry's
+    ``performance`` combines what it covers (a model's Horde spellings on one backend; a family's members), so a
+    one-worker spelling does not set the figure for ten workers. Rows without a value are left out; when the
+    others weigh 0 in all, the plain mean of their values; null when no row has one."""
+    weights = pl.when(pl.col(value).is_not_null()).then(pl.col(weight).fill_null(0))
+    total = weights.sum()
+    return pl.when(total > 0).then((pl.col(value) * weights).sum() / total).otherwise(pl.col(value).mean())
 
 
 def _copy_of(model_id: pl.Expr, horde_name: pl.Expr) -> pl.Expr:
@@ -141,7 +157,10 @@ def _backend_variations(records: pl.DataFrame, owned: HordeFrames, attributed: p
     where none is served. Figures per ``copy_id`` joined onto the grid of every (model, backend), which is cut into
     rows of len(VARIATION_BACKENDS): one integer join (a join per backend on names, then a gather, took 2.1 s at
     720k models; a grid grouped back into lists, 4.5 s)."""
-    figures = _per_key(owned, [_COPY])
+    # A copy's performance over its spellings (koboldcpp/Model and koboldcpp/Model-Q4_K_M): weighted by each
+    # spelling's worker count in the status list, not the fastest one.
+    performance = owned.status.group_by(_COPY).agg(worker_weighted_mean("performance", "count").alias("performance"))
+    figures = _per_key(owned, [_COPY]).drop("performance").join(performance, on=_COPY, how="left")
     # The copy a backend serves a model under: its busiest Horde name this month (ties: the first by name; a
     # name with no usage row counts as -1). Plain aggregations and a join: a filter inside the aggregation runs
     # group by group, 10x slower.

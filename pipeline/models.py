@@ -72,6 +72,8 @@ class CategoryStatistics(_Output):
     computed_at: int
     grouped: bool = False
     run_id: str | None = None
+    #: Models left out of ``baseline_distribution`` because they name no baseline (SPEC §5; additive).
+    models_without_baseline: int = 0
 
 
 class DeletionRiskFlags(_Output):

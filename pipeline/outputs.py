@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pipeline.audit import reference_audit
 from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
 from pipeline.deletion_risk import DeletionRiskView, RiskRules, deletion_risk_response, deletion_risk_table
 from pipeline.engine import ENGINE
@@ -73,6 +74,7 @@ def run_outputs(
 ) -> RunOutputs:
     """Statistics for every category, deletion risk where Horde data exists, and every snapshot table."""
     outputs = RunOutputs()
+    audited: dict[str, pl.LazyFrame] = {}  # per category, the frame the reference audit reads (SPEC §11)
     for category, item in loaded.items():
         records = item.records
         outputs.tables[("records", category)] = records
@@ -92,6 +94,7 @@ def run_outputs(
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
             grouped_rows = named  # grouping only changes text (SPEC §5)
+        audited[category] = named
         ungrouped = statistics_tables(named, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=is_text)
         grouped = (
             statistics_tables(grouped_rows, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=True)
@@ -125,5 +128,13 @@ def run_outputs(
         outputs.tables[("deletion_risk", category)] = pl.concat(
             conformed(table.with_columns(pl.lit(flag).alias("grouped")), RISK_SCHEMA)
             for flag, table in ((False, plain), (True, by_family))
+        )
+    for category, item in loaded.items():
+        outputs.tables[("audit", category)] = reference_audit(
+            category,
+            audited[category],
+            problems=item.problems,
+            unmatched=outputs.tables.get(("unmatched", category)),
+            preferred_file_hosts=rules.risk.preferred_file_hosts,
         )
     return outputs

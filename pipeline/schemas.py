@@ -11,6 +11,12 @@ from typing import Final
 
 import polars as pl
 
+#: A field of a backend copy (``aphrodite/<name>``, ``koboldcpp/<name>``) that disagrees with its canonical record,
+#: as text (SPEC §11 ``backend_copy_differs``): the copy's name, the field, the copy's value and the record's.
+COPY_DIFFERENCE_DTYPE: Final = pl.Struct(
+    {"copy": pl.String(), "field": pl.String(), "value": pl.String(), "expected": pl.String()}
+)
+
 #: One row per canonical model of a category (SPEC §2.1). Image-only and text-only columns are null
 #: where they do not apply, so every category shares one schema and one set of statistics code.
 RECORD_SCHEMA: Final = pl.Schema(
@@ -37,6 +43,7 @@ RECORD_SCHEMA: Final = pl.Schema(
         "url": pl.String(),
         "instruct_format": pl.String(),
         "aliases": pl.List(pl.String()),
+        "copy_differences": pl.List(COPY_DIFFERENCE_DTYPE),
     }
 )
 
@@ -44,6 +51,11 @@ RECORD_SCHEMA: Final = pl.Schema(
 PROBLEM_SCHEMA: Final = pl.Schema(
     {"category": pl.String(), "name": pl.String(), "severity": pl.String(), "reason": pl.String()}
 )
+
+#: Reasons the loader gives for problems the audit reports under their own kind (SPEC §11): one spelling for both.
+DUPLICATE_NAME_REASON: Final = "duplicate name; the first wins"
+CASE_DUPLICATE_REASON: Final = "case-only duplicate name; the first wins"
+ORPHAN_COPY_REASON: Final = "backend-prefixed name without a canonical record; kept as a model of its own"
 
 #: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.names.ParsedName``.
 PARSED_NAME_SCHEMA: Final = pl.Schema(
@@ -151,6 +163,20 @@ MERGED_SCHEMA: Final = pl.Schema(
         "eta": pl.Int64(),
         "horde_names": pl.List(pl.String()),
         "backend_variations": pl.List(BACKEND_VARIATION_DTYPE),
+    }
+)
+
+#: One finding of the reference audit (SPEC §11); ``value`` is what the reference holds, ``expected`` what it
+#: should hold (both as text, null where they do not apply). The writer adds ``run_id`` and ``run_at``.
+AUDIT_SCHEMA: Final = pl.Schema(
+    {
+        "category": pl.String(),
+        "name": pl.String(),
+        "kind": pl.String(),
+        "severity": pl.String(),
+        "detail": pl.String(),
+        "value": pl.String(),
+        "expected": pl.String(),
     }
 )
 

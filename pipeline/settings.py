@@ -1,22 +1,97 @@
 """Settings: the only reader of the environment (SPEC §8).
 
-Every variable is accepted under its plain name and under the ``HORDE_MODEL_REFERENCE_`` prefix, so an
-existing deployment's environment works unchanged. The plain name wins when both are set.
+Every variable is read, in this order (the first one set wins; the process environment before ``.env``):
+1. its plain name (``REDIS_URL``);
+2. the model-reference service's own name for it, where the service has one (pydantic-settings, prefix
+   ``HORDE_MODEL_REFERENCE_``, nested delimiter ``__``: ``HORDE_MODEL_REFERENCE_REDIS__URL``; see
+   ``SERVICE_NAMES``), so the environment that drives the service drives this job too;
+3. the plain name under the service's prefix (``HORDE_MODEL_REFERENCE_REDIS_URL``), which this job has always
+   accepted and which is also how the service spelled its nested names before it switched to ``__``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import difflib
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any, Final
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LEGACY_PREFIX = "HORDE_MODEL_REFERENCE_"
 LIVE_HORDE_API = "https://aihorde.net/api"
+#: The Redis URL the service uses when ``..._REDIS__USE_REDIS`` is true and no URL is given.
+SERVICE_DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
+
+#: Our field -> the service's names for it (after the prefix) where they differ from our plain name. The service
+#: also reads ``STATISTICS_CACHE_TTL``, ``DELETION_RISK_CACHE_TTL``, ``HORDE_API_TIMEOUT``, ``PREFERRED_FILE_HOSTS``,
+#: ``LOW_USAGE_THRESHOLD_PERCENTAGE`` and the four ``CACHE_HYDRATION_*`` under its prefix, which rule 3 covers.
+#: ``REDIS_*`` with one underscore is the service's older delimiter (its .env.example still shows it).
+SERVICE_NAMES: Final[dict[str, tuple[str, ...]]] = {
+    "redis_url": ("REDIS__URL",),
+    "use_redis": ("REDIS__USE_REDIS", "REDIS_USE_REDIS"),
+    "redis_key_prefix": ("REDIS__KEY_PREFIX",),
+    "redis_socket_timeout": ("REDIS__SOCKET_TIMEOUT",),
+    "text_low_usage_threshold_percentage": ("TEXT_GEN_LOW_USAGE_THRESHOLD_PERCENTAGE",),
+    "text_ignore_download_hosts": ("TEXT_GEN_IGNORE_DOWNLOAD_HOSTS",),
+    "text_critical_usage_threshold": ("TEXT_GEN_CRITICAL_USAGE_THRESHOLD",),
+    "text_critical_worker_threshold": ("TEXT_GEN_CRITICAL_WORKER_THRESHOLD",),
+}
+
+#: The service's other settings (after the prefix): this job has no use for them, and seeing them is no reason
+#: to warn. Nested groups are listed as ``GROUP__`` (any field under it); Redis fields are listed one by one so a
+#: typo there is still caught.
+_SERVICE_ONLY: Final = frozenset(
+    {
+        "REPLICATE_MODE",
+        "MAKE_FOLDERS",
+        "CACHE_TTL_SECONDS",
+        "LEGACY_DOWNLOAD_RETRY_MAX_ATTEMPTS",
+        "LEGACY_DOWNLOAD_RETRY_BACKOFF_SECONDS",
+        "PRIMARY_API_URL",
+        "PRIMARY_API_TIMEOUT",
+        "ENABLE_GITHUB_FALLBACK",
+        "GITHUB_SEED_ENABLED",
+        "GITHUB_BRANCH",
+        "CANONICAL_FORMAT",
+        "HORDE_API_CACHE_TTL",
+        "ENABLE_STATISTICS_PRECOMPUTE",
+        "CORS_ALLOWED_ORIGINS",
+        "PUBLISH_LOCK_SECONDS",
+        *(
+            f"REDIS{delimiter}{field}"
+            for delimiter in ("__", "_")
+            for field in (
+                "POOL_SIZE",
+                "SOCKET_CONNECT_TIMEOUT",
+                "RETRY_MAX_ATTEMPTS",
+                "RETRY_BACKOFF_SECONDS",
+                "TTL_SECONDS",
+                "USE_PUBSUB",
+            )
+        ),
+    }
+)
+_SERVICE_GROUPS: Final = tuple(
+    group + delimiter
+    for group in ("IMAGE_GITHUB_REPO", "TEXT_GITHUB_REPO", "AUDIT", "PENDING_QUEUE", "R2")
+    for delimiter in ("__", "_")
+)
+#: Whole nested models as JSON (``HORDE_MODEL_REFERENCE_AUDIT={...}``): the service's, not read here. The Redis
+#: one is not listed: this job would silently not publish, so it gets the unknown-variable warning with a hint.
+_SERVICE_JSON_GROUPS: Final = frozenset({"IMAGE_GITHUB_REPO", "TEXT_GITHUB_REPO", "AUDIT", "PENDING_QUEUE"})
+_HINTS: Final = {
+    LEGACY_PREFIX + "REDIS": "Redis settings as one JSON value are not read here: set HORDE_MODEL_REFERENCE_REDIS__URL"
+    " (and __KEY_PREFIX, __USE_REDIS)",
+}
 
 
 def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, LEGACY_PREFIX + name)
+    field = name.lower()
+    service = [LEGACY_PREFIX + alias for alias in SERVICE_NAMES.get(field, ())]
+    return AliasChoices(name, *service, LEGACY_PREFIX + name)
 
 
 class SettingsError(ValueError):
@@ -40,6 +115,11 @@ class Settings(BaseSettings):
 
     # Outputs.
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    # The service's switch (it has no plain name): false means publish nothing even when a URL is set; true
+    # without a URL means the service's default URL. Unset: publish when a URL is set.
+    use_redis: bool | None = Field(
+        None, validation_alias=AliasChoices(*[LEGACY_PREFIX + n for n in SERVICE_NAMES["use_redis"]])
+    )
     redis_key_prefix: str = Field("horde:model_ref", min_length=1, validation_alias=_env("REDIS_KEY_PREFIX"))
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
@@ -77,6 +157,19 @@ class Settings(BaseSettings):
     )
     text_ignore_download_hosts: bool = Field(True, validation_alias=_env("TEXT_IGNORE_DOWNLOAD_HOSTS"))
 
+    # Where each value came from and the unknown HORDE_MODEL_REFERENCE_* names seen (set by load_settings).
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _unknown: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _apply_use_redis(self) -> Settings:
+        # The service's meaning of REDIS__USE_REDIS (SPEC §8). The model is frozen; this runs while it is built.
+        if self.use_redis is False and self.redis_url is not None:
+            object.__setattr__(self, "redis_url", None)
+        elif self.use_redis is True and self.redis_url is None:
+            object.__setattr__(self, "redis_url", SERVICE_DEFAULT_REDIS_URL)
+        return self
+
     @field_validator("preferred_file_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
@@ -94,20 +187,122 @@ class Settings(BaseSettings):
         return value
 
 
-def _variable_name(field_name: str) -> str:
-    return field_name.upper()
+def _variables(field: str) -> tuple[str, ...]:
+    """The variable names of one field, in the order they are tried."""
+    alias = Settings.model_fields[field].validation_alias
+    return tuple(str(choice) for choice in alias.choices) if isinstance(alias, AliasChoices) else (field.upper(),)
+
+
+def _dotenv() -> dict[str, str]:
+    """``.env`` (as pydantic-settings reads it: from the working directory), names upper-cased."""
+    from dotenv import dotenv_values
+
+    path = Path(str(Settings.model_config.get("env_file") or ".env"))
+    if not path.is_file():
+        return {}
+    return {name.upper(): value for name, value in dotenv_values(path).items() if value is not None}
+
+
+def _value_origins(overrides: dict[str, Any], environ: dict[str, str], dotenv: dict[str, str]) -> dict[str, str]:
+    """Per field, where its value comes from: ``CLI``, ``env NAME``, ``.env NAME`` or ``default`` (the precedence
+    pydantic-settings applies: arguments, then the environment, then ``.env``; within each the first name)."""
+    found = {}
+    for field in Settings.model_fields:
+        names = _variables(field)
+        origin = "default"
+        if field in overrides:
+            origin = "CLI"
+        elif hit := next((n for n in names if n in environ), None):
+            origin = f"env {hit}"
+        elif hit := next((n for n in names if n in dotenv), None):
+            origin = f".env {hit}"
+        found[field] = origin
+    return found
+
+
+def _unknown_names(names: set[str]) -> tuple[str, ...]:
+    """The ``HORDE_MODEL_REFERENCE_*`` names that are neither ours nor the service's, sorted."""
+    ours = {name for field in Settings.model_fields for name in _variables(field)}
+    unknown = []
+    for name in names:
+        if not name.startswith(LEGACY_PREFIX) or name in ours:
+            continue
+        rest = name.removeprefix(LEGACY_PREFIX)
+        if rest in _SERVICE_ONLY or rest in _SERVICE_JSON_GROUPS or rest.startswith(_SERVICE_GROUPS):
+            continue
+        unknown.append(name)
+    return tuple(sorted(unknown))
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment; a bad value raises SettingsError naming the variable."""
+    environ = {name.upper(): value for name, value in os.environ.items()}
+    dotenv = _dotenv()
+    origins = _value_origins(overrides, environ, dotenv)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            field = str(item["loc"][0]) if item["loc"] else "?"
-            problems.append(f"{_variable_name(field)}: {item['msg']} (got {item.get('input')!r})")
+            located = str(item["loc"][0]) if item["loc"] else "?"
+            field = next((f for f in Settings.model_fields if f == located or located in _variables(f)), None)
+            origin = origins.get(field, "") if field else ""
+            variable = origin.partition(" ")[2] or (field or located).upper()
+            problems.append(f"{variable}: {item['msg']} (got {item.get('input')!r})")
         raise SettingsError("bad configuration: " + "; ".join(problems)) from None
+    settings._origins = origins
+    settings._unknown = _unknown_names(set(environ) | set(dotenv))
+    return settings
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def effective_settings(settings: Settings) -> dict[str, str]:
+    """``{field: "value (origin)"}`` for every setting, secrets masked: what the run-start log line shows."""
+    origins = settings._origins
+    shown = {}
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        text = _shown(value)
+        if "://" in text:
+            text = masked_url(text) or text
+        text = masked_text(text, settings.redis_url)
+        # Settings built directly (not by load_settings) did not record where their values came from.
+        origin = origins.get(field, "origin not recorded")
+        if field == "redis_url" and settings.use_redis is not None and origins.get("use_redis", "default") != "default":
+            origin += f"; {'on' if settings.use_redis else 'off'} by {origins['use_redis'].partition(' ')[2]}"
+        shown[field] = f"{text} ({origin})"
+    return shown
+
+
+def unknown_variables(settings: Settings) -> tuple[str, ...]:
+    """``HORDE_MODEL_REFERENCE_*`` variables set at load time that neither this job nor the service defines."""
+    return settings._unknown
+
+
+def settings_log_events(settings: Settings) -> list[tuple[int, str, dict[str, Any]]]:
+    """``(level, event, fields)`` to log at the start of a run: one warning per unknown variable (with the closest
+    known name, a typo's likely fix), then the effective settings."""
+    known = sorted(
+        {name for field in Settings.model_fields for name in _variables(field) if name.startswith(LEGACY_PREFIX)}
+        | {LEGACY_PREFIX + name for name in _SERVICE_ONLY}
+    )
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    for name in unknown_variables(settings):
+        close = difflib.get_close_matches(name, known, n=1)
+        events.append(
+            (
+                logging.WARNING,
+                "unknown setting ignored",
+                {"variable": name, "did_you_mean": close[0] if close else None, "hint": _HINTS.get(name)},
+            )
+        )
+    events.append((logging.INFO, "effective settings", {"settings": effective_settings(settings)}))
+    return events
 
 
 def masked_url(url: str | None) -> str | None:

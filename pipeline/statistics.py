@@ -23,8 +23,6 @@ PARAMETER_BUCKETS: Final[tuple[tuple[str, int, int | None], ...]] = (
     ("70B-100B", 70 * _B, 100 * _B),
     ("100B+", 100 * _B, None),
 )
-#: Label of a model whose baseline is missing (kept so the distribution sums to the total).
-UNKNOWN_BASELINE: Final = "unknown"
 
 # scheme://[user@]host[:port]/... -> host (RFC 3986 authority, simplified).
 _URL_HOST: Final = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^@/?#]*@)?([^:/?#]+)"
@@ -51,10 +49,17 @@ def _ranked(frame: pl.LazyFrame, key: str) -> pl.LazyFrame:
     return frame.sort(["count", key], descending=[True, False])
 
 
+def has_baseline() -> pl.Expr:
+    """True where a model names a baseline (null or blank is none: the risk rows say ``missing_baseline``)."""
+    return pl.col("baseline").str.strip_chars().fill_null("") != ""
+
+
 def baseline_distribution(records: pl.LazyFrame, total: int) -> pl.LazyFrame:
-    """One row per baseline: ``baseline, count, percentage``."""
+    """One row per baseline: ``baseline, count, percentage``; models without one are left out (SPEC §5, as the
+    downstream service does) and counted in ``models_without_baseline``; percentages stay of ``total``."""
     counted = (
-        records.group_by(pl.col("baseline").fill_null(UNKNOWN_BASELINE))
+        records.filter(has_baseline())
+        .group_by("baseline")
         .agg(pl.len().cast(pl.Int64).alias("count"))
         .with_columns(_percentage(pl.col("count"), total).alias("percentage"))
     )
@@ -151,6 +156,7 @@ def model_counts(records: pl.LazyFrame) -> pl.LazyFrame:
         pl.len().cast(pl.Int64).alias("total_models"),
         pl.col("nsfw").fill_null(False).sum().cast(pl.Int64).alias("nsfw_count"),
         (pl.col("parameter_count").is_null()).sum().cast(pl.Int64).alias("models_without_param_info"),
+        (~has_baseline()).sum().cast(pl.Int64).alias("models_without_baseline"),
         (pl.col("trigger").list.len() > 0).sum().cast(pl.Int64).alias("models_with_trigger_words"),
         pl.col("inpainting").fill_null(False).sum().cast(pl.Int64).alias("models_with_inpainting"),
         (pl.col("requirement_count") > 0).sum().cast(pl.Int64).alias("models_with_requirements"),
@@ -221,6 +227,7 @@ def category_statistics(
         models_with_inpainting=counts["models_with_inpainting"],
         models_with_requirements=counts["models_with_requirements"],
         models_with_showcases=counts["models_with_showcases"],
+        models_without_baseline=counts["models_without_baseline"],
         computed_at=computed_at,
         grouped=grouped,
         run_id=run_id,

@@ -195,7 +195,7 @@ def test_grouped_text_rows_sum_usage_and_or_flags() -> None:
     alpha = rows["Alpha-8B"]
     assert alpha["members"] == ["org/Alpha-8B", "org/Alpha-8B-Instruct"]
     assert (alpha["usage_month"], alpha["worker_count"]) == (5009, 3)
-    assert alpha["missing_baseline"]  # OR of the members' flags
+    assert alpha["missing_baseline"]  # no member names a baseline
     assert alpha["risk_score"] == sum(alpha[f] for f in FLAGS)
     assert alpha["usage_percentage_of_category"] == round(5009 * 100 / 5009, 4)
     # the union of the members' hosts, sorted; a family with no downloads has an empty list

@@ -49,6 +49,7 @@ def expected_keys(prefix: str) -> set[str]:
     }
     found.add(keys.deletion_risk_key(prefix, "text_generation", False, variations=True))
     found.add(keys.last_run_key(prefix))
+    found |= {keys.audit_key(prefix, c) for c in SAMPLE_CATEGORIES}
     return found
 
 
@@ -75,6 +76,9 @@ def test_a_run_publishes_every_key_and_each_decodes(redis_url: str, monkeypatch:
     for key in expected_keys(prefix) - {keys.last_run_key(prefix)}:
         raw = client.get(key)
         assert raw is not None and b"\n" not in raw  # compact JSON
+        if ":analytics:audit:" in key:  # SPEC §11: plain JSON, no downstream model
+            assert json.loads(raw)["run_id"] == last_run.run_id
+            continue
         model = CategoryStatistics if ":stats:" in key else CategoryDeletionRiskResponse
         decoded = model.model_validate_json(raw)
         assert decoded.run_id == last_run.run_id

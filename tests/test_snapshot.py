@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
     "hosts",
     "deletion_risk",
     "unmatched",
+    "audit",
 }
 
 

@@ -20,7 +20,7 @@ def _stats(category: str, document: dict[str, object], *, limit: int = 20) -> Ca
 
 
 def test_spec_field_names_are_exact() -> None:
-    # the downstream fields, in order; grouped and run_id are our additive extras
+    # the downstream fields, in order; grouped, run_id and models_without_baseline are our additive extras
     assert list(CategoryStatistics.model_fields) == [
         "category",
         "total_models",
@@ -41,6 +41,7 @@ def test_spec_field_names_are_exact() -> None:
         "computed_at",
         "grouped",
         "run_id",
+        "models_without_baseline",
     ]
     assert set(BaselineStats.model_fields) == {"baseline", "count", "percentage"}
     assert set(TagStats.model_fields) == {"tag", "count", "percentage"}
@@ -214,5 +215,6 @@ def test_statistics_tables_are_plain_frames() -> None:
         },
     )
     stats = category_statistics("x", statistics_tables(frame, top_tags_limit=5), computed_at=0)
-    assert stats.baseline_distribution["unknown"].count == 1
+    assert stats.baseline_distribution == {}  # SPEC §5: no "unknown" bucket
+    assert stats.models_without_baseline == 1
     assert stats.download_stats.average_size_bytes == 0.0

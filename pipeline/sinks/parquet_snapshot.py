@@ -40,6 +40,7 @@ TABLES: Final = (
     "hosts",
     "deletion_risk",
     "unmatched",
+    "audit",
 )
 _COMPRESSION: Final = "zstd"
 _COMPRESSION_LEVEL: Final = 3

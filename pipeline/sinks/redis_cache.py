@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline import keys
+from pipeline.audit import audit_json
 from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
 from pipeline.settings import Settings, masked_url
 from pipeline.sinks.lock import RedisLock
@@ -93,6 +94,10 @@ class RedisPublisher:
                 risk.json(),
                 self._expiry(self.settings.deletion_risk_cache_ttl),
             )
+        for (table, category), findings in report.outputs.tables.items():
+            if table == "audit":  # SPEC §11; expires like the statistics it sits beside
+                audit = audit_json(findings, category=category, run_id=report.run_id)
+                found[keys.audit_key(prefix, category)] = (audit, self._expiry(self.settings.statistics_cache_ttl))
         return found
 
     def publish_run(self, report: RunReport) -> list[str]:

@@ -18,7 +18,14 @@ import polars as pl
 
 from pipeline.baselines import is_known_baseline, normalized_baseline
 from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, TEXT_GENERATION
-from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
+from pipeline.schemas import (
+    CASE_DUPLICATE_REASON,
+    COPY_DIFFERENCE_DTYPE,
+    DUPLICATE_NAME_REASON,
+    PROBLEM_SCHEMA,
+    RECORD_SCHEMA,
+    LoadedCategory,
+)
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
 from pipeline.sources.digest import sha256_while
@@ -330,7 +337,9 @@ def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame,
             "url": columns["url"],
             "instruct_format": columns["instruct_format"],
         },
-        schema_overrides={k: v for k, v in RECORD_SCHEMA.items() if k not in {"baseline", "category", "aliases"}}
+        schema_overrides={
+            k: v for k, v in RECORD_SCHEMA.items() if k not in {"baseline", "category", "aliases", "copy_differences"}
+        }
         | {"raw_baseline": pl.String},
         strict=False,  # mistyped values are already reported above and their rows dropped below
     ).with_columns(
@@ -467,6 +476,7 @@ def _records_from_chunks(
             "baseline"
         ),
         pl.lit([], dtype=pl.List(pl.String)).alias("aliases"),
+        pl.lit([], dtype=pl.List(COPY_DIFFERENCE_DTYPE)).alias("copy_differences"),
     )
     problems = [
         bad.select("name", pl.lit("error").alias("severity"), "reason"),
@@ -474,14 +484,14 @@ def _records_from_chunks(
             {
                 "name": duplicate_keys,
                 "severity": "warning",
-                "reason": "duplicate name; the first wins",
+                "reason": DUPLICATE_NAME_REASON,
             },
             schema={"name": pl.String, "severity": pl.String, "reason": pl.String},
         ),
         case_dupes.select(
             "name",
             pl.lit("warning").alias("severity"),
-            pl.lit("case-only duplicate name; the first wins").alias("reason"),
+            pl.lit(CASE_DUPLICATE_REASON).alias("reason"),
         ),
     ]
     if category == IMAGE_GENERATION:

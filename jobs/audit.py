@@ -1,0 +1,108 @@
+"""``horde-analytics audit``: the reference audit of the latest committed run (SPEC §11), filtered."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, parsed_or_exit, settings_or_exit
+from pipeline.audit import KINDS, SEVERITIES, severity_counts
+from pipeline.categories import CATEGORY_FILES
+from pipeline.sinks.parquet_snapshot import manifests, run_tables
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="horde-analytics audit",
+        description="What is wrong in the reference, from the latest committed run.",
+        epilog="kinds:\n"
+        + "\n".join(f"  {kind:<22} {spec.severity:<8} {spec.explanation}" for kind, spec in KINDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--category", choices=sorted(CATEGORY_FILES), help="one category (default: all)")
+    parser.add_argument("--kind", choices=sorted(KINDS), help="one kind of finding")
+    parser.add_argument("--severity", choices=SEVERITIES, help="one severity")
+    parser.add_argument("--json", action="store_true", help="one JSON object per finding (JSON lines)")
+    parser.add_argument("--snapshot-dir", help="where the snapshots are (SNAPSHOT_DIR)")
+    return parser
+
+
+def latest_audit(root: Path) -> pl.DataFrame | None:
+    """Every category's findings of the newest committed run that has an audit, or None."""
+    for manifest in reversed(manifests(root)):
+        if manifest["tables"].get("audit"):
+            frames = run_tables(root, manifest, ["audit"]).values()
+            return pl.concat(frames, how="diagonal_relaxed")
+    return None
+
+
+def selected_findings(
+    findings: pl.DataFrame, *, category: str | None, kind: str | None, severity: str | None
+) -> pl.DataFrame:
+    """The findings that pass every given filter, most urgent first, then by category, kind and name."""
+    for column, wanted in (("category", category), ("kind", kind), ("severity", severity)):
+        if wanted is not None:
+            findings = findings.filter(pl.col(column) == wanted)
+    rank = pl.col("severity").replace_strict(SEVERITIES, list(range(len(SEVERITIES))), default=len(SEVERITIES))
+    return findings.sort(rank, "category", "kind", "name", maintain_order=True)
+
+
+def printable(text: Any) -> str:
+    """``text`` safe for a terminal: control and format characters (escape sequences, bidi overrides) escaped."""
+    if text is None:
+        return ""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in {"Cc", "Cf"} else char
+        for char in str(text)
+    )
+
+
+def format_findings(findings: pl.DataFrame) -> str:
+    """One line per finding, then the counts per severity."""
+    lines = [
+        f"{row['severity']:<8} {row['category']:<17} {row['kind']:<22} "
+        f"{printable(row['name'])}: {printable(row['detail'])}"
+        for row in findings.iter_rows(named=True)
+    ]
+    counts = severity_counts(findings)
+    lines.append(
+        f"{findings.height} findings: " + ", ".join(f"{counts[severity]} {severity}" for severity in SEVERITIES)
+    )
+    return "\n".join(lines)
+
+
+def format_counts_line(category: str, findings: pl.DataFrame) -> str:
+    """``audit <category> error E, warning W, info I``: the run summary's line per category."""
+    counts = severity_counts(findings)
+    return f"audit {category:<18} " + ", ".join(f"{severity} {counts[severity]}" for severity in SEVERITIES)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parsed_or_exit(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
+    if isinstance(settings, int):
+        return settings
+    findings = latest_audit(Path(settings.snapshot_dir))
+    if findings is None:
+        print(
+            f"horde-analytics audit: no audit snapshot in {settings.snapshot_dir}; run `horde-analytics run` first",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    shown = selected_findings(findings, category=args.category, kind=args.kind, severity=args.severity)
+    if args.json:
+        columns = ["run_id", "category", "name", "kind", "severity", "detail", "value", "expected"]
+        for row in shown.select(columns).iter_rows(named=True):
+            print(json.dumps(row))  # ASCII-escaped: control characters cannot reach the terminal raw
+    else:
+        print(format_findings(shown))
+    return EXIT_OK
