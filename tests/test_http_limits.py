@@ -21,6 +21,13 @@ from pipeline.sources.records import load_records
 Behaviour = Callable[[BaseHTTPRequestHandler, int], None]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up mid-request is what these tests do
+
+
 class LocalServer:
     """A threaded HTTP server on 127.0.0.1 whose answers a test scripts; it counts the requests per path."""
 
@@ -40,8 +47,7 @@ class LocalServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
