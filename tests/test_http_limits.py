@@ -136,6 +136,29 @@ def test_trickled_headers_are_cut_off_at_the_deadline(serve: Callable[[Behaviour
         stop.set()
 
 
+def test_trickled_headers_on_a_reused_connection_are_cut_off_too(serve: Callable[[Behaviour], LocalServer]) -> None:
+    stop = threading.Event()
+
+    def fast_then_slow(handler: BaseHTTPRequestHandler, attempt: int) -> None:
+        if handler.path == "/fast":  # keep-alive: the next request comes on this connection
+            send(handler, 200, b"[]")
+            return
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
+            if stop.wait(0.2):
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+
+    server = serve(fast_then_slow)
+    try:
+        with HttpFetcher(timeout=1.0, attempts=1) as fetcher:
+            assert fetcher.get_bytes(server.url("/fast")) == b"[]"
+            with pytest.raises(FetchError, match="timed out"):
+                fetcher.get_bytes(server.url("/slow"))
+    finally:
+        stop.set()
+
+
 def test_a_run_against_a_trickling_horde_fails_and_keeps_the_previous_run(
     serve: Callable[[Behaviour], LocalServer],
     monkeypatch: pytest.MonkeyPatch,

@@ -12,6 +12,7 @@ import random
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,17 @@ def _shut(stream: Any) -> None:
 
 
 class _Deadline:
-    """The end of one attempt: at that moment the connection of the attempt is shut, so a server that trickles
-    bytes (each read within the read timeout) cannot hold a run past ``HORDE_API_TIMEOUT``."""
+    """The end of one attempt: at that moment the connections of the fetcher are shut, so a server that trickles
+    bytes (each read within the read timeout) cannot hold a run past ``HORDE_API_TIMEOUT``.
 
-    def __init__(self, seconds: float) -> None:
+    ``streams`` holds every connection the fetcher opened (a fetcher serves one request at a time, so the one in
+    use is this attempt's; idle ones shut with it are dropped by the pool and reopened when needed). A reused
+    connection is covered from its first byte, headers included."""
+
+    def __init__(self, seconds: float, streams: weakref.WeakSet[Any]) -> None:
         self.at = time.monotonic() + seconds
         self.expired = False
-        self._streams: list[Any] = []
+        self._streams = streams
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
@@ -72,7 +77,7 @@ class _Deadline:
     def watch(self, stream: Any) -> None:
         """Shut ``stream`` at the deadline (at once when it has passed)."""
         with self._lock:
-            self._streams.append(stream)
+            self._streams.add(stream)
             if self.expired:
                 _shut(stream)
 
@@ -84,7 +89,7 @@ class _Deadline:
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
-            for stream in self._streams:
+            for stream in list(self._streams):
                 _shut(stream)
 
 
@@ -123,6 +128,8 @@ class HttpFetcher:
         self._cache_dir = cache_dir
         self._max_bytes = max_bytes
         self._sleep = sleep
+        #: Every connection this fetcher opened and that is still alive (see ``_Deadline``).
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def __enter__(self) -> HttpFetcher:
         return self
@@ -170,7 +177,7 @@ class HttpFetcher:
 
     def _answer(self, url: str, params: dict[str, str] | None, headers: dict[str, str]) -> _Answer:
         """One attempt, redirects included, within one deadline; the body only for a success."""
-        with _Deadline(self._timeout) as deadline:
+        with _Deadline(self._timeout, self._streams) as deadline:
             request = self._client.build_request("GET", url, params=params, headers=headers)
             request.extensions["trace"] = deadline.trace
             origin = request.url
@@ -198,9 +205,6 @@ class HttpFetcher:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise self._too_large(response, f"declares {declared} bytes")
-        stream = response.extensions.get("network_stream")
-        if stream is not None:
-            deadline.watch(stream)  # a reused connection was not seen connecting
         chunks: list[bytes] = []
         size = 0
         try:
