@@ -340,3 +340,15 @@ def test_an_intact_cache_entry_is_reused_on_304(serve: Callable[[Behaviour], Loc
         with HttpFetcher(cache_dir=tmp_path / "cache", attempts=1) as fetcher:
             assert fetcher.get_bytes(server.url("/f")) == b"[1, 2]"
     assert statuses == [200, 304] and len(server.requests) == 2
+
+
+def test_a_refused_redirect_names_no_credentials_of_the_source_url(
+    serve: Callable[[Behaviour], LocalServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    holder: list[LocalServer] = []
+    server = serve(lambda handler, attempt: send(handler, 302, Location=holder[0].url("/x", host="localhost")))
+    holder.append(server)
+    source = f"http://reader:s3cret-pass@127.0.0.1:{server.port}/api"
+    assert main(["run", "--horde", source]) == 1
+    err = capsys.readouterr().err
+    assert "another host" in err and "s3cret-pass" not in err
