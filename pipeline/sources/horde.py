@@ -204,7 +204,8 @@ def _checked_rows(
 
 def _first_of_each(frame: pl.DataFrame, column: str, verdicts: _Verdicts) -> pl.DataFrame:
     """``frame`` without repeated ``column`` values (the first is kept, SPEC §2.2); repeats go to ``verdicts``."""
-    first = pl.col(column).is_first_distinct() | pl.col(column).is_null()
+    # Blank names are dropped later with their own warning, never counted as repeats.
+    first = pl.col(column).is_first_distinct() | (pl.col(column).str.strip_chars().fill_null("") == "")
     verdicts.add(
         frame.filter(~first).select(
             pl.col(column).alias("name"), pl.format("repeated {}; the first is kept", pl.lit(column)).alias("reason")
