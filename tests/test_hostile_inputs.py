@@ -166,3 +166,17 @@ def test_parse_takes_undecodable_arguments() -> None:
     assert done.returncode == 0 and b"Traceback" not in done.stderr
     assert [json.loads(line)["size_b"] for line in done.stdout.decode().splitlines()] == [14.0, 8.0]
     assert b"argument 1: not UTF-8" in done.stderr
+
+
+def test_records_after_a_record_too_deep_to_decode_still_load() -> None:
+    deep_list = "[" * DEEP + "]" * DEEP
+    deep_object = '{"a": ' * DEEP + "1" + "}" * DEEP
+    entries = [
+        '"deep": {"text": "]]\\"[{", "r": ' + deep_list + "}",  # brackets and an escaped quote in a string first
+        f'"after": {json.dumps(_image("after"))}',
+        f'"deep2": {deep_object}',
+        f'"last": {json.dumps(_image("last"))}',
+    ]
+    loaded = records_frame("image_generation", _document(*entries), "f.json")
+    assert loaded.records["name"].to_list() == [*(f"good{i}" for i in range(4)), "after", "last"]
+    assert _reasons(loaded) == {"deep": "nested deeper than 64 levels", "deep2": "nested deeper than 64 levels"}
