@@ -99,26 +99,67 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
     )
     kind = pl.col(_KIND)
     lower = pl.col(_LOWER)
+    token = pl.col(_TOKEN)
+    glued = token.str.extract_groups(p.GLUED_PARTS)
+    # Context, from neighbouring rows (each name's rows are contiguous and in name order, so a fill along the
+    # whole column, cut where the name id changes, stands in for a window per name): an integer right after a
+    # version token continues it (neural-chat-7b-v3-1); a dotted number is a release version when a base word
+    # follows it later, or a size came before it and no base word stands right before it (hermes-2.5-mistral-7b,
+    # ggml-vicuna-13b-1.1), else it names a generation (Llama-3.1-8B, Wayfarer-Large-70B-Llama-3.3).
+    same_name_as_previous = pl.col(_ID).shift(1) == pl.col(_ID)
+    continues_version = (kind == "integer") & (kind.shift(1) == "version") & same_name_as_previous
+    base_word = (
+        (kind == "glued")
+        | (kind.is_null() & pl.col("__variant").is_null())
+        | ((kind == "integer") & ~continues_version.fill_null(False))
+    )
+    base_later = pl.when(base_word).then(pl.col(_ID)).shift(-1).backward_fill() == pl.col(_ID)
+    size_before = pl.when(kind.is_in(["moe", "size", "glued"])).then(pl.col(_ID)).shift(1).forward_fill() == pl.col(_ID)
+    base_word_before = (base_word.shift(1) & same_name_as_previous).fill_null(False)
+    release = (kind == "dotted") & (base_later.fill_null(False) | (size_before.fill_null(False) & ~base_word_before))
     fields = (
         tokens.join(token_classes, on=_LOWER, how="left", maintain_order="left")
         .with_columns(
-            pl.when(kind.is_in(["moe", "size"])).then(pl.col(_TOKEN)).alias("__size_token"),
-            pl.when(kind == "version").then(lower).alias("version"),
+            pl.when(kind.is_in(["moe", "size"]))
+            .then(token)
+            .when(kind == "glued")
+            .then(glued.struct.field("2"))
+            .alias("__size_token"),
+            pl.when(kind == "active").then(lower).alias("__active_token"),
             pl.when(kind == "quant_q").then(lower.str.to_uppercase()).when(kind == "quant").then(lower).alias("quant"),
-            pl.when(kind == "format").then(lower.str.to_uppercase()).alias("format"),
-            pl.when(kind.is_null() & pl.col("__variant").is_null()).then(pl.col(_TOKEN)).alias("__base"),
+            pl.when(kind == "format")
+            .then(lower.replace_strict(p.FORMATS, default=None, return_dtype=pl.String))
+            .alias("format"),
+            pl.when((kind == "version") | release).then(lower).alias("version"),
+            pl.when(release)
+            .then(None)
+            .when(kind == "glued")
+            .then(glued.struct.field("1"))
+            .when(base_word)
+            .then(token)
+            .when(kind == "dotted")
+            .then(token)
+            .alias("__base"),
         )
         .group_by(_ID)
         .agg(
             pl.col(_MODEL).first(),
-            pl.col("__size_token", "version", "quant", "format").drop_nulls().first(),
+            pl.col("__size_token", "__active_token", "version", "quant").drop_nulls().first(),
+            # the first format not in WEAK_FORMATS, else the first
+            pl.coalesce(
+                pl.col("format").filter(~pl.col("format").is_in(p.WEAK_FORMATS)).first(),
+                pl.col("format").drop_nulls().first(),
+            ),
             pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
             pl.col("__base").drop_nulls().alias("__base"),
         )
     )
+    key_base = pl.col("base").str.replace_all(p.KEY_GLUE, p.KEY_GLUE_POLARS)
+    major = pl.col("version").str.extract(p.VERSION_MAJOR, 0)
     size_lower = pl.col("__size_token").str.to_lowercase()
     moe = size_lower.str.extract_groups(p.MOE_PARTS)
     plain = size_lower.str.extract_groups(p.SIZE_PARTS)
+    active = pl.col("__active_token").str.extract_groups(p.ACTIVE_PARTS)
     experts = moe.struct.field("1").cast(pl.Int64)
     expert_size = _billions(moe.struct.field("2"), moe.struct.field("3"))
     return (
@@ -127,6 +168,7 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("__size_token").str.to_uppercase().alias("size_label"),
             experts.alias("experts"),
             expert_size.alias("expert_size_b"),
+            _billions(active.struct.field("1"), active.struct.field("2")).alias("active_b"),
             pl.when(experts.is_not_null())
             .then(experts.cast(pl.Float64) * expert_size)
             .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
@@ -136,13 +178,15 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
             pl.when(pl.col("base").is_not_null())
             .then(
                 pl.when(pl.col("size_label").is_not_null())
-                .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
-                .otherwise(pl.col("base"))
+                .then(key_base + p.BASE_SEPARATOR + pl.col("size_label"))
+                .when(major.is_not_null())
+                .then(key_base + p.BASE_SEPARATOR + major)
+                .otherwise(key_base)
                 .str.to_lowercase()
             )
             .alias("family_key")
         )
-        .drop(_ID, "__base", "__size_token")
+        .drop(_ID, "__base", "__size_token", "__active_token")
     )
 
 
