@@ -114,9 +114,9 @@ WEAK_FORMATS: Final = ("HF",)
 #: quant_q/quant -> ``quant`` (the first of either); format -> ``format`` (FORMATS spelling; the first one not in
 #: WEAK_FORMATS, else the first); noise, extension
 #: -> dropped; moe/size -> the size (the first of moe, size, glued); active -> ``active_b``; glued -> letters to
-#: the base, the rest is a size; version -> ``version``; dotted -> ``version`` when a base word follows it later
-#: in the name, or a size came before it and the token before it is no base word (a release number), else part
-#: of the base (``Llama-3.1``, ``Yi-1.5``, ``Wayfarer-Large-70B-Llama-3.3``);
+#: the base, the rest is a size; version -> ``version``; dotted -> ``version`` when the token before it is no base
+#: word or the next base word or size after it is a base word (a release number: ``vicuna-13b-1.1``,
+#: ``hermes-2.5-mistral-7b``), else part of the base (a generation: ``Llama-3.1-8B``, ``Llama-3.1-8B-Lexi``);
 #: integer -> part of the base, or dropped right after a version token (``v3-1``).
 TOKEN_CLASSES: Final[tuple[tuple[TokenClass, str], ...]] = (
     # q4_k_m, q8_0, iq3_xxs, iq4_nl, q4_k_xl, iq4_ks, q4, q4_0_8_8 (ARM repack), tq1_0 (ternary), mxfp4_moe
@@ -158,8 +158,7 @@ TOKEN_CLASSES: Final[tuple[tuple[TokenClass, str], ...]] = (
     ("context", r"[0-9]{1,4}k"),
     # 2407, 2501, 2024, 20240501; 2024-05-06, 08-2024 (release code or date, not a size)
     ("date", r"[0-9]{4,8}|20[0-9]{2}-[01][0-9](?:-[0-3][0-9])?[-_ ./\n]?|[01][0-9]-20[0-9]{2}[-_ ./\n]?"),
-    # 2.5, 3.1, 1.10 (hermes-2.5-mistral-7b: a release number when a base word follows or a size precedes,
-    # else a generation: Llama-3.1-8B)
+    # 2.5, 3.1, 1.10 (hermes-2.5-mistral-7b, vicuna-13b-1.1: release numbers; Llama-3.1-8B: a generation)
     ("dotted", r"[0-9]{1,4}(?:\.[0-9]{1,4}){1,3}"),
     # 3, 23, 1 (Llama-3, aya-23: part of the base; after a version token it continues it: neural-chat-7b-v3-1)
     ("integer", r"[0-9]{1,3}"),
@@ -194,6 +193,7 @@ VARIANTS: Final[dict[str, str]] = {
     "vision": "Vision",  # Llama-3.2-11B-Vision-Instruct
     "math": "Math",  # Qwen2.5-Math-7B
     "qat": "QAT",  # gemma-3-27b-it-qat
+    "deduped": "Deduped",  # pythia-12b-deduped (trained on the deduplicated Pile)
     "sft": "SFT",  # Nous-Hermes-2-Mixtral-8x7B-SFT
     "dpo": "DPO",  # Nous-Hermes-2-Mixtral-8x7B-DPO
     "orpo": "ORPO",  # zephyr-orpo-141b-A35b-v0.1

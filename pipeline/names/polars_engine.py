@@ -103,9 +103,9 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
     glued = token.str.extract_groups(p.GLUED_PARTS)
     # Context, from neighbouring rows (each name's rows are contiguous and in name order, so a fill along the
     # whole column, cut where the name id changes, stands in for a window per name): an integer right after a
-    # version token continues it (neural-chat-7b-v3-1); a dotted number is a release version when a base word
-    # follows it later, or a size came before it and no base word stands right before it (hermes-2.5-mistral-7b,
-    # ggml-vicuna-13b-1.1), else it names a generation (Llama-3.1-8B, Wayfarer-Large-70B-Llama-3.3).
+    # version token continues it (neural-chat-7b-v3-1). A dotted number is a release version when no base word
+    # stands right before it (vicuna-13b-1.1, Pantheon-RP-1.8-24b) or when the next base word or size after it is
+    # a base word (hermes-2.5-mistral-7b); else it names a generation (Llama-3.1-8B, Llama-3.1-8B-Lexi).
     same_name_as_previous = pl.col(_ID).shift(1) == pl.col(_ID)
     continues_version = (kind == "integer") & (kind.shift(1) == "version") & same_name_as_previous
     base_word = (
@@ -113,10 +113,12 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
         | (kind.is_null() & pl.col("__variant").is_null())
         | ((kind == "integer") & ~continues_version.fill_null(False))
     )
-    base_later = pl.when(base_word).then(pl.col(_ID)).shift(-1).backward_fill() == pl.col(_ID)
-    size_before = pl.when(kind.is_in(["moe", "size", "glued"])).then(pl.col(_ID)).shift(1).forward_fill() == pl.col(_ID)
+    marker = base_word | kind.is_in(["moe", "size", "glued"]).fill_null(False)
+    next_marker_name = pl.when(marker).then(pl.col(_ID)).shift(-1).backward_fill()
+    next_marker_is_base = pl.when(marker).then(base_word).shift(-1).backward_fill()
+    base_next = ((next_marker_name == pl.col(_ID)) & next_marker_is_base).fill_null(False)
     base_word_before = (base_word.shift(1) & same_name_as_previous).fill_null(False)
-    release = (kind == "dotted") & (base_later.fill_null(False) | (size_before.fill_null(False) & ~base_word_before))
+    release = (kind == "dotted") & (~base_word_before | base_next)
     fields = (
         tokens.join(token_classes, on=_LOWER, how="left", maintain_order="left")
         .with_columns(

@@ -73,9 +73,9 @@ def _parse(name: str) -> ParsedName:
         match = _CLASSIFIER.fullmatch(lowered)
         kinds.append(match.lastgroup if match else None)
     # Context, as the vectorized engine reads it from neighbouring rows: an integer right after a version token
-    # continues it (neural-chat-7b-v3-1); a dotted number is a release version when a base word follows it
-    # later, or a size came before it and no base word stands right before it (hermes-2.5-mistral-7b,
-    # ggml-vicuna-13b-1.1), else it names a generation (Llama-3.1-8B, Wayfarer-Large-70B-Llama-3.3).
+    # continues it (neural-chat-7b-v3-1). A dotted number is a release version when no base word stands right
+    # before it (vicuna-13b-1.1, Pantheon-RP-1.8-24b) or when the next base word or size after it is a base word
+    # (hermes-2.5-mistral-7b); else it names a generation (Llama-3.1-8B, Llama-3.1-8B-Lexi, Mistral-Small-3.1).
     continues_version = [kind == "integer" and i > 0 and kinds[i - 1] == "version" for i, kind in enumerate(kinds)]
     base_word = [
         kind == "glued"
@@ -83,8 +83,18 @@ def _parse(name: str) -> ParsedName:
         or (kind == "integer" and not continues_version[i])
         for i, (lowered, kind) in enumerate(zip(lowers, kinds, strict=True))
     ]
-    last_base = max((i for i, is_base in enumerate(base_word) if is_base), default=-1)
-    first_size = next((i for i, kind in enumerate(kinds) if kind in _SIZE_KINDS), len(kinds))
+    base_next = [False] * len(kinds)
+    following = False  # whether the next base word or size (after the token) is a base word
+    for index in range(len(kinds) - 1, -1, -1):
+        base_next[index] = following
+        if base_word[index]:
+            following = True
+        elif kinds[index] in _SIZE_KINDS:
+            following = False
+    release = [
+        kind == "dotted" and (index == 0 or not base_word[index - 1] or base_next[index])
+        for index, kind in enumerate(kinds)
+    ]
     size_token = active_token = version = quant = file_format = None
     variants: list[str] = []
     base_tokens: list[str] = []
@@ -107,9 +117,7 @@ def _parse(name: str) -> ParsedName:
                 base_tokens.append(token)
         elif kind == "active":
             active_token = active_token or lowered
-        elif kind == "version" or (
-            kind == "dotted" and (index < last_base or (index > first_size and not base_word[index - 1]))
-        ):
+        elif kind == "version" or release[index]:
             version = version or lowered
         elif kind == "dotted":
             base_tokens.append(token)
