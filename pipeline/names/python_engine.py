@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from itertools import islice
 from typing import Any, Final
 
 from pipeline.names import patterns as p
@@ -66,7 +67,8 @@ def _parse(name: str) -> ParsedName:
     parts = rest.split("/")
     author = (parts[0] or None) if len(parts) > 1 else None
     # First pass: each token's class.
-    tokens = _TOKEN.findall(parts[-1])[: p.MAX_TOKENS]
+    # finditer stops after MAX_TOKENS: a hostile name of 50,000 tokens is not cut into all of them first
+    tokens = [match.group() for match in islice(_TOKEN.finditer(parts[-1]), p.MAX_TOKENS)]
     lowers = [token.lower() for token in tokens]
     kinds: list[str | None] = []
     for lowered in lowers:
