@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jobs.__main__ import main as cli
 from pipeline.names import ENGINES, Engine, parsed_name_frame
 from tests.name_accuracy import FIELDS, load_labeled, main, pair_scores, score
 
@@ -195,3 +196,10 @@ def test_fields_of_published_names(
 ) -> None:
     (row,) = parse([name], engine)
     assert (row["base"], row["version"], row["quant"], row["format"]) == (base, version, quant, file_format)
+
+
+def test_parse_command_prints_active_parameters(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["parse", "--engine", engine, "Qwen/Qwen3-Next-80B-A3B-Instruct", "Mixtral-8x7B"]) == 0
+    moe, experts = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (moe["size_b"], moe["active_b"], moe["base"]) == (80.0, 3.0, "Qwen3-Next")
+    assert (experts["size_b"], experts["active_b"], experts["experts"]) == (56.0, None, 8)
