@@ -5,7 +5,10 @@ How a name is read, in both engines:
   2. the rest splits on ``/``: the first part is the author (when there is more than one), the last the model;
   3. ``TOKEN`` cuts the model into ASCII tokens; anything else (``-_ .``, unicode, punctuation) separates;
   4. each token, lower-cased, is classified by the first row of ``TOKEN_CLASSES`` whose pattern matches all of
-     it; tokens of no class are the base name.
+     it; tokens of no class are variants (``VARIANTS``) or the base name;
+  5. a few classes read their neighbours (a dotted number, an integer after a version: see TOKEN_CLASSES);
+  6. ``family_key`` = base (numbers glued to the word before: ``KEY_GLUE``) + size, or + major version when
+     there is no size (``VERSION_MAJOR``), lower-cased.
 
 Rules that keep the two regex engines (Rust ``regex`` in Polars, Python ``re``) identical and linear:
 ASCII classes only and no ``(?i)`` (the engines case-fold Unicode differently), no look-around, no
@@ -111,13 +114,13 @@ WEAK_FORMATS: Final = ("HF",)
 
 #: (class, full-match pattern over the lower-cased token). Order matters: the first match wins. A token of
 #: no class is a variant when VARIANTS lists it, else part of the base. How each class is used:
-#: quant_q/quant -> ``quant`` (the first of either); format -> ``format`` (FORMATS spelling; the first one not in
-#: WEAK_FORMATS, else the first); noise, extension
-#: -> dropped; moe/size -> the size (the first of moe, size, glued); active -> ``active_b``; glued -> letters to
-#: the base, the rest is a size; version -> ``version``; dotted -> ``version`` when the token before it is no base
-#: word or the next base word or size after it is a base word (a release number: ``vicuna-13b-1.1``,
-#: ``hermes-2.5-mistral-7b``), else part of the base (a generation: ``Llama-3.1-8B``, ``Llama-3.1-8B-Lexi``);
-#: integer -> part of the base, or dropped right after a version token (``v3-1``).
+#:   quant_q, quant -> ``quant`` (the first of either); format -> ``format`` (its FORMATS spelling; the first
+#:   one not in WEAK_FORMATS, else the first); noise, extension -> dropped; moe, size -> the size (the first of
+#:   moe, size, glued); active -> ``active_b``; glued -> its letters to the base, the rest is a size;
+#:   version -> ``version``; dotted -> ``version`` when the token before it is no base word or the next base
+#:   word or size after it is a base word (a release: ``vicuna-13b-1.1``, ``hermes-2.5-mistral-7b``), else part
+#:   of the base (a generation: ``Llama-3.1-8B``, ``Llama-3.1-8B-Lexi``); integer -> part of the base, or
+#:   dropped right after a version token (``v3-1``).
 TOKEN_CLASSES: Final[tuple[tuple[TokenClass, str], ...]] = (
     # q4_k_m, q8_0, iq3_xxs, iq4_nl, q4_k_xl, iq4_ks, q4, q4_0_8_8 (ARM repack), tq1_0 (ternary), mxfp4_moe
     # -> written upper-case: Q4_K_M
