@@ -203,3 +203,19 @@ def test_parse_command_prints_active_parameters(engine: Engine, capsys: pytest.C
     moe, experts = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert (moe["size_b"], moe["active_b"], moe["base"]) == (80.0, 3.0, "Qwen3-Next")
     assert (experts["size_b"], experts["active_b"], experts["experts"]) == (56.0, None, 8)
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "variants", "key"),
+    [
+        ("org/Alpha-8B", "Alpha", [], "alpha-8b"),
+        ("org/Alpha-8B-Instruct", "Alpha", ["Instruct"], "alpha-8b"),
+        ("Chat-7B-Chat", "Chat", ["Chat"], "chat-7b"),
+        ("HuggingFaceH4/zephyr-7b-beta", "zephyr", ["Beta"], "zephyr-7b"),
+    ],
+)
+def test_a_name_of_variant_words_only_keeps_the_first_as_its_base(
+    engine: Engine, name: str, base: str, variants: list[str], key: str
+) -> None:
+    (row,) = parse([name], engine)
+    assert (row["base"], row["variants"], row["family_key"]) == (base, variants, key)

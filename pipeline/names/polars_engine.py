@@ -149,6 +149,7 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
             .when(base_word | dotted)
             .then(token)
             .alias("__base"),
+            pl.when(pl.col("__variant").is_not_null()).then(token).alias("__variant_token"),
         )
         .group_by(_ID)
         .agg(
@@ -158,7 +159,21 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
             .first(),
             pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
             pl.col("__base").drop_nulls().alias("__base"),
+            pl.col("__variant_token").drop_nulls(),
+            pl.col("__variant").drop_nulls().alias("__variant_all"),
         )
+        # a name of variant words only (Alpha-8B, Chat-7B-Instruct): the first is its name, the rest its variants
+        .with_columns(
+            pl.when(pl.col("__base").list.len() == 0)
+            .then(pl.col("__variant_token").list.head(1))
+            .otherwise(pl.col("__base"))
+            .alias("__base"),
+            pl.when(pl.col("__base").list.len() == 0)
+            .then(pl.col("__variant_all").list.slice(1).list.unique(maintain_order=True))
+            .otherwise(pl.col("variants"))
+            .alias("variants"),
+        )
+        .drop("__variant_token", "__variant_all")
         # the first format not in WEAK_FORMATS, else the first
         .with_columns(pl.coalesce("__strong_format", "format").alias("format"))
         .drop("__strong_format")

@@ -100,13 +100,16 @@ def _parse(name: str) -> ParsedName:
     size_token = active_token = version = quant = file_format = None
     variants: list[str] = []
     base_tokens: list[str] = []
+    variant_tokens: list[str] = []
     for index, (token, lowered, kind) in enumerate(zip(tokens, lowers, kinds, strict=True)):
         if kind is None:
             variant = p.VARIANTS.get(lowered)
             if variant is None:
                 base_tokens.append(token)
-            elif variant not in variants:
-                variants.append(variant)
+            else:
+                variant_tokens.append(token)
+                if variant not in variants:
+                    variants.append(variant)
         elif kind in ("moe", "size"):
             size_token = size_token or token
         elif kind == "glued":
@@ -151,6 +154,10 @@ def _parse(name: str) -> ParsedName:
         active = _ACTIVE.match(active_token)
         assert active is not None  # the "active" class guarantees the shape
         active_b = _billions(active.group(1), active.group(2))
+    if not base_tokens and variant_tokens:
+        # a name of variant words only (Alpha-8B, Chat-7B-Instruct): the first is its name, the rest its variants
+        base_tokens = variant_tokens[:1]
+        variants = list(dict.fromkeys(p.VARIANTS[token.lower()] for token in variant_tokens[1:]))
     base = p.BASE_SEPARATOR.join(base_tokens) or None
     family_key = None
     if base is not None:
