@@ -22,7 +22,7 @@ from jobs.__main__ import main
 from pipeline.batch import run_once
 from pipeline.retention_plan import RetentionPolicy, kept_runs
 from pipeline.settings import load_settings
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables, snapshot_lock
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
     INDEX_PATH,
@@ -337,3 +337,17 @@ def test_the_closed_hours_of_the_open_day_are_merged_hour_by_hour(tmp_path: Path
     folder = root / "records" / "category=image_generation" / "run_date=2027-05-05"
     names = sorted(path.name for path in folder.glob("*.parquet"))
     assert len(names) == 2 and names[0] == f"{ids[-1]}.parquet" and names[1].startswith("compact-2027-05-05T13-")
+
+
+def test_compact_waits_for_no_one_and_exits_3_while_a_run_holds_the_store(
+    tmp_path: Path, template: Template, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "snapshots"
+    build_store(root, template, ((0, 1), (1, 2)))
+    with snapshot_lock(root):
+        assert main(["compact"]) == 3
+    assert "another run holds" in capsys.readouterr().err
+    assert not read_index(root).filter(pl.col("compacted")).height  # type: ignore[union-attr]
+    assert main(["compact", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["days_compacted"] == 1 and done["files_written"] == len(template)
