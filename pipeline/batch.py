@@ -17,9 +17,11 @@ from typing import Protocol
 import polars as pl
 
 from pipeline.deletion_risk import RiskRules
+from pipeline.history import with_history
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings
+from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, snapshot_lock, sweep_uncommitted
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
@@ -115,20 +117,32 @@ class Publisher(Protocol):
     def publish_run(self, report: RunReport) -> list[str]: ...
 
 
-def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunReport:
+def run_once(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    as_of: datetime | None = None,
+    rebuild_after: bool = False,
+) -> RunReport:
     """Load, compute, snapshot and publish one run; raises (publishing nothing) when any step fails.
 
     Order of commit points: snapshot tables, then the Redis transaction, then the snapshot manifest. A failure
     before the manifest removes this run's tables, so a failed run appears nowhere.
+
+    ``as_of`` stamps the run with another time (a backfill, SPEC §10); one not after the newest committed run is
+    refused unless ``rebuild_after``: then it is committed but not published (Redis shows the newest run), and
+    ``model_state`` is rebuilt from history afterwards.
     """
     started = time.time()
-    run_at = datetime.fromtimestamp(started, tz=UTC)
+    run_at = as_of or datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     root = Path(settings.snapshot_dir)
     clock = Stopwatch()
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, publish"})
     with snapshot_lock(root):
         sweep_uncommitted(root)
+        if not check_run_order(root, run_at, rebuild_after=rebuild_after):
+            publisher = None  # Redis is a projection of the newest committed run, not of a backfill
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
@@ -142,6 +156,8 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
             inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
         )
         clock.lap("compute")
+        outputs = with_history(outputs, previous_states(root, run_at), run_at)
+        clock.lap("history")
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
         report = RunReport(
             run_id=run_id,
@@ -166,5 +182,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
         except BaseException:
             writer.abort()
             raise
+        if rebuild_after:
+            rebuild_states(root)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(report.finished_at - started, 3)})
     return report

@@ -168,6 +168,18 @@ _FLAG_NAMES: Final = (
     "low_usage",
 )
 
+#: The additive history fields of a risk row (SPEC §10), in the order of ModelDeletionRiskInfo.
+HISTORY_FIELDS: Final = pl.Schema(
+    {
+        "first_seen": pl.Datetime("us", "UTC"),
+        "last_seen_with_workers": pl.Datetime("us", "UTC"),
+        "days_without_workers": pl.Int64(),
+        "at_risk_since": pl.Datetime("us", "UTC"),
+        "usage_month_previous": pl.Int64(),
+        "usage_month_change": pl.Int64(),
+    }
+)
+
 #: One flat deletion-risk row (SPEC §6); the flags are columns so presets are plain expressions.
 RISK_SCHEMA: Final = pl.Schema(
     {
@@ -196,6 +208,41 @@ RISK_SCHEMA: Final = pl.Schema(
         "download_count": pl.Int64(),
         "download_hosts": pl.List(pl.String()),
         "backend_variations": pl.List(BACKEND_VARIATION_DTYPE),
+        **HISTORY_FIELDS,
+    }
+)
+
+#: One (run time, month usage) point of a model: the 7-day comparison reads these (SPEC §10).
+USAGE_POINT_DTYPE: Final = pl.Struct({"run_at": pl.Datetime("us", "UTC"), "usage_month": pl.Int64()})
+
+#: What a run carries to the next, per model (``grouped`` false) and per text family (``grouped`` true), keyed
+#: by ``key`` (the model name; a family's first member). SPEC §10; see ``pipeline.history``.
+MODEL_STATE_SCHEMA: Final = pl.Schema(
+    {
+        "grouped": pl.Boolean(),
+        "key": pl.String(),
+        "name": pl.String(),
+        "first_seen": pl.Datetime("us", "UTC"),
+        "last_seen_with_workers": pl.Datetime("us", "UTC"),
+        "at_risk_since": pl.Datetime("us", "UTC"),
+        "worker_count": pl.Int64(),
+        "usage_month": pl.Int64(),
+        "at_risk": pl.Boolean(),
+        "risk_score": pl.Int64(),
+        "usage_points": pl.List(USAGE_POINT_DTYPE),
+    }
+)
+
+#: What changed for a model since the previous committed run (SPEC §10); ``before``/``after`` are the numbers
+#: the change is about (usage_month for added/removed/usage_dropped, risk_score for the at-risk changes,
+#: worker_count for the worker changes).
+CHANGES_SCHEMA: Final = pl.Schema(
+    {
+        "category": pl.String(),
+        "name": pl.String(),
+        "change": pl.String(),
+        "before": pl.Int64(),
+        "after": pl.Int64(),
     }
 )
 

@@ -40,6 +40,8 @@ TABLES: Final = (
     "hosts",
     "deletion_risk",
     "unmatched",
+    "model_state",
+    "changes",
 )
 _COMPRESSION: Final = "zstd"
 _COMPRESSION_LEVEL: Final = 3

@@ -1,0 +1,282 @@
+"""History and changes (SPEC §10): the state a run carries to the next, the fields it adds to risk rows, and what
+changed since the previous committed run.
+
+Pure: every function takes the previous committed run's ``model_state`` (or None), this run's frames and its
+time, and returns frames; reading the previous state is the snapshot store's job. Time is linear in the number of
+models: a run never looks further back than the previous state.
+
+State per category, one row per model (``grouped`` false, keyed by name) and per text family (``grouped`` true,
+keyed by its first member, which is unique per family even where two families share a display name):
+
+- ``first_seen`` / ``last_seen_with_workers``: a model's own; a family's are its members' earliest and latest, so
+  they do not depend on how members are grouped (``GROUP_BY_VARIANT`` may change between runs).
+- ``at_risk_since``: the first run of the current unbroken series of at-risk runs (a family's own, since its
+  flags come from its own numbers).
+- ``usage_points``: (run_at, usage_month) of a model, one point per UTC day (the day's latest run, the run §13
+  retention keeps), pruned to the last point at least 7 days old and everything after it: at most ~9 points per
+  model, so ``usage_month_previous`` (the usage of the latest such run at least 7 days older) needs no rescan.
+  A family's previous usage is its current members' previous usage, summed.
+
+A model that leaves the reference leaves the state (``removed``); if it comes back it starts afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Final
+
+import polars as pl
+
+from pipeline.engine import ENGINE
+from pipeline.models import CategoryChanges
+from pipeline.outputs import RunOutputs
+from pipeline.schemas import (
+    CHANGES_SCHEMA,
+    HISTORY_FIELDS,
+    MODEL_STATE_SCHEMA,
+    RISK_SCHEMA,
+    USAGE_POINT_DTYPE,
+    conformed,
+)
+
+#: How far back ``usage_month_previous`` looks (SPEC §10: "at least 7 days older").
+COMPARISON_PERIOD: Final = timedelta(days=7)
+#: Every kind of change, in the order the changes table lists them.
+CHANGE_KINDS: Final = (
+    "added",
+    "removed",
+    "became_at_risk",
+    "no_longer_at_risk",
+    "lost_all_workers",
+    "gained_workers",
+    "usage_dropped",
+)
+_TIME: Final = pl.Datetime("us", "UTC")
+_KEY: Final = ("grouped", "key")
+
+
+def _point_time() -> pl.Expr:
+    return pl.element().struct.field("run_at")
+
+
+def _now(run_at: datetime) -> pl.Expr:
+    return pl.lit(run_at, dtype=_TIME)
+
+
+def _current(risk: pl.DataFrame) -> pl.LazyFrame:
+    """The columns of risk rows (either view, both in one frame) the state needs, each with its key."""
+    members = pl.col("members") if "members" in risk.columns else pl.lit(None, dtype=pl.List(pl.String()))
+    return risk.lazy().select(
+        "grouped",
+        pl.when(pl.col("grouped"))
+        .then(pl.coalesce(members.list.first(), pl.col("name")))
+        .otherwise(pl.col("name"))
+        .alias("key"),
+        "name",
+        "worker_count",
+        "usage_month",
+        "at_risk",
+        "risk_score",
+        # a non-text family is the model itself
+        pl.coalesce(members, pl.concat_list(pl.col("name"))).alias("members"),
+    )
+
+
+def _empty_state() -> pl.DataFrame:
+    return pl.DataFrame(schema=MODEL_STATE_SCHEMA)
+
+
+def _member_facts(families: pl.LazyFrame, models: pl.LazyFrame, aggregations: list[pl.Expr]) -> pl.LazyFrame:
+    """``aggregations`` over each family's member rows of ``models`` (keyed by model name)."""
+    return (
+        families.select("key", pl.col("members").alias("member"))
+        .explode("member")
+        .join(models.rename({"key": "member"}), on="member", how="left")
+        .group_by("key")
+        .agg(aggregations)
+    )
+
+
+def _usage_points(run_at: datetime) -> pl.Expr:
+    """The previous points of a model plus this run's, one per UTC day, pruned (see the module docstring)."""
+    today = pl.lit(run_at.date())
+    cutoff = _now(run_at - COMPARISON_PERIOD)
+    kept = pl.coalesce(pl.col("usage_points"), pl.lit([], dtype=pl.List(USAGE_POINT_DTYPE))).list.eval(
+        pl.element().filter(_point_time().dt.date() != today)
+    )
+    this_run = pl.concat_list(pl.struct(_now(run_at).alias("run_at"), pl.col("usage_month")))
+    latest_old = _point_time().filter(_point_time() <= cutoff).max()
+    return pl.concat_list(kept, this_run).list.eval(
+        pl.element().filter((_point_time() > cutoff) | (_point_time() == latest_old))
+    )
+
+
+def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
+    """This run's state of one category from the previous committed run's state and this run's risk rows."""
+    now = _now(run_at)
+    before = (previous if previous is not None else _empty_state()).lazy()
+    joined = _current(risk).join(
+        before.select(*_KEY, "first_seen", "last_seen_with_workers", "at_risk_since", "usage_points"),
+        on=list(_KEY),
+        how="left",
+    )
+    models = (
+        joined.filter(~pl.col("grouped"))
+        .with_columns(
+            pl.coalesce("first_seen", now).alias("first_seen"),
+            pl.when(pl.col("worker_count") > 0)
+            .then(now)
+            .otherwise(pl.col("last_seen_with_workers"))
+            .alias("last_seen_with_workers"),
+            _usage_points(run_at).alias("usage_points"),
+        )
+        .collect(engine=ENGINE)
+        .lazy()
+    )
+    families = joined.filter(pl.col("grouped")).drop("first_seen", "last_seen_with_workers")
+    seen = _member_facts(
+        families,
+        models.select("key", "first_seen", "last_seen_with_workers"),
+        [pl.col("first_seen").min(), pl.col("last_seen_with_workers").max()],
+    )
+    families = families.join(seen, on="key", how="left").with_columns(
+        pl.coalesce("first_seen", now).alias("first_seen"),
+        pl.lit([], dtype=pl.List(USAGE_POINT_DTYPE)).alias("usage_points"),
+    )
+    state = pl.concat([models, families], how="diagonal").with_columns(
+        pl.when(pl.col("at_risk")).then(pl.coalesce("at_risk_since", now)).alias("at_risk_since")
+    )
+    return conformed(state.sort(*_KEY).collect(engine=ENGINE), MODEL_STATE_SCHEMA)
+
+
+def history_fields(risk: pl.DataFrame, state: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
+    """``grouped, key`` and the SPEC §10 fields of every risk row of this run, from this run's ``state``."""
+    cutoff = _now(run_at - COMPARISON_PERIOD)
+    own = state.lazy().with_columns(
+        pl.when(pl.col("worker_count") > 0)
+        .then(0)
+        .otherwise((_now(run_at) - pl.coalesce("last_seen_with_workers", "first_seen")).dt.total_days())
+        .cast(pl.Int64)
+        .alias("days_without_workers"),
+        pl.col("usage_points")
+        .list.eval(pl.element().filter(_point_time() <= cutoff).struct.field("usage_month").last())
+        .list.first()
+        .alias("usage_month_previous"),
+    )
+    current = _current(risk).select(*_KEY, "members")
+    family_previous = _member_facts(
+        current.filter(pl.col("grouped")),
+        own.filter(~pl.col("grouped")).select("key", "usage_month_previous"),
+        # a family's usage a week ago: its members' then, unknown when none of them was there
+        [pl.when(pl.col("usage_month_previous").count() > 0).then(pl.col("usage_month_previous").sum())],
+    ).with_columns(pl.lit(True).alias("grouped"))
+    return (
+        own.join(family_previous, on=list(_KEY), how="left", suffix="_family")
+        .with_columns(
+            pl.when(pl.col("grouped"))
+            .then(pl.col("usage_month_previous_family"))
+            .otherwise(pl.col("usage_month_previous"))
+            .alias("usage_month_previous")
+        )
+        .with_columns((pl.col("usage_month") - pl.col("usage_month_previous")).alias("usage_month_change"))
+        .select(*_KEY, *HISTORY_FIELDS.names())
+        .collect(engine=ENGINE)
+    )
+
+
+def with_history_fields(rows: pl.DataFrame, fields: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (risk rows with a ``grouped`` column) with their ``history_fields``; the row order is kept."""
+    keyed = rows.drop(HISTORY_FIELDS.names(), strict=False).with_columns(
+        _current(rows).select("key").collect(engine=ENGINE).to_series()
+    )
+    return keyed.join(fields, on=list(_KEY), how="left", maintain_order="left").drop("key")
+
+
+def changes(previous: pl.DataFrame | None, state: pl.DataFrame, category: str) -> pl.DataFrame:
+    """What changed for the models of ``category`` between the previous committed run's state and this one's
+    (SPEC §10); nothing when there is no previous run to compare with."""
+    if previous is None:
+        return pl.DataFrame(schema=CHANGES_SCHEMA)
+    columns = ["key", "worker_count", "usage_month", "at_risk", "risk_score"]
+    before = previous.lazy().filter(~pl.col("grouped")).select(columns).with_columns(pl.lit(True).alias("was"))
+    after = state.lazy().filter(~pl.col("grouped")).select(columns).with_columns(pl.lit(True).alias("is"))
+    both = before.join(after, on="key", how="full", coalesce=True, suffix="_after").with_columns(
+        pl.col("was").fill_null(False), pl.col("is").fill_null(False)
+    )
+    present = pl.col("was") & pl.col("is")
+    risk, risk_after = pl.col("risk_score"), pl.col("risk_score_after")
+    # (change, condition, before, after): the numbers a change is about (see CHANGES_SCHEMA)
+    none = pl.lit(None, pl.Int64)
+    rules: list[tuple[str, pl.Expr, pl.Expr, pl.Expr]] = [
+        ("added", ~pl.col("was"), none, pl.col("usage_month_after")),
+        ("removed", ~pl.col("is"), pl.col("usage_month"), none),
+        ("became_at_risk", present & ~pl.col("at_risk") & pl.col("at_risk_after"), risk, risk_after),
+        ("no_longer_at_risk", present & pl.col("at_risk") & ~pl.col("at_risk_after"), risk, risk_after),
+        (
+            "lost_all_workers",
+            present & (pl.col("worker_count") > 0) & (pl.col("worker_count_after") == 0),
+            pl.col("worker_count"),
+            pl.col("worker_count_after"),
+        ),
+        (
+            "gained_workers",
+            present & (pl.col("worker_count") == 0) & (pl.col("worker_count_after") > 0),
+            pl.col("worker_count"),
+            pl.col("worker_count_after"),
+        ),
+        (
+            # "fell by half or more" (SPEC §10)
+            "usage_dropped",
+            present & (pl.col("usage_month") > 0) & (pl.col("usage_month_after") * 2 <= pl.col("usage_month")),
+            pl.col("usage_month"),
+            pl.col("usage_month_after"),
+        ),
+    ]
+    found = pl.concat(
+        both.filter(condition).select(
+            pl.lit(category).alias("category"),
+            pl.col("key").alias("name"),
+            pl.lit(kind).alias("change"),
+            old.cast(pl.Int64).alias("before"),
+            new.cast(pl.Int64).alias("after"),
+            pl.lit(order).alias("_order"),
+        )
+        for order, (kind, condition, old, new) in enumerate(rules)
+    )
+    return conformed(found.sort("_order", "name").collect(engine=ENGINE), CHANGES_SCHEMA)
+
+
+def changes_json(frame: pl.DataFrame, *, category: str, run_id: str) -> str:
+    """Compact JSON of CategoryChanges (the Redis value of SPEC §10), built by Polars."""
+    counts = {kind: frame.filter(pl.col("change") == kind).height for kind in CHANGE_KINDS}
+    rows = frame.select(pl.struct("name", "change", "before", "after").struct.json_encode()).to_series().to_list()
+    head = CategoryChanges(run_id=run_id, category=category, counts=counts, changes=[]).model_dump_json()
+    return head[: -len("[]}")] + "[" + ",".join(rows) + "]}"
+
+
+def changed_models(frame: pl.DataFrame) -> int:
+    """How many models changed state in a changes table."""
+    return frame["name"].n_unique() if frame.height else 0
+
+
+def with_history(outputs: RunOutputs, previous: Mapping[str, pl.DataFrame], run_at: datetime) -> RunOutputs:
+    """``outputs`` with SPEC §10 applied to every category that has risk rows: the history fields on every risk
+    row and view, and the ``model_state`` and ``changes`` tables. ``previous``: category -> previous state."""
+    tables = dict(outputs.tables)
+    views = dict(outputs.deletion_risk)
+    for (table, category), risk in outputs.tables.items():
+        if table != "deletion_risk":
+            continue
+        state = model_state(previous.get(category), risk, run_at)
+        fields = history_fields(risk, state, run_at)
+        tables[("deletion_risk", category)] = conformed(with_history_fields(risk, fields), RISK_SCHEMA)
+        tables[("model_state", category)] = state
+        tables[("changes", category)] = changes(previous.get(category), state, category)
+        for key, view in outputs.deletion_risk.items():
+            if key[0] != category:
+                continue
+            flagged = view.table.with_columns(pl.lit(key[1]).alias("grouped"))
+            views[key] = replace(view, table=with_history_fields(flagged, fields).drop("grouped"))
+    return replace(outputs, tables=tables, deletion_risk=views)
