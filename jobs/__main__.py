@@ -12,6 +12,7 @@ COMMANDS = {
     "parse": ("jobs.parse", "parse text model names, print JSON lines"),
     "query": ("jobs.query", "filter the latest deletion-risk snapshot by preset"),
     "report": ("jobs.report", "an HTML page and PNG charts from the latest snapshot"),
+    "history": ("jobs.history", "one model's timeline over the committed runs; --rebuild the state"),
 }
 USAGE = (
     "usage: horde-analytics {"

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from jobs._cli import (
     EXIT_FAILED,
     EXIT_LOCKED,
     EXIT_OK,
+    EXIT_USAGE,
     ArgumentParser,
     add_source_arguments,
     parsed_or_exit,
     settings_or_exit,
 )
 from pipeline.batch import RunReport, run_once
+from pipeline.history import changed_models
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, masked_text, masked_url
+from pipeline.sinks.history_store import OutOfOrderRunError
 from pipeline.sinks.lock import LockHeldError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_cache import RedisPublisher, run_guard
@@ -30,7 +35,25 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="horde-analytics run", description="Run one batch.")
     add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the statistics JSON instead of a table")
+    parser.add_argument(
+        "--as-of",
+        type=run_time_argument,
+        help="stamp the run with this UTC time, YYYY-MM-DDTHH:MM:SSZ (backfill from archived Horde snapshots)",
+    )
+    parser.add_argument(
+        "--rebuild-after",
+        action="store_true",
+        help="accept an --as-of older than the newest committed run, then rebuild model_state from history",
+    )
     return parser
+
+
+def run_time_argument(text: str) -> datetime:
+    """``--as-of``: a UTC time to the second, ``2026-01-31T06:00:00Z``."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UTC time like 2026-01-31T06:00:00Z") from None
 
 
 def format_summary(report: RunReport) -> str:
@@ -48,6 +71,9 @@ def format_summary(report: RunReport) -> str:
         critical = str(summary.models_critical) if summary else "-"
         counts = f"{stats.total_models:>7} {grouped_total:>8} {stats.nsfw_count:>6} {at_risk:>8} {critical:>9}"
         lines.append(f"{category:<18} {counts}")
+    for (table, category), frame in sorted(outputs.tables.items()):
+        if table == "changes":  # SPEC §10
+            lines.append(f"{category}: {changed_models(frame)} models changed state since the last run")
     problems = report.problems.height
     lines.append(f"input problems: {problems}" + (" (see the log)" if problems else ""))
     if report.published_keys:
@@ -77,12 +103,16 @@ def make_publisher(settings: Settings) -> RedisPublisher | None:
     return publisher
 
 
-def execute(settings: Settings) -> RunReport | int:
-    """One guarded run: the report, or an exit code (3 when another run holds a lock, 1 when it failed)."""
+def execute(settings: Settings, *, as_of: datetime | None = None, rebuild_after: bool = False) -> RunReport | int:
+    """One guarded run: the report, or an exit code (3 when another run holds a lock, 1 when it failed, 2 for a
+    backfill older than the newest committed run without ``rebuild_after``)."""
     try:
         publisher = make_publisher(settings)
         with run_guard(publisher):
-            return run_once(settings, publisher=publisher)
+            return run_once(settings, publisher=publisher, as_of=as_of, rebuild_after=rebuild_after)
+    except OutOfOrderRunError as error:
+        print(f"horde-analytics run: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except (SnapshotLockedError, LockHeldError) as error:
         print(f"horde-analytics: {error}", file=sys.stderr)
         return EXIT_LOCKED
@@ -103,7 +133,7 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(settings, int):
         return settings
     configure_logging()
-    report = execute(settings)
+    report = execute(settings, as_of=args.as_of, rebuild_after=args.rebuild_after)
     if isinstance(report, int):
         return report
     print(statistics_json(report) if args.json else format_summary(report))

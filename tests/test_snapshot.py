@@ -33,6 +33,8 @@ EXPECTED_TABLES = {
     "hosts",
     "deletion_risk",
     "unmatched",
+    "model_state",
+    "changes",
 }
 
 

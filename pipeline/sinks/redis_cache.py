@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline import keys
+from pipeline.history import changes_json
 from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
 from pipeline.settings import Settings, masked_url
 from pipeline.sinks.lock import RedisLock
@@ -93,6 +94,12 @@ class RedisPublisher:
                 risk.json(),
                 self._expiry(self.settings.deletion_risk_cache_ttl),
             )
+        for (table, category), frame in report.outputs.tables.items():
+            if table == "changes":  # SPEC §10: the latest run's changes, in the same transaction
+                found[keys.changes_key(prefix, category)] = (
+                    changes_json(frame, category=category, run_id=report.run_id),
+                    self._expiry(self.settings.deletion_risk_cache_ttl),
+                )
         return found
 
     def publish_run(self, report: RunReport) -> list[str]:
