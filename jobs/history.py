@@ -80,7 +80,12 @@ def main(argv: Sequence[str]) -> int:
     if args.json:
         print(timeline_json_lines(rows))
     else:
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_hide_dataframe_shape=True):
-            print(rows.drop("run_id").with_columns(pl.col("flags").list.join(", ")))
+        table = rows.drop("run_id").with_columns(
+            pl.col("run_at", "at_risk_since").dt.to_string("%Y-%m-%d %H:%M"), pl.col("flags").list.join(", ")
+        )
+        with pl.Config(
+            tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=120, tbl_width_chars=240, tbl_hide_dataframe_shape=True
+        ):
+            print(table)
         print(f"{rows.height} committed runs of {args.category} {args.name}")
     return EXIT_OK

@@ -12,10 +12,14 @@ keyed by its first member, which is unique per family even where two families sh
   they do not depend on how members are grouped (``GROUP_BY_VARIANT`` may change between runs).
 - ``at_risk_since``: the first run of the current unbroken series of at-risk runs (a family's own, since its
   flags come from its own numbers).
-- ``usage_points``: (run_at, usage_month) of a model, one point per UTC day (the day's latest run, the run §13
-  retention keeps), pruned to the last point at least 7 days old and everything after it: at most ~9 points per
-  model, so ``usage_month_previous`` (the usage of the latest such run at least 7 days older) needs no rescan.
-  A family's previous usage is its current members' previous usage, summed.
+- ``usage_times`` / ``usage_months``: (run_at, usage_month) points of a model, one per UTC day (the day's latest
+  run, the run §13 retention keeps), pruned to the last point at least 7 days old and everything after it: at
+  most ~9 points per model, so ``usage_month_previous`` (the usage of the latest such run at least 7 days older)
+  needs no rescan. A family's previous usage is its current members' previous usage, summed.
+
+  Every model present in a run gets that run's point, so each model's times are the newest part of one list of
+  run times (the longest ``usage_times`` of the state): pruning and lookups are plain list slices by position,
+  the same for every row, decided once per run (a per-row ``list.eval`` filter cost seconds at 100x).
 
 A model that leaves the reference leaves the state (``removed``); if it comes back it starts afresh.
 """
@@ -37,7 +41,6 @@ from pipeline.schemas import (
     HISTORY_FIELDS,
     MODEL_STATE_SCHEMA,
     RISK_SCHEMA,
-    USAGE_POINT_DTYPE,
     conformed,
 )
 
@@ -55,10 +58,6 @@ CHANGE_KINDS: Final = (
 )
 _TIME: Final = pl.Datetime("us", "UTC")
 _KEY: Final = ("grouped", "key")
-
-
-def _point_time() -> pl.Expr:
-    return pl.element().struct.field("run_at")
 
 
 def _now(run_at: datetime) -> pl.Expr:
@@ -99,87 +98,114 @@ def _member_facts(families: pl.LazyFrame, models: pl.LazyFrame, aggregations: li
     )
 
 
-def _usage_points(run_at: datetime) -> pl.Expr:
-    """The previous points of a model plus this run's, one per UTC day, pruned (see the module docstring)."""
-    today = pl.lit(run_at.date())
-    cutoff = _now(run_at - COMPARISON_PERIOD)
-    kept = pl.coalesce(pl.col("usage_points"), pl.lit([], dtype=pl.List(USAGE_POINT_DTYPE))).list.eval(
-        pl.element().filter(_point_time().dt.date() != today)
-    )
-    this_run = pl.concat_list(pl.struct(_now(run_at).alias("run_at"), pl.col("usage_month")))
-    latest_old = _point_time().filter(_point_time() <= cutoff).max()
-    return pl.concat_list(kept, this_run).list.eval(
-        pl.element().filter((_point_time() > cutoff) | (_point_time() == latest_old))
-    )
+def run_times(state: pl.DataFrame | None) -> list[datetime]:
+    """The run times of a state's points (every model's ``usage_times`` ends this list)."""
+    if state is None or state.height == 0:
+        return []
+    lengths = state["usage_times"].list.len()
+    longest = state["usage_times"][int(lengths.arg_max() or 0)]
+    return list(longest) if longest is not None else []
+
+
+def _kept_times(times: list[datetime], run_at: datetime) -> list[datetime]:
+    """This run's point times: the previous ones (the same UTC day's replaced by this run), this run, pruned to
+    the latest time at least COMPARISON_PERIOD old and all after it."""
+    times = [time for time in times if time.date() != run_at.date()] + [run_at]
+    cutoff = run_at - COMPARISON_PERIOD
+    old = [index for index, time in enumerate(times) if time <= cutoff]
+    return times[old[-1] if old else 0 :]
+
+
+def _usage_months(previous_times: list[datetime], run_at: datetime) -> pl.Expr:
+    """Each model's ``usage_months`` after this run (see the module docstring)."""
+    months = pl.coalesce(pl.col("usage_months"), pl.lit([], dtype=pl.List(pl.Int64())))
+    if previous_times and previous_times[-1].date() == run_at.date():
+        # every previous model's last point is that run's; a new model has none
+        months = months.list.head(pl.max_horizontal(months.list.len() - 1, 0))
+    return pl.concat_list(months, pl.col("usage_month")).list.tail(len(_kept_times(previous_times, run_at)))
+
+
+def _usage_times(previous_times: list[datetime], run_at: datetime) -> pl.Expr:
+    """Each model's ``usage_times``: the newest of this run's point times, as many as it has ``usage_months``."""
+    # as integers: list.tail of a datetime literal returns integers that claim to be datetimes (Polars 2.1)
+    micros = pl.Series(_kept_times(previous_times, run_at), dtype=_TIME).dt.epoch("us").to_list()
+    kept = pl.lit(pl.Series([micros], dtype=pl.List(pl.Int64())))
+    return kept.list.tail(pl.col("usage_months").list.len()).cast(pl.List(_TIME))
 
 
 def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
-    """This run's state of one category from the previous committed run's state and this run's risk rows."""
+    """This run's state of one category from the previous committed run's state and this run's risk rows: its
+    models in the order of ``risk``, then its families in that order (``history_fields`` relies on it)."""
     now = _now(run_at)
-    before = (previous if previous is not None else _empty_state()).lazy()
-    joined = _current(risk).join(
-        before.select(*_KEY, "first_seen", "last_seen_with_workers", "at_risk_since", "usage_points"),
-        on=list(_KEY),
-        how="left",
-    )
+    current = _current(risk).collect(engine=ENGINE)
+    before = previous if previous is not None else _empty_state()
+    carried = ["key", "first_seen", "last_seen_with_workers", "at_risk_since"]
+
+    def joined(grouped: bool, columns: list[str]) -> pl.LazyFrame:
+        rows = current.lazy().filter(pl.col("grouped") == grouped)
+        old = before.lazy().filter(pl.col("grouped") == grouped).select(columns)
+        return rows.join(old, on="key", how="left", maintain_order="left")
+
     models = (
-        joined.filter(~pl.col("grouped"))
+        joined(False, [*carried, "usage_months"])
         .with_columns(
             pl.coalesce("first_seen", now).alias("first_seen"),
             pl.when(pl.col("worker_count") > 0)
             .then(now)
             .otherwise(pl.col("last_seen_with_workers"))
             .alias("last_seen_with_workers"),
-            _usage_points(run_at).alias("usage_points"),
+            _usage_months(run_times(previous), run_at).alias("usage_months"),
         )
+        .with_columns(_usage_times(run_times(previous), run_at).alias("usage_times"))
         .collect(engine=ENGINE)
-        .lazy()
     )
-    families = joined.filter(pl.col("grouped")).drop("first_seen", "last_seen_with_workers")
+    families = joined(True, ["key", "at_risk_since"])
     seen = _member_facts(
         families,
-        models.select("key", "first_seen", "last_seen_with_workers"),
+        models.lazy().select("key", "first_seen", "last_seen_with_workers"),
         [pl.col("first_seen").min(), pl.col("last_seen_with_workers").max()],
     )
-    families = families.join(seen, on="key", how="left").with_columns(
+    families = families.join(seen, on="key", how="left", maintain_order="left").with_columns(
         pl.coalesce("first_seen", now).alias("first_seen"),
-        pl.lit([], dtype=pl.List(USAGE_POINT_DTYPE)).alias("usage_points"),
+        pl.lit([], dtype=pl.List(_TIME)).alias("usage_times"),
+        pl.lit([], dtype=pl.List(pl.Int64())).alias("usage_months"),
     )
-    state = pl.concat([models, families], how="diagonal").with_columns(
+    state = pl.concat([models.lazy(), families], how="diagonal").with_columns(
         pl.when(pl.col("at_risk")).then(pl.coalesce("at_risk_since", now)).alias("at_risk_since")
     )
-    return conformed(state.sort(*_KEY).collect(engine=ENGINE), MODEL_STATE_SCHEMA)
+    return conformed(state.collect(engine=ENGINE), MODEL_STATE_SCHEMA)
 
 
 def history_fields(risk: pl.DataFrame, state: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
-    """``grouped, key`` and the SPEC §10 fields of every risk row of this run, from this run's ``state``."""
-    cutoff = _now(run_at - COMPARISON_PERIOD)
+    """``grouped, key`` and the SPEC §10 fields of each row of this run's ``state``, in its order."""
+    times = run_times(state)
+    cutoff = run_at - COMPARISON_PERIOD
+    # the latest point at least COMPARISON_PERIOD old is the first kept one, if any; counted from the end
+    from_end = len(times) if times and times[0] <= cutoff else None
+    previous_usage = (
+        pl.col("usage_months").list.get(-from_end, null_on_oob=True) if from_end else pl.lit(None, pl.Int64())
+    )
     own = state.lazy().with_columns(
         pl.when(pl.col("worker_count") > 0)
         .then(0)
         .otherwise((_now(run_at) - pl.coalesce("last_seen_with_workers", "first_seen")).dt.total_days())
         .cast(pl.Int64)
         .alias("days_without_workers"),
-        pl.col("usage_points")
-        .list.eval(pl.element().filter(_point_time() <= cutoff).struct.field("usage_month").last())
-        .list.first()
-        .alias("usage_month_previous"),
+        previous_usage.alias("usage_month_previous"),
     )
-    current = _current(risk).select(*_KEY, "members")
     family_previous = _member_facts(
-        current.filter(pl.col("grouped")),
+        _current(risk).filter(pl.col("grouped")).select("key", "members"),
         own.filter(~pl.col("grouped")).select("key", "usage_month_previous"),
         # a family's usage a week ago: its members' then, unknown when none of them was there
         [pl.when(pl.col("usage_month_previous").count() > 0).then(pl.col("usage_month_previous").sum())],
-    ).with_columns(pl.lit(True).alias("grouped"))
+    )
+    families = (
+        own.filter(pl.col("grouped"))
+        .drop("usage_month_previous")
+        .join(family_previous, on="key", how="left", maintain_order="left")
+    )
     return (
-        own.join(family_previous, on=list(_KEY), how="left", suffix="_family")
-        .with_columns(
-            pl.when(pl.col("grouped"))
-            .then(pl.col("usage_month_previous_family"))
-            .otherwise(pl.col("usage_month_previous"))
-            .alias("usage_month_previous")
-        )
+        pl.concat([own.filter(~pl.col("grouped")), families], how="diagonal")
         .with_columns((pl.col("usage_month") - pl.col("usage_month_previous")).alias("usage_month_change"))
         .select(*_KEY, *HISTORY_FIELDS.names())
         .collect(engine=ENGINE)
@@ -192,6 +218,17 @@ def with_history_fields(rows: pl.DataFrame, fields: pl.DataFrame) -> pl.DataFram
         _current(rows).select("key").collect(engine=ENGINE).to_series()
     )
     return keyed.join(fields, on=list(_KEY), how="left", maintain_order="left").drop("key")
+
+
+def _attached(rows: pl.DataFrame, fields: pl.DataFrame, grouped: bool) -> pl.DataFrame:
+    """``rows`` of one view with the fields of that view's part of ``fields``: side by side when they are the
+    same rows in the same order (as ``run_outputs`` builds them; no join), else joined by key."""
+    part = fields.filter(pl.col("grouped") == grouped)
+    bare = rows.drop(HISTORY_FIELDS.names(), strict=False)
+    keys = _current(bare.with_columns(pl.lit(grouped).alias("grouped"))).select("key").collect(engine=ENGINE)
+    if keys.height == part.height and keys.to_series().equals(part["key"]):
+        return bare.hstack(part.drop(*_KEY))
+    return with_history_fields(bare.with_columns(pl.lit(grouped).alias("grouped")), fields).drop("grouped")
 
 
 def changes(previous: pl.DataFrame | None, state: pl.DataFrame, category: str) -> pl.DataFrame:
@@ -271,12 +308,12 @@ def with_history(outputs: RunOutputs, previous: Mapping[str, pl.DataFrame], run_
             continue
         state = model_state(previous.get(category), risk, run_at)
         fields = history_fields(risk, state, run_at)
-        tables[("deletion_risk", category)] = conformed(with_history_fields(risk, fields), RISK_SCHEMA)
+        parts = [_attached(risk.filter(pl.col("grouped") == flag), fields, flag) for flag in (False, True)]
+        tables[("deletion_risk", category)] = conformed(pl.concat(parts), RISK_SCHEMA)
         tables[("model_state", category)] = state
         tables[("changes", category)] = changes(previous.get(category), state, category)
         for key, view in outputs.deletion_risk.items():
             if key[0] != category:
                 continue
-            flagged = view.table.with_columns(pl.lit(key[1]).alias("grouped"))
-            views[key] = replace(view, table=with_history_fields(flagged, fields).drop("grouped"))
+            views[key] = replace(view, table=_attached(view.table, fields, key[1]))
     return replace(outputs, tables=tables, deletion_risk=views)

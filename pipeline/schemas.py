@@ -212,9 +212,6 @@ RISK_SCHEMA: Final = pl.Schema(
     }
 )
 
-#: One (run time, month usage) point of a model: the 7-day comparison reads these (SPEC §10).
-USAGE_POINT_DTYPE: Final = pl.Struct({"run_at": pl.Datetime("us", "UTC"), "usage_month": pl.Int64()})
-
 #: What a run carries to the next, per model (``grouped`` false) and per text family (``grouped`` true), keyed
 #: by ``key`` (the model name; a family's first member). SPEC §10; see ``pipeline.history``.
 MODEL_STATE_SCHEMA: Final = pl.Schema(
@@ -229,7 +226,9 @@ MODEL_STATE_SCHEMA: Final = pl.Schema(
         "usage_month": pl.Int64(),
         "at_risk": pl.Boolean(),
         "risk_score": pl.Int64(),
-        "usage_points": pl.List(USAGE_POINT_DTYPE),
+        # the 7-day comparison's points: run times and this model's usage_month then, pairwise
+        "usage_times": pl.List(pl.Datetime("us", "UTC")),
+        "usage_months": pl.List(pl.Int64()),
     }
 )
 

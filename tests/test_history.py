@@ -271,8 +271,8 @@ def test_a_backfill_older_than_the_newest_run_needs_rebuild_after(
     # the state after the backfill now includes it: D6 carries a usage point of 2026-03-04
     state = latest_table(root, "model_state", IMAGE)
     assert state is not None
-    points = state.filter(pl.col("key") == "Dreamshaper", ~pl.col("grouped"))["usage_points"].to_list()[0]
-    assert [point["run_at"].date().isoformat() for point in points] == [
+    points = state.filter(pl.col("key") == "Dreamshaper", ~pl.col("grouped"))["usage_times"].to_list()[0]
+    assert [point.date().isoformat() for point in points] == [
         "2026-03-01",
         "2026-03-02",
         "2026-03-04",
