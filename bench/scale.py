@@ -93,6 +93,49 @@ def child_history(snapshots_dir: str, days: str) -> dict[str, object]:
     }
 
 
+def child_history_command(snapshots_dir: str, category: str) -> dict[str, object]:
+    """``horde-analytics history --category C NAME`` over the history: one model's timeline (called in a child)."""
+    import polars as pl
+
+    from pipeline.sinks.history_store import model_timeline
+    from pipeline.sinks.parquet_snapshot import latest_table
+
+    snapshots = Path(snapshots_dir)
+    risk = latest_table(snapshots, "deletion_risk", category)
+    assert risk is not None
+    name = risk.filter(~pl.col("grouped"))["name"][risk.height // 4]  # a model from the middle of the table
+    del risk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    timeline = model_timeline(snapshots, category, name)
+    assert timeline is not None
+    rows = timeline.collect(engine="streaming")
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": rows.height,
+        "name": name,
+        "rss_before_mb": before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def child_history_command_alone(snapshots_dir: str, category: str, name: str) -> dict[str, object]:
+    """The ``history`` command's work alone in a fresh process: its time and whole-process peak RSS."""
+    import polars as pl  # noqa: F401  (imported before the clock starts, as the CLI has it)
+
+    from pipeline.sinks.history_store import model_timeline
+
+    started = time.perf_counter()
+    timeline = model_timeline(Path(snapshots_dir), category, name)
+    assert timeline is not None
+    rows = timeline.collect(engine="streaming")
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": rows.height,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def replicate_history(snapshots: Path, days: int) -> int:
     """Turn one run's snapshot into ``days`` daily snapshots of every table; returns files written."""
     import datetime as dt
@@ -184,6 +227,17 @@ def main() -> None:
             f"{models[scale] / median['run_s']:>10,.0f} {growth}{spread}"
         )
         sys.stdout.flush()
+    for scale in args.scales:
+        # SPEC §10's part of compute (model_state, the history fields, changes); the first run on an empty store
+        # has no previous state, the later ones do
+        parts = [(run["history"], run["compute"] - run["history"]) for run in runs[scale] if "history" in run]
+        if parts:
+            extra = statistics.median(history for history, _ in parts)
+            rest = statistics.median(rest for _, rest in parts)
+            print(
+                f"{scale:>5}x history fields, model_state, changes: {extra:.3f} s"
+                f" = {extra / rest:.1%} of the rest of compute"
+            )
 
     if args.history_days:
         scale = args.history_scale
@@ -201,6 +255,12 @@ def main() -> None:
             f"history query ({args.history_days} daily snapshots of {scale}x, last 90 days without workers): "
             f"{result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB, {result['rows']:,} models, "
             f"max {result['max_days']} days"
+        )
+        probe = in_child("child_history_command", str(snapshots), "text_generation")
+        alone = in_child("child_history_command_alone", str(snapshots), "text_generation", str(probe["name"]))
+        print(
+            f"history command ({args.history_days} daily snapshots of {scale}x, one text model): "
+            f"{alone['seconds']:.2f} s, peak RSS {alone['peak_rss_mb']:.0f} MB (whole process), {alone['rows']} runs"
         )
     print(f"(generated data kept in {workdir})")
 
