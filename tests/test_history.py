@@ -16,7 +16,7 @@ import redis
 from jobs.__main__ import main
 from pipeline import keys
 from pipeline.deletion_risk import RiskRules
-from pipeline.history import changes, model_state
+from pipeline.history import changes, history_fields, model_state
 from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse
 from pipeline.presets import preset_filter
 from pipeline.settings import load_settings
@@ -384,3 +384,33 @@ def test_an_uncommitted_writer_never_feeds_the_next_state(tmp_path: Path) -> Non
     assert main(["run", "--as-of", D6]) == 0
     state = latest_table(root, "model_state", IMAGE)
     assert state is not None and set(state["first_seen"]) == {at(D1)}
+
+
+def test_usage_points_keep_one_run_per_day_and_stay_few() -> None:
+    def risk(usage: int) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"name": ["m"], "grouped": [False], "worker_count": [1], "usage_month": [usage], "at_risk": [False]}
+        ).with_columns(pl.lit(0).alias("risk_score"))
+
+    state = None
+    seen: dict[str, tuple[list[str], int | None]] = {}
+    for time, usage in [
+        ("2026-03-01T06:00:00Z", 10),
+        ("2026-03-01T18:00:00Z", 20),  # the day's latest run replaces its earlier point
+        ("2026-03-02T06:00:00Z", 30),
+        ("2026-03-08T12:00:00Z", 40),  # 6 days 18 hours after the kept 03-01 point: none is old enough
+        ("2026-03-09T06:00:00Z", 50),  # 03-02 06:00 is exactly 7 days older
+    ]:
+        state = model_state(state, risk(usage), at(time))
+        fields = history_fields(risk(usage), state, at(time))
+        times = [point.strftime("%m-%dT%H") for point in state["usage_times"][0]]
+        assert len(times) == len(state["usage_months"][0])
+        seen[time] = (times, fields["usage_month_previous"][0])
+    assert seen["2026-03-01T18:00:00Z"] == (["03-01T18"], None)
+    assert seen["2026-03-08T12:00:00Z"] == (["03-01T18", "03-02T06", "03-08T12"], None)
+    assert seen["2026-03-09T06:00:00Z"] == (["03-02T06", "03-08T12", "03-09T06"], 30)
+
+    for day in range(10, 31):  # a daily run for three weeks: the list never grows past 9 points
+        state = model_state(state, risk(day), at(f"2026-03-{day:02d}T06:00:00Z"))
+        assert state is not None and state["usage_months"].list.len().max() <= 9  # type: ignore[operator]
+    assert history_fields(risk(30), state, at("2026-03-30T06:00:00Z"))["usage_month_previous"][0] == 23
