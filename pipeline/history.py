@@ -12,14 +12,13 @@ keyed by its first member, which is unique per family even where two families sh
   they do not depend on how members are grouped (``GROUP_BY_VARIANT`` may change between runs).
 - ``at_risk_since``: the first run of the current unbroken series of at-risk runs (a family's own, since its
   flags come from its own numbers).
-- ``usage_times`` / ``usage_months``: (run_at, usage_month) points of a model, one per UTC day (the day's latest
-  run, the run §13 retention keeps), pruned to the last point at least 7 days old and everything after it: at
-  most ~9 points per model, so ``usage_month_previous`` (the usage of the latest such run at least 7 days older)
-  needs no rescan. A family's previous usage is its current members' previous usage, summed.
-
-  Every model present in a run gets that run's point, so each model's times are the newest part of one list of
-  run times (the longest ``usage_times`` of the state): pruning and lookups are plain list slices by position,
-  the same for every row, decided once per run (a per-row ``list.eval`` filter cost seconds at 100x).
+- ``point_{0..8}_at`` / ``point_{0..8}_usage_month``: a ring of daily points, newest first: one per UTC day (the
+  day's latest run, the run §13 retention keeps), kept back to the latest point at least 7 days old, so
+  ``usage_month_previous`` (the usage of the latest such run at least 7 days older) needs no rescan. Every model
+  present in a run gets that run's point, so the slot times are the same in every row and each run decides once
+  where the ring turns: a new day shifts every slot by one (a rename), the same day overwrites slot 0. Nine slots
+  suffice: the points newer than 7 days fall on at most 8 UTC dates. A family's previous usage is its current
+  members' previous usage, summed.
 
 A model that leaves the reference leaves the state (``removed``); if it comes back it starts afresh.
 """
@@ -40,6 +39,7 @@ from pipeline.schemas import (
     CHANGES_SCHEMA,
     HISTORY_FIELDS,
     MODEL_STATE_SCHEMA,
+    POINT_SLOTS,
     RISK_SCHEMA,
     conformed,
 )
@@ -98,39 +98,46 @@ def _member_facts(families: pl.LazyFrame, models: pl.LazyFrame, aggregations: li
     )
 
 
-def run_times(state: pl.DataFrame | None) -> list[datetime]:
-    """The run times of a state's points (every model's ``usage_times`` ends this list)."""
+def _at(slot: int) -> str:
+    return f"point_{slot}_at"
+
+
+def _usage(slot: int) -> str:
+    return f"point_{slot}_usage_month"
+
+
+def point_times(state: pl.DataFrame | None) -> list[datetime | None]:
+    """The run times of a state's point slots, newest first (the same in every row)."""
     if state is None or state.height == 0:
-        return []
-    lengths = state["usage_times"].list.len()
-    longest = state["usage_times"][int(lengths.arg_max() or 0)]
-    return list(longest) if longest is not None else []
+        return [None] * POINT_SLOTS
+    return [state[_at(slot)][0] for slot in range(POINT_SLOTS)]
 
 
-def _kept_times(times: list[datetime], run_at: datetime) -> list[datetime]:
-    """This run's point times: the previous ones (the same UTC day's replaced by this run), this run, pruned to
-    the latest time at least COMPARISON_PERIOD old and all after it."""
-    times = [time for time in times if time.date() != run_at.date()] + [run_at]
+def _oldest_kept(times: list[datetime | None], run_at: datetime) -> int:
+    """The slot of the latest point at least COMPARISON_PERIOD older than ``run_at``, else the last one."""
     cutoff = run_at - COMPARISON_PERIOD
-    old = [index for index, time in enumerate(times) if time <= cutoff]
-    return times[old[-1] if old else 0 :]
+    return next((slot for slot, time in enumerate(times) if time is not None and time <= cutoff), POINT_SLOTS - 1)
 
 
-def _usage_months(previous_times: list[datetime], run_at: datetime) -> pl.Expr:
-    """Each model's ``usage_months`` after this run (see the module docstring)."""
-    months = pl.coalesce(pl.col("usage_months"), pl.lit([], dtype=pl.List(pl.Int64())))
-    if previous_times and previous_times[-1].date() == run_at.date():
-        # every previous model's last point is that run's; a new model has none
-        months = months.list.head(pl.max_horizontal(months.list.len() - 1, 0))
-    return pl.concat_list(months, pl.col("usage_month")).list.tail(len(_kept_times(previous_times, run_at)))
+def _turned_ring(previous: list[datetime | None], run_at: datetime) -> tuple[list[datetime | None], list[pl.Expr]]:
+    """This run's slot times and each model's slot values: this run's usage in slot 0, the previous points
+    after it (one slot further on a new UTC day), nothing beyond the latest point old enough."""
+    same_day = previous[0] is not None and previous[0].date() == run_at.date()
+    source = [None, *range(1, POINT_SLOTS)] if same_day else [None, *range(POINT_SLOTS - 1)]
+    times = [run_at, *(previous[slot] for slot in source[1:] if slot is not None)]
+    last = _oldest_kept(times, run_at)
+    values = [pl.col("usage_month")] + [
+        pl.col(_usage(slot)) if slot is not None else pl.lit(None, pl.Int64()) for slot in source[1:]
+    ]
+    kept_times = [time if slot <= last else None for slot, time in enumerate(times)]
+    expressions = [
+        (value if slot <= last else pl.lit(None, pl.Int64())).alias(_usage(slot)) for slot, value in enumerate(values)
+    ]
+    return kept_times, expressions
 
 
-def _usage_times(previous_times: list[datetime], run_at: datetime) -> pl.Expr:
-    """Each model's ``usage_times``: the newest of this run's point times, as many as it has ``usage_months``."""
-    # as integers: list.tail of a datetime literal returns integers that claim to be datetimes (Polars 2.1)
-    micros = pl.Series(_kept_times(previous_times, run_at), dtype=_TIME).dt.epoch("us").to_list()
-    kept = pl.lit(pl.Series([micros], dtype=pl.List(pl.Int64())))
-    return kept.list.tail(pl.col("usage_months").list.len()).cast(pl.List(_TIME))
+def _ring_times(times: list[datetime | None]) -> list[pl.Expr]:
+    return [pl.lit(time, dtype=_TIME).alias(_at(slot)) for slot, time in enumerate(times)]
 
 
 def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
@@ -140,6 +147,7 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
     current = _current(risk).collect(engine=ENGINE)
     before = previous if previous is not None else _empty_state()
     carried = ["key", "first_seen", "last_seen_with_workers", "at_risk_since"]
+    times, ring = _turned_ring(point_times(previous), run_at)
 
     def joined(grouped: bool, columns: list[str]) -> pl.LazyFrame:
         rows = current.lazy().filter(pl.col("grouped") == grouped)
@@ -147,16 +155,16 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
         return rows.join(old, on="key", how="left", maintain_order="left")
 
     models = (
-        joined(False, [*carried, "usage_months"])
+        joined(False, [*carried, *map(_usage, range(POINT_SLOTS))])
         .with_columns(
             pl.coalesce("first_seen", now).alias("first_seen"),
             pl.when(pl.col("worker_count") > 0)
             .then(now)
             .otherwise(pl.col("last_seen_with_workers"))
             .alias("last_seen_with_workers"),
-            _usage_months(run_times(previous), run_at).alias("usage_months"),
+            *ring,
+            *_ring_times(times),
         )
-        .with_columns(_usage_times(run_times(previous), run_at).alias("usage_times"))
         .collect(engine=ENGINE)
     )
     families = joined(True, ["key", "at_risk_since"])
@@ -167,8 +175,7 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
     )
     families = families.join(seen, on="key", how="left", maintain_order="left").with_columns(
         pl.coalesce("first_seen", now).alias("first_seen"),
-        pl.lit([], dtype=pl.List(_TIME)).alias("usage_times"),
-        pl.lit([], dtype=pl.List(pl.Int64())).alias("usage_months"),
+        *_ring_times(times),  # a family's points are its members'
     )
     state = pl.concat([models.lazy(), families], how="diagonal").with_columns(
         pl.when(pl.col("at_risk")).then(pl.coalesce("at_risk_since", now)).alias("at_risk_since")
@@ -178,13 +185,10 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
 
 def history_fields(risk: pl.DataFrame, state: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
     """``grouped, key`` and the SPEC §10 fields of each row of this run's ``state``, in its order."""
-    times = run_times(state)
-    cutoff = run_at - COMPARISON_PERIOD
-    # the latest point at least COMPARISON_PERIOD old is the first kept one, if any; counted from the end
-    from_end = len(times) if times and times[0] <= cutoff else None
-    previous_usage = (
-        pl.col("usage_months").list.get(-from_end, null_on_oob=True) if from_end else pl.lit(None, pl.Int64())
-    )
+    times = point_times(state)
+    slot = _oldest_kept(times, run_at)
+    old_enough = times[slot] is not None and times[slot] <= run_at - COMPARISON_PERIOD  # type: ignore[operator]
+    previous_usage = pl.col(_usage(slot)) if old_enough else pl.lit(None, pl.Int64())
     own = state.lazy().with_columns(
         pl.when(pl.col("worker_count") > 0)
         .then(0)

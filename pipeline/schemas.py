@@ -212,6 +212,9 @@ RISK_SCHEMA: Final = pl.Schema(
     }
 )
 
+#: Daily points a model_state row keeps: a 7-day window touches at most 8 UTC dates, plus the latest older one.
+POINT_SLOTS: Final = 9
+
 #: What a run carries to the next, per model (``grouped`` false) and per text family (``grouped`` true), keyed
 #: by ``key`` (the model name; a family's first member). SPEC §10; see ``pipeline.history``.
 MODEL_STATE_SCHEMA: Final = pl.Schema(
@@ -226,9 +229,10 @@ MODEL_STATE_SCHEMA: Final = pl.Schema(
         "usage_month": pl.Int64(),
         "at_risk": pl.Boolean(),
         "risk_score": pl.Int64(),
-        # the 7-day comparison's points: run times and this model's usage_month then, pairwise
-        "usage_times": pl.List(pl.Datetime("us", "UTC")),
-        "usage_months": pl.List(pl.Int64()),
+        # the 7-day comparison's ring of daily points, newest first (see pipeline.history): when each point's run
+        # ran (the same in every row) and this model's usage_month then (null where it was not in that run)
+        **{f"point_{slot}_at": pl.Datetime("us", "UTC") for slot in range(POINT_SLOTS)},
+        **{f"point_{slot}_usage_month": pl.Int64() for slot in range(POINT_SLOTS)},
     }
 )
 

@@ -19,6 +19,7 @@ from pipeline.deletion_risk import RiskRules
 from pipeline.history import changes, history_fields, model_state
 from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse
 from pipeline.presets import preset_filter
+from pipeline.schemas import POINT_SLOTS
 from pipeline.settings import load_settings
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, latest_table, manifests, run_tables
 from tests.conftest import SAMPLE_DATA
@@ -271,8 +272,9 @@ def test_a_backfill_older_than_the_newest_run_needs_rebuild_after(
     # the state after the backfill now includes it: D6 carries a usage point of 2026-03-04
     state = latest_table(root, "model_state", IMAGE)
     assert state is not None
-    points = state.filter(pl.col("key") == "Dreamshaper", ~pl.col("grouped"))["usage_times"].to_list()[0]
-    assert [point.date().isoformat() for point in points] == [
+    row = state.filter(pl.col("key") == "Dreamshaper", ~pl.col("grouped")).row(0, named=True)
+    points = [row[f"point_{slot}_at"] for slot in range(POINT_SLOTS) if row[f"point_{slot}_at"] is not None]
+    assert [point.date().isoformat() for point in reversed(points)] == [
         "2026-03-01",
         "2026-03-02",
         "2026-03-04",
@@ -403,14 +405,21 @@ def test_usage_points_keep_one_run_per_day_and_stay_few() -> None:
     ]:
         state = model_state(state, risk(usage), at(time))
         fields = history_fields(risk(usage), state, at(time))
-        times = [point.strftime("%m-%dT%H") for point in state["usage_times"][0]]
-        assert len(times) == len(state["usage_months"][0])
+        row = state.row(0, named=True)
+        times = [row[f"point_{slot}_at"].strftime("%m-%dT%H") for slot in range(POINT_SLOTS) if row[f"point_{slot}_at"]]
+        assert [row[f"point_{slot}_usage_month"] is not None for slot in range(POINT_SLOTS)] == [
+            slot < len(times) for slot in range(POINT_SLOTS)
+        ]
+        times.reverse()
         seen[time] = (times, fields["usage_month_previous"][0])
     assert seen["2026-03-01T18:00:00Z"] == (["03-01T18"], None)
     assert seen["2026-03-08T12:00:00Z"] == (["03-01T18", "03-02T06", "03-08T12"], None)
     assert seen["2026-03-09T06:00:00Z"] == (["03-02T06", "03-08T12", "03-09T06"], 30)
 
-    for day in range(10, 31):  # a daily run for three weeks: the list never grows past 9 points
+    for day in range(10, 31):  # a daily run for three weeks: 8 points, the latest 7 days old the oldest
         state = model_state(state, risk(day), at(f"2026-03-{day:02d}T06:00:00Z"))
-        assert state is not None and state["usage_months"].list.len().max() <= 9  # type: ignore[operator]
+    assert state is not None and [state[f"point_{slot}_usage_month"][0] for slot in range(POINT_SLOTS)] == [
+        *range(30, 22, -1),
+        None,
+    ]
     assert history_fields(risk(30), state, at("2026-03-30T06:00:00Z"))["usage_month_previous"][0] == 23
