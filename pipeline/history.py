@@ -168,14 +168,20 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
         .collect(engine=ENGINE)
     )
     families = joined(True, ["key", "at_risk_since"])
+    points = [_usage(slot) for slot in range(POINT_SLOTS)]
     seen = _member_facts(
         families,
-        models.lazy().select("key", "first_seen", "last_seen_with_workers"),
-        [pl.col("first_seen").min(), pl.col("last_seen_with_workers").max()],
+        models.lazy().select("key", "first_seen", "last_seen_with_workers", *points),
+        [
+            pl.col("first_seen").min(),
+            pl.col("last_seen_with_workers").max(),
+            # a family's point: its current members' then, unknown when none of them was there
+            *[pl.when(pl.col(point).count() > 0).then(pl.col(point).sum()).alias(point) for point in points],
+        ],
     )
     families = families.join(seen, on="key", how="left", maintain_order="left").with_columns(
         pl.coalesce("first_seen", now).alias("first_seen"),
-        *_ring_times(times),  # a family's points are its members'
+        *_ring_times(times),
     )
     state = pl.concat([models.lazy(), families], how="diagonal").with_columns(
         pl.when(pl.col("at_risk")).then(pl.coalesce("at_risk_since", now)).alias("at_risk_since")
@@ -183,36 +189,25 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
     return conformed(state.collect(engine=ENGINE), MODEL_STATE_SCHEMA)
 
 
-def history_fields(risk: pl.DataFrame, state: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
-    """``grouped, key`` and the SPEC §10 fields of each row of this run's ``state``, in its order."""
+def history_fields(state: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
+    """``grouped, key, name`` and the SPEC §10 fields of each row of this run's ``state``, in its order."""
     times = point_times(state)
     slot = _oldest_kept(times, run_at)
     old_enough = times[slot] is not None and times[slot] <= run_at - COMPARISON_PERIOD  # type: ignore[operator]
     previous_usage = pl.col(_usage(slot)) if old_enough else pl.lit(None, pl.Int64())
-    own = state.lazy().with_columns(
+    return state.select(
+        *_KEY,
+        "name",
+        "first_seen",
+        "last_seen_with_workers",
         pl.when(pl.col("worker_count") > 0)
         .then(0)
         .otherwise((_now(run_at) - pl.coalesce("last_seen_with_workers", "first_seen")).dt.total_days())
         .cast(pl.Int64)
         .alias("days_without_workers"),
+        "at_risk_since",
         previous_usage.alias("usage_month_previous"),
-    )
-    family_previous = _member_facts(
-        _current(risk).filter(pl.col("grouped")).select("key", "members"),
-        own.filter(~pl.col("grouped")).select("key", "usage_month_previous"),
-        # a family's usage a week ago: its members' then, unknown when none of them was there
-        [pl.when(pl.col("usage_month_previous").count() > 0).then(pl.col("usage_month_previous").sum())],
-    )
-    families = (
-        own.filter(pl.col("grouped"))
-        .drop("usage_month_previous")
-        .join(family_previous, on="key", how="left", maintain_order="left")
-    )
-    return (
-        pl.concat([own.filter(~pl.col("grouped")), families], how="diagonal")
-        .with_columns((pl.col("usage_month") - pl.col("usage_month_previous")).alias("usage_month_change"))
-        .select(*_KEY, *HISTORY_FIELDS.names())
-        .collect(engine=ENGINE)
+        (pl.col("usage_month") - previous_usage).alias("usage_month_change"),
     )
 
 
@@ -221,7 +216,7 @@ def with_history_fields(rows: pl.DataFrame, fields: pl.DataFrame) -> pl.DataFram
     keyed = rows.drop(HISTORY_FIELDS.names(), strict=False).with_columns(
         _current(rows).select("key").collect(engine=ENGINE).to_series()
     )
-    return keyed.join(fields, on=list(_KEY), how="left", maintain_order="left").drop("key")
+    return keyed.join(fields.drop("name"), on=list(_KEY), how="left", maintain_order="left").drop("key")
 
 
 def _attached(rows: pl.DataFrame, fields: pl.DataFrame, grouped: bool) -> pl.DataFrame:
@@ -229,9 +224,8 @@ def _attached(rows: pl.DataFrame, fields: pl.DataFrame, grouped: bool) -> pl.Dat
     same rows in the same order (as ``run_outputs`` builds them; no join), else joined by key."""
     part = fields.filter(pl.col("grouped") == grouped)
     bare = rows.drop(HISTORY_FIELDS.names(), strict=False)
-    keys = _current(bare.with_columns(pl.lit(grouped).alias("grouped"))).select("key").collect(engine=ENGINE)
-    if keys.height == part.height and keys.to_series().equals(part["key"]):
-        return bare.hstack(part.drop(*_KEY))
+    if bare.height == part.height and bare["name"].equals(part["name"]):
+        return bare.hstack(part.drop(*_KEY, "name"))
     return with_history_fields(bare.with_columns(pl.lit(grouped).alias("grouped")), fields).drop("grouped")
 
 
@@ -311,7 +305,7 @@ def with_history(outputs: RunOutputs, previous: Mapping[str, pl.DataFrame], run_
         if table != "deletion_risk":
             continue
         state = model_state(previous.get(category), risk, run_at)
-        fields = history_fields(risk, state, run_at)
+        fields = history_fields(state, run_at)
         parts = [_attached(risk.filter(pl.col("grouped") == flag), fields, flag) for flag in (False, True)]
         tables[("deletion_risk", category)] = conformed(pl.concat(parts), RISK_SCHEMA)
         tables[("model_state", category)] = state

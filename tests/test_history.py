@@ -404,7 +404,7 @@ def test_usage_points_keep_one_run_per_day_and_stay_few() -> None:
         ("2026-03-09T06:00:00Z", 50),  # 03-02 06:00 is exactly 7 days older
     ]:
         state = model_state(state, risk(usage), at(time))
-        fields = history_fields(risk(usage), state, at(time))
+        fields = history_fields(state, at(time))
         row = state.row(0, named=True)
         times = [row[f"point_{slot}_at"].strftime("%m-%dT%H") for slot in range(POINT_SLOTS) if row[f"point_{slot}_at"]]
         assert [row[f"point_{slot}_usage_month"] is not None for slot in range(POINT_SLOTS)] == [
@@ -422,4 +422,4 @@ def test_usage_points_keep_one_run_per_day_and_stay_few() -> None:
         *range(30, 22, -1),
         None,
     ]
-    assert history_fields(risk(30), state, at("2026-03-30T06:00:00Z"))["usage_month_previous"][0] == 23
+    assert history_fields(state, at("2026-03-30T06:00:00Z"))["usage_month_previous"][0] == 23
