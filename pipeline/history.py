@@ -144,15 +144,23 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
     """This run's state of one category from the previous committed run's state and this run's risk rows: its
     models in the order of ``risk``, then its families in that order (``history_fields`` relies on it)."""
     now = _now(run_at)
-    current = _current(risk).collect(engine=ENGINE)
     before = previous if previous is not None else _empty_state()
     carried = ["key", "first_seen", "last_seen_with_workers", "at_risk_since"]
     times, ring = _turned_ring(point_times(previous), run_at)
+    figures = ["grouped", "name", "worker_count", "usage_month", "at_risk", "risk_score"]
+    # a family is keyed by its first member; a non-text "family" (no members) is the model itself
+    has_members = "members" in risk.columns and risk["members"].null_count() < risk.height
+    family_key = pl.coalesce(pl.col("members").list.first(), pl.col("name")) if has_members else pl.col("name")
+    current = {
+        False: risk.lazy().filter(~pl.col("grouped")).select(pl.col("name").alias("key"), *figures),
+        True: risk.lazy()
+        .filter(pl.col("grouped"))
+        .select(family_key.alias("key"), *figures, *(["members"] if has_members else [])),
+    }
 
     def joined(grouped: bool, columns: list[str]) -> pl.LazyFrame:
-        rows = current.lazy().filter(pl.col("grouped") == grouped)
         old = before.lazy().filter(pl.col("grouped") == grouped).select(columns)
-        return rows.join(old, on="key", how="left", maintain_order="left")
+        return current[grouped].join(old, on="key", how="left", maintain_order="left")
 
     models = (
         joined(False, [*carried, *map(_usage, range(POINT_SLOTS))])
@@ -169,19 +177,28 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
     )
     families = joined(True, ["key", "at_risk_since"])
     points = [_usage(slot) for slot in range(POINT_SLOTS)]
-    seen = _member_facts(
-        families,
-        models.lazy().select("key", "first_seen", "last_seen_with_workers", *points),
-        [
-            pl.col("first_seen").min(),
-            pl.col("last_seen_with_workers").max(),
-            # a family's point: its current members' then, unknown when none of them was there
-            *[pl.when(pl.col(point).count() > 0).then(pl.col(point).sum()).alias(point) for point in points],
-        ],
+    member_rows = models.lazy().select("key", "first_seen", "last_seen_with_workers", *points)
+    seen = (
+        member_rows
+        if not has_members
+        else _member_facts(
+            families,
+            member_rows,
+            [
+                pl.col("first_seen").min(),
+                pl.col("last_seen_with_workers").max(),
+                # a family's point: its current members' then, unknown when none of them was there
+                *[pl.when(pl.col(point).count() > 0).then(pl.col(point).sum()).alias(point) for point in points],
+            ],
+        )
     )
-    families = families.join(seen, on="key", how="left", maintain_order="left").with_columns(
-        pl.coalesce("first_seen", now).alias("first_seen"),
-        *_ring_times(times),
+    families = (
+        families.drop("members", strict=False)
+        .join(seen, on="key", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("first_seen", now).alias("first_seen"),
+            *_ring_times(times),
+        )
     )
     state = pl.concat([models.lazy(), families], how="diagonal").with_columns(
         pl.when(pl.col("at_risk")).then(pl.coalesce("at_risk_since", now)).alias("at_risk_since")
