@@ -87,14 +87,18 @@ def _empty_state() -> pl.DataFrame:
     return pl.DataFrame(schema=MODEL_STATE_SCHEMA)
 
 
-def _member_facts(families: pl.LazyFrame, models: pl.LazyFrame, aggregations: list[pl.Expr]) -> pl.LazyFrame:
-    """``aggregations`` over each family's member rows of ``models`` (keyed by model name)."""
+def _member_facts(families: pl.DataFrame, models: pl.LazyFrame, aggregations: list[pl.Expr]) -> pl.DataFrame:
+    """``aggregations`` over each family's member rows of ``models`` (keyed by model name), one row per family
+    in the order of ``families`` (grouped by position: no join back by key)."""
     return (
-        families.select("key", pl.col("members").alias("member"))
+        families.lazy()
+        .select(pl.int_range(pl.len()).alias("_family"), pl.col("members").alias("member"))
         .explode("member")
-        .join(models.rename({"key": "member"}), on="member", how="left")
-        .group_by("key")
+        .join(models.rename({"key": "member"}), on="member", how="left", maintain_order="left")
+        .group_by("_family", maintain_order=True)
         .agg(aggregations)
+        .drop("_family")
+        .collect(engine=ENGINE)
     )
 
 
@@ -175,32 +179,27 @@ def model_state(previous: pl.DataFrame | None, risk: pl.DataFrame, run_at: datet
         )
         .collect(engine=ENGINE)
     )
-    families = joined(True, ["key", "at_risk_since"])
+    families = joined(True, ["key", "at_risk_since"]).collect(engine=ENGINE)
     points = [_usage(slot) for slot in range(POINT_SLOTS)]
     member_rows = models.lazy().select("key", "first_seen", "last_seen_with_workers", *points)
-    seen = (
-        member_rows
-        if not has_members
-        else _member_facts(
-            families,
-            member_rows,
-            [
-                pl.col("first_seen").min(),
-                pl.col("last_seen_with_workers").max(),
-                # a family's point: its current members' then, unknown when none of them was there
-                *[pl.when(pl.col(point).count() > 0).then(pl.col(point).sum()).alias(point) for point in points],
-            ],
-        )
+    facts = [
+        pl.col("first_seen").min(),
+        pl.col("last_seen_with_workers").max(),
+        # a family's point: its current members' then, unknown when none of them was there
+        *[pl.when(pl.col(point).count() > 0).then(pl.col(point).sum()).alias(point) for point in points],
+    ]
+    if has_members:
+        seen = _member_facts(families, member_rows, facts)
+        if seen.height != families.height:
+            raise ValueError("a grouped risk row without members: every family has at least one model")
+        joined_families = families.drop("members").hstack(seen).lazy()
+    else:  # a non-text "family" is the model itself
+        joined_families = families.lazy().join(member_rows, on="key", how="left", maintain_order="left")
+    families_state = joined_families.with_columns(
+        pl.coalesce("first_seen", now).alias("first_seen"),
+        *_ring_times(times),
     )
-    families = (
-        families.drop("members", strict=False)
-        .join(seen, on="key", how="left", maintain_order="left")
-        .with_columns(
-            pl.coalesce("first_seen", now).alias("first_seen"),
-            *_ring_times(times),
-        )
-    )
-    state = pl.concat([models.lazy(), families], how="diagonal").with_columns(
+    state = pl.concat([models.lazy(), families_state], how="diagonal").with_columns(
         pl.when(pl.col("at_risk")).then(pl.coalesce("at_risk_since", now)).alias("at_risk_since")
     )
     return conformed(state.collect(engine=ENGINE), MODEL_STATE_SCHEMA)
@@ -254,8 +253,11 @@ def changes(previous: pl.DataFrame | None, state: pl.DataFrame, category: str) -
     columns = ["key", "worker_count", "usage_month", "at_risk", "risk_score"]
     before = previous.lazy().filter(~pl.col("grouped")).select(columns).with_columns(pl.lit(True).alias("was"))
     after = state.lazy().filter(~pl.col("grouped")).select(columns).with_columns(pl.lit(True).alias("is"))
-    both = before.join(after, on="key", how="full", coalesce=True, suffix="_after").with_columns(
-        pl.col("was").fill_null(False), pl.col("is").fill_null(False)
+    both = (
+        before.join(after, on="key", how="full", coalesce=True, suffix="_after")
+        .with_columns(pl.col("was").fill_null(False), pl.col("is").fill_null(False))
+        .collect(engine=ENGINE)  # once, for the seven rules below
+        .lazy()
     )
     present = pl.col("was") & pl.col("is")
     risk, risk_after = pl.col("risk_score"), pl.col("risk_score_after")
