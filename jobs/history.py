@@ -80,7 +80,7 @@ def main(argv: Sequence[str]) -> int:
     if args.json:
         print(timeline_json_lines(rows))
     else:
-        table = rows.drop("run_id").with_columns(
+        table = rows.with_columns(
             pl.col("run_at", "at_risk_since").dt.to_string("%Y-%m-%d %H:%M"), pl.col("flags").list.join(", ")
         )
         with pl.Config(
