@@ -22,6 +22,7 @@ from jobs.__main__ import main
 from pipeline.batch import run_once
 from pipeline.retention_plan import RetentionPolicy, kept_runs
 from pipeline.settings import load_settings
+from pipeline.sinks.history_store import model_timeline
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables, snapshot_lock
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
@@ -351,3 +352,19 @@ def test_compact_waits_for_no_one_and_exits_3_while_a_run_holds_the_store(
     assert main(["compact", "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert done["days_compacted"] == 1 and done["files_written"] == len(template)
+
+
+def test_a_models_timeline_reads_each_kept_run_once_after_compaction(tmp_path: Path, template: Template) -> None:
+    """The ``history`` command's reader (SPEC §10) over a compacted store, found through the index."""
+    root = tmp_path / "snapshots"
+    build_store(root, template)
+    maintain_store(root, RetentionPolicy())
+    risk = template[("deletion_risk", "image_generation")].filter(~pl.col("grouped"))
+    name = risk["name"][0]
+    timeline = model_timeline(root, "image_generation", name)
+    assert timeline is not None
+    rows = timeline.collect()
+    kept = {manifest["run_id"] for manifest in manifests(root)}
+    assert rows.height == len(kept) and rows["run_at"].n_unique() == len(kept)
+    assert rows["run_at"].is_sorted()
+    assert main(["history", "--category", "image_generation", name]) == 0

@@ -42,6 +42,8 @@ TABLES: Final = (
     "deletion_risk",
     "unmatched",
     "audit",
+    "model_state",
+    "changes",
 )
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
@@ -282,10 +284,11 @@ def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
     return indexed_latest_table(root, table, category)
 
 
-def entry_scan(root: Path, run_id: str, entry: dict[str, Any]) -> pl.LazyFrame:
-    """The rows of run ``run_id`` that one manifest entry names (hive columns ``category``, ``run_date``): its own
-    file, or after compaction (SPEC §13) its rows of the day's file."""
-    scan = pl.scan_parquet(str(_entry_path(root, entry)), hive_partitioning=True)
+def entry_scan(root: Path, run_id: str, entry: dict[str, Any], *, hive_partitioning: bool = True) -> pl.LazyFrame:
+    """The rows of run ``run_id`` that one manifest entry names (with the hive columns ``category``, ``run_date``
+    unless ``hive_partitioning`` is False): its own file, or after compaction (SPEC §13) its rows of the day's
+    file."""
+    scan = pl.scan_parquet(str(_entry_path(root, entry)), hive_partitioning=hive_partitioning)
     return scan.filter(pl.col("run_id") == run_id) if COMPACTED_KEY in entry else scan
 
 

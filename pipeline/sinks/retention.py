@@ -185,7 +185,10 @@ def _maintain_day(
         if manifest is None:
             continue
         for (table, category), target in tables.items():
-            entry = {key: value for key, value in manifest["tables"][table][category].items() if key != "path"}
+            entry = manifest["tables"].get(table, {}).get(category)
+            if entry is None:  # dropped by the reader's path checks: nothing of ours to switch
+                continue
+            entry = {key: value for key, value in entry.items() if key != "path"}
             manifest["tables"][table][category] = entry | {COMPACTED_KEY: target}
         _write_manifest(root, manifest)
         switched_at[run_id] = manifest_mtime_ns(root, run_id)

@@ -230,8 +230,9 @@ def latest_manifest(root: Path) -> dict[str, Any] | None:
     return next(manifests_newest_first(root), None)
 
 
-def scan_indexed(root: Path, entries: pl.DataFrame) -> pl.LazyFrame | None:
-    """The rows of the index ``entries`` (one table), each run's rows from the one file named for it."""
+def scan_indexed(root: Path, entries: pl.DataFrame, **scan_options: Any) -> pl.LazyFrame | None:
+    """The rows of the index ``entries`` (one table), each run's rows from the one file named for it.
+    ``scan_options`` go to ``pl.scan_parquet`` (default: hive partitioning)."""
     if entries.is_empty():
         return None
     paths = entries["path"].unique().sort().to_list()
@@ -240,7 +241,7 @@ def scan_indexed(root: Path, entries: pl.DataFrame) -> pl.LazyFrame | None:
             raise SnapshotReadError(f"snapshot file {root / path} is missing (named by the run index of {root})")
     wanted = entries.select((pl.lit(str(root) + os.sep) + pl.col("path")).alias(_FILE_COLUMN), pl.col("run_id")).lazy()
     files = [str(root / path) for path in paths]
-    scan = pl.scan_parquet(files, hive_partitioning=True, include_file_paths=_FILE_COLUMN)
+    scan = pl.scan_parquet(files, **({"hive_partitioning": True} | scan_options), include_file_paths=_FILE_COLUMN)
     if not entries["compacted"].any():
         return scan.drop(_FILE_COLUMN)
     # A compacted file may also hold runs that are read from elsewhere (a half-done compaction) or are no longer
