@@ -34,6 +34,7 @@ from pipeline.sinks.parquet_snapshot import (
     sweep_uncommitted,
 )
 from pipeline.sinks.redis_cache import PublishError, RedisValues
+from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.records import load_records
@@ -163,17 +164,22 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
     started = time.time()
     run_at = datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    root = Path(settings.snapshot_dir)
+    store = open_store(settings.snapshot_dir)
     clock = Stopwatch(stop)
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
-    with publisher.run_lock() if publisher is not None else nullcontext() as fence, snapshot_lock(root):
-        sweep_uncommitted(root)
+    with (
+        publisher.run_lock() if publisher is not None else nullcontext() as fence,
+        # an object store needs its own lock object only when no Redis lock fences the run (SPEC §9)
+        snapshot_lock(store, fenced_elsewhere=fence is not None) as store_fence,
+    ):
+        sweep_uncommitted(store)
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
-            cache_dir=root / "_http_cache",
+            # the HTTP cache is a local convenience: an object store (a pod without lasting disk) gets none
+            cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
             inputs = load_inputs(settings, fetcher)
         clock.lap("load")
@@ -194,7 +200,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             counts=counts,
             timings=clock.laps,
         )
-        writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
+        writer = SnapshotWriter(root=store, run_id=run_id, run_at=run_at)
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
@@ -206,6 +212,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
+            store_fence.verify()  # the lock object of an object store, likewise
             writer.commit(input_hashes=inputs.input_hashes, counts=counts)
         except BaseException:
             writer.abort()
@@ -237,13 +244,13 @@ def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]
     Returns the run id and the keys published. Raises LockHeldError / LockLostError, PublishError (also when
     Redis cannot give the lock), NothingToRepublishError.
     """
-    root = Path(settings.snapshot_dir)
+    root = open_store(settings.snapshot_dir)
     with publisher.run_lock() as fence:
         if fence is None:
             raise PublishError("redis is unusable: nothing republished")
         committed = manifests(root)  # read under the lock: no run can commit a newer one meanwhile
         if not committed:
-            raise NothingToRepublishError(f"no committed run in {root} to republish")
+            raise NothingToRepublishError(f"no committed run in {root.location} to republish")
         latest = committed[-1]
         try:
             document = read_artifact(root, latest, "redis")

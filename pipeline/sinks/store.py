@@ -81,8 +81,20 @@ class SnapshotStore(Protocol):
         """The value at ``key`` and a version token for ``replace_if_unchanged``; FileNotFoundError when absent."""
         ...
 
-    def list(self, prefix: str) -> list[str]:
-        """Every key under the folder ``prefix`` (recursive), sorted; empty when there is none."""
+    def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
+        """The keys under the folder ``prefix`` (all of them, or only its direct entries), sorted."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` holds a value (a regular file, for a folder)."""
+        ...
+
+    def contains(self, key: str) -> bool:
+        """True when ``key`` is a clean key that stays inside the store (no symlink out, for a folder)."""
+        ...
+
+    def where(self, key: str) -> str:
+        """``key`` as a user finds it (a file path or an ``s3://`` URL) for messages; never checked, never opened."""
         ...
 
     def delete(self, key: str) -> None:
@@ -116,6 +128,8 @@ class FolderStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.location = str(root)
+        #: folder -> whether it resolves inside the root: thousands of manifest entries share a few folders
+        self._inside: dict[Path, bool] = {}
 
     def _path(self, key: str) -> Path:
         path = self.root / checked_key(key)
@@ -177,10 +191,12 @@ class FolderStore:
         version = _file_version(path)
         return path.read_bytes(), version
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
         folder = self.root / checked_prefix(prefix) if prefix else self.root
         if not folder.is_dir() or folder.is_symlink():
             return []
+        if not recursive:  # every entry, whatever its kind: a folder named *.json is reported, not skipped
+            return sorted(f"{prefix}/{entry.name}" if prefix else entry.name for entry in os.scandir(folder))
         keys = []
         # followlinks=False: a symlinked folder is never walked into, so nothing outside the root is listed.
         for parent, _, files in os.walk(folder, followlinks=False):
@@ -195,6 +211,23 @@ class FolderStore:
 
     def scan_target(self, key: str) -> str:
         return str(self._path(key))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def contains(self, key: str) -> bool:
+        try:
+            path = self.root / checked_key(key)
+        except UnsafeKeyError:
+            return False
+        if path.parent not in self._inside:
+            self._inside[path.parent] = path.parent.resolve().is_relative_to(self.root.resolve())
+        return self._inside[path.parent] and (
+            not path.is_symlink() or path.resolve().is_relative_to(self.root.resolve())
+        )
+
+    def where(self, key: str) -> str:
+        return str(self.root / key)
 
 
 def _file_version(path: Path) -> str:
@@ -299,12 +332,16 @@ class ObjectStore:
         except Exception as error:
             raise _object_store_error(self.location, error) from None
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
         import obstore
 
         prefix = checked_prefix(prefix)
         try:
-            keys = [str(meta["path"]) for batch in obstore.list(self._store, prefix=prefix) for meta in batch]
+            if recursive:
+                keys = [str(meta["path"]) for batch in obstore.list(self._store, prefix=prefix) for meta in batch]
+            else:
+                listing = obstore.list_with_delimiter(self._store, prefix=prefix or None)
+                keys = [str(meta["path"]) for meta in listing["objects"]]
         except Exception as error:
             raise _object_store_error(self.location, error) from None
         return sorted(keys)
@@ -323,6 +360,29 @@ class ObjectStore:
 
     def scan_target(self, key: str) -> str:
         return self._url(key)
+
+    def exists(self, key: str) -> bool:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        key = checked_key(key)
+        try:
+            obstore.head(self._store, key)
+        except (NotFoundError, FileNotFoundError):
+            return False
+        except Exception as error:
+            raise _object_store_error(self.location, error) from None
+        return True
+
+    def contains(self, key: str) -> bool:
+        try:
+            checked_key(key)
+        except UnsafeKeyError:
+            return False
+        return True
+
+    def where(self, key: str) -> str:
+        return f"{self.location}/{key}"
 
 
 def _polars_storage_options() -> dict[str, str]:
