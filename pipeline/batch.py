@@ -37,6 +37,7 @@ from pipeline.sinks.redis_cache import PublishError, RedisValues
 from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.previous_run import PreviousRecords, records_input
 from pipeline.sources.records import load_records
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,9 @@ class RunInputs:
     input_hashes: dict[str, str]
 
 
-def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
-    """Read and validate records and Horde data (raises on unusable input)."""
+def load_inputs(settings: Settings, fetcher: HttpFetcher, previous: PreviousRecords | None = None) -> RunInputs:
+    """Read and validate records and Horde data (raises on unusable input); a reference file whose bytes are
+    the ``previous`` run's is read back from its snapshot (SPEC §9)."""
     # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
     # with the allocators (measured at 1000x scale).
     horde, horde_hashes = load_horde(settings.horde_source, fetcher)
@@ -116,8 +118,9 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
         settings.model_reference_source,
         max_bad_record_fraction=settings.max_bad_record_fraction,
         fetcher=fetcher,
+        reuse=previous,
     )
-    hashes = {f"records:{category}": item.input_hash for category, item in records.items()} | horde_hashes
+    hashes = {records_input(category): item.input_hash for category, item in records.items()} | horde_hashes
     return RunInputs(records=records, horde=horde, input_hashes=hashes)
 
 
@@ -181,7 +184,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             # the HTTP cache is a local convenience: an object store (a pod without lasting disk) gets none
             cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
-            inputs = load_inputs(settings, fetcher)
+            inputs = load_inputs(settings, fetcher, PreviousRecords.latest(store))
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
@@ -204,6 +207,8 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
+            for category, item in sorted(inputs.records.items()):
+                writer.write("problems", category, item.problems)
             report.finished_at = time.time()
             redis_values: RedisValues | None = None
             if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
@@ -213,7 +218,8 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
             store_fence.verify()  # the lock object of an object store, likewise
-            writer.commit(input_hashes=inputs.input_hashes, counts=counts)
+            entries = {records_input(category): item.entries for category, item in inputs.records.items()}
+            writer.commit(input_hashes=inputs.input_hashes, counts=counts, input_entries=entries)
         except BaseException:
             writer.abort()
             raise

@@ -64,6 +64,7 @@ TABLES: Final = (
     "deletion_risk",
     "unmatched",
     "audit",
+    "problems",  # the input problems loading reported per category; incremental runs read them back (SPEC §9)
 )
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
@@ -128,15 +129,19 @@ class SnapshotWriter:
         self.store.put(key, json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
         return key
 
-    def commit(self, *, input_hashes: dict[str, str], counts: dict[str, int]) -> str:
+    def commit(
+        self, *, input_hashes: dict[str, str], counts: dict[str, int], input_entries: dict[str, int] | None = None
+    ) -> str:
         """Write the manifest last: from now on this run is part of history."""
-        manifest = {
+        manifest: dict[str, Any] = {
             "run_id": self.run_id,
             "run_at": self.run_at.isoformat(),
             "tables": self.written,
             "input_hashes": input_hashes,
             "counts": counts,
         }
+        if input_entries is not None:  # entries per reference input, for incremental runs (SPEC §9)
+            manifest["input_entries"] = input_entries
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
         key = f"{MANIFEST_DIR}/{self.run_id}.json"
