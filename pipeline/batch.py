@@ -113,7 +113,9 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher, previous: PreviousReco
     the ``previous`` run's is read back from its snapshot (SPEC §9)."""
     # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
     # with the allocators (measured at 1000x scale).
-    horde, horde_hashes = load_horde(settings.horde_source, fetcher)
+    horde, horde_hashes = load_horde(
+        settings.horde_source, fetcher, max_bad_record_fraction=settings.max_bad_record_fraction
+    )
     records = load_records(
         settings.model_reference_source,
         max_bad_record_fraction=settings.max_bad_record_fraction,
@@ -181,6 +183,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
+            max_bytes=settings.horde_api_max_bytes,
             # the HTTP cache is a local convenience: an object store (a pod without lasting disk) gets none
             cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
