@@ -254,6 +254,7 @@ class ObjectStore:
     """
 
     def __init__(self, location: str) -> None:
+        # imported here, as in every method below: a folder store (the default) never pays for loading obstore
         from obstore.store import S3Store
 
         bucket_and_prefix = location.removeprefix("s3://").strip("/")
