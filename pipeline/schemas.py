@@ -67,6 +67,7 @@ PARSED_NAME_SCHEMA: Final = pl.Schema(
         "size_b": pl.Float64(),
         "experts": pl.Int64(),
         "expert_size_b": pl.Float64(),
+        "active_b": pl.Float64(),  # additive (issue 17): an MoE name's stated active parameters (30B-A3B -> 3.0)
         "variants": pl.List(pl.String()),
         "version": pl.String(),
         "quant": pl.String(),
