@@ -37,7 +37,7 @@ def uncommitted_keys(location: str) -> list[str]:
     return [key for key in keys if key.rsplit("/", 1)[-1].split(".")[0] not in committed]
 
 
-def test_a_run_to_s3_is_read_by_query_report_and_polars(
+def test_runs_to_s3_are_read_by_query_report_history_and_polars(
     s3_location: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["run"]) == 0
@@ -56,11 +56,23 @@ def test_a_run_to_s3_is_read_by_query_report_and_polars(
     assert main(["report", "--out", str(tmp_path / "page")]) == 0
     assert (tmp_path / "page" / "report.html").is_file()
 
+    # history: a second run (its model_state carried from the first, read back from the bucket), then one
+    # model's timeline over both, and a rebuild of model_state that rewrites manifests in the bucket
+    assert main(["run"]) == 0
+    name = str(risk["name"][0])
+    capsys.readouterr()
+    assert main(["history", "--category", "image_generation", "--json", name]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["history", "--rebuild"]) == 0
+    assert len(manifests(s3_location)) == 2
+    manifest = manifests(s3_location)[-1]
+
     # the README's Polars example, pointed at the bucket: every committed run, read by Polars' own S3 reader
     followed = history(s3_location, "deletion_risk")
     assert followed is not None
     frame = followed.filter(pl.col("category") == "text_generation").collect()
-    assert frame.height > 0 and set(frame["run_id"].to_list()) == {manifest["run_id"]}
+    assert frame.height > 0 and manifest["run_id"] in set(frame["run_id"].to_list())
+    assert set(frame["run_id"].to_list()) == {m["run_id"] for m in manifests(s3_location)}
     assert SECRET_KEY not in printed(capsys)
 
 

@@ -34,6 +34,8 @@ EXPECTED_TABLES = {
     "deletion_risk",
     "unmatched",
     "audit",
+    "model_state",
+    "changes",
     "problems",  # not in SPEC §7.2 yet: the input problems, which incremental runs read back (SPEC §9)
 }
 

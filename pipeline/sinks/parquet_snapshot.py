@@ -65,6 +65,8 @@ TABLES: Final = (
     "deletion_risk",
     "unmatched",
     "audit",
+    "model_state",
+    "changes",
     "problems",  # the input problems loading reported per category; incremental runs read them back (SPEC §9)
 )
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
@@ -347,7 +349,7 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
 
 
 def snapshot_lock(
-    root: Path | str | SnapshotStore, *, fenced_elsewhere: bool = False
+    root: Path | str | SnapshotStore,
 ) -> AbstractContextManager[StoreFence]:
     """An exclusive, non-blocking lock on the snapshot store (``pipeline.sinks.store_lock``)."""
-    return store_snapshot_lock(open_store(root), fenced_elsewhere=fenced_elsewhere)
+    return store_snapshot_lock(open_store(root))

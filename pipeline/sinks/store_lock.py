@@ -16,7 +16,8 @@ store has no such thing, so the lock is an object, ``_lock.json``, holding a ran
 A lock object that cannot be parsed is not ours to judge: it is reported as held (the message names it) and
 is never taken over; deleting it by hand is the remedy.
 
-With Redis configured the Redis lock fences the run (``pipeline.sinks.lock``), and the object lock is not taken.
+A run takes this lock whether or not Redis fences it (``pipeline.sinks.lock``), as it takes a folder's flock:
+``history --rebuild`` and runs without Redis know only this one.
 """
 
 from __future__ import annotations
@@ -188,19 +189,11 @@ def _parsed(data: bytes) -> dict[str, Any] | None:
 
 
 @contextmanager
-def snapshot_lock(
-    store: SnapshotStore, *, fenced_elsewhere: bool = False, ttl_seconds: float = DEFAULT_LOCK_TTL_SECONDS
-) -> Iterator[StoreFence]:
-    """An exclusive, non-blocking lock on the snapshot store; SnapshotLockedError when another run holds it.
-
-    ``fenced_elsewhere``: a Redis lock already fences this run, so an object store needs no lock object.
-    """
+def snapshot_lock(store: SnapshotStore, *, ttl_seconds: float = DEFAULT_LOCK_TTL_SECONDS) -> Iterator[StoreFence]:
+    """An exclusive, non-blocking lock on the snapshot store; SnapshotLockedError when another run holds it."""
     if isinstance(store, FolderStore):
         with _folder_lock(store):
             yield _FolderFence()
-        return
-    if fenced_elsewhere:
-        yield _FolderFence()
         return
     lock = ObjectLock(store, ttl_seconds=ttl_seconds)
     lock.acquire()
