@@ -169,6 +169,7 @@ def run_once(
     stop: StopRequest | None = None,
     as_of: datetime | None = None,
     rebuild_after: bool = False,
+    reuse_inputs: bool = True,
 ) -> RunReport:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
 
@@ -204,7 +205,8 @@ def run_once(
             # the HTTP cache is a local convenience: an object store (a pod without lasting disk) gets none
             cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
-            inputs = load_inputs(settings, fetcher, PreviousRecords.latest(store))
+            # SPEC §9: unchanged reference files are read back from the previous run (reuse_inputs=False decodes all)
+            inputs = load_inputs(settings, fetcher, PreviousRecords.latest(store) if reuse_inputs else None)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)

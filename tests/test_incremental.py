@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -26,9 +28,9 @@ def reused_categories(caplog: pytest.LogCaptureFixture) -> set[str]:
     return {getattr(record, "category", "") for record in caplog.records if record.getMessage() == REUSED}
 
 
-def run(snapshots: Path, monkeypatch: pytest.MonkeyPatch) -> RunReport:
+def run(snapshots: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> RunReport:
     monkeypatch.setenv("SNAPSHOT_DIR", str(snapshots))
-    return run_once(load_settings())
+    return run_once(load_settings(), **options)
 
 
 def without_run_fields(frame: pl.DataFrame) -> pl.DataFrame:
@@ -39,12 +41,15 @@ def test_a_warm_run_reads_unchanged_records_back_and_matches_a_cold_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    cold = run(tmp_path / "cold", monkeypatch)
+    first = run(tmp_path / "warm", monkeypatch, as_of=datetime(2026, 1, 1, tzinfo=UTC))
     assert reused_categories(caplog) == set(), "a store without history decodes everything"
-    run(tmp_path / "warm", monkeypatch)
-    caplog.clear()
-    warm = run(tmp_path / "warm", monkeypatch)
-    loaded = {category for table, category in cold.outputs.tables if table == "records"}
+    # the same history in both stores, then the same second run: read back in one, decoded in the other
+    shutil.copytree(tmp_path / "warm", tmp_path / "cold")
+    second_run = datetime(2026, 1, 2, tzinfo=UTC)
+    cold = run(tmp_path / "cold", monkeypatch, as_of=second_run, reuse_inputs=False)
+    assert reused_categories(caplog) == set()
+    warm = run(tmp_path / "warm", monkeypatch, as_of=second_run)
+    loaded = {category for table, category in first.outputs.tables if table == "records"}
     assert reused_categories(caplog) == loaded and loaded
 
     assert warm.input_hashes == cold.input_hashes
