@@ -3,13 +3,17 @@
     .venv/bin/python bench/scale.py                       # scales 1 10 100, then the history query at 100x
     .venv/bin/python bench/scale.py --scales 1 10 100 1000 --history-days 365
     .venv/bin/python bench/scale.py --scales 100 1000 --history-days 0 --repeat 3   # medians of 3 rounds
+    .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady   # cold, then steady state (SPEC §9)
 
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
 child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
 view, Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and
 models per second. Growth is the compute time divided by the previous scale's. With ``--repeat N`` the scales
 run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared machine hits every
-scale alike; each row is then the median of its N runs, with the range of compute times beside it.
+scale alike; each row is then the median of its N runs, with the range of compute times beside it. Every cold run
+starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run follows on that
+snapshot, the reference unchanged as in a hydrator's runs, and both are reported per stage with the whole child
+process's time.
 
 History: the 100x run's snapshot is replicated into ``--history-days`` daily snapshots (every table, manifests
 included, with a deterministic share of models losing their workers each day); then a child process answers
