@@ -38,7 +38,8 @@ def main() -> None:
     from pipeline.categories import TEXT_GENERATION
     from pipeline.engine import ENGINE
     from pipeline.names.families import text_names, with_family_ids, with_parsed_names
-    from pipeline.outputs import AnalysisRules, run_outputs
+    from pipeline.outputs import run_outputs
+    from pipeline.rules import AnalysisRules
     from pipeline.sources.horde import load_horde
     from pipeline.sources.records import load_records
 

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from pipeline.deletion_risk import RiskRules
 from pipeline.interrupts import StopRequest
-from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
+from pipeline.outputs import RunOutputs, run_outputs
+from pipeline.rules import analysis_rules
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
 from pipeline.sinks.lock import RedisLock
@@ -39,23 +39,6 @@ from pipeline.sources.http import HttpFetcher
 from pipeline.sources.records import load_records
 
 log = logging.getLogger(__name__)
-
-
-def analysis_rules(settings: Settings) -> AnalysisRules:
-    """The rule values of a run, from settings."""
-    return AnalysisRules(
-        top_tags_limit=settings.top_tags_limit,
-        group_by_variant=settings.group_by_variant,
-        risk=RiskRules(
-            low_usage_threshold_percentage=settings.low_usage_threshold_percentage,
-            text_low_usage_threshold_percentage=settings.text_low_usage_threshold_percentage,
-            high_usage_threshold_percentage=settings.high_usage_threshold_percentage,
-            text_critical_usage_threshold=settings.text_critical_usage_threshold,
-            text_critical_worker_threshold=settings.text_critical_worker_threshold,
-            preferred_file_hosts=settings.preferred_file_hosts,
-            text_ignore_download_hosts=settings.text_ignore_download_hosts,
-        ),
-    )
 
 
 class Stopwatch:

@@ -6,7 +6,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
+from pipeline.categories import policy
 from pipeline.engine import sorted_lists
 from pipeline.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
 from pipeline.names.polars_engine import backend_of, backend_spelling
@@ -217,7 +217,7 @@ def _interleaved(columns: list[pl.Series]) -> pl.Series:
 
 def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one row per record with its Horde figures, the Horde names no record claims)."""
-    text = category == TEXT_GENERATION
+    text = policy(category).has_families  # backend copies and variations exist for parsed names only
     attributed, unclaimed = _attributed(records, frames, text=text)
     if text:
         attributed = attributed.with_columns(_copy_of(pl.col(_MODEL_ID), pl.col("horde_name")).alias(_COPY))
@@ -252,7 +252,7 @@ def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) 
         .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in _ZERO_FILLED)
         .select(
             "name",
-            pl.lit(HORDE_TYPES[category]).alias("type"),
+            pl.lit(policy(category).horde_type).alias("type"),
             "spellings",
             pl.col("worker_count").alias("workers"),
             "status_count",

@@ -15,7 +15,8 @@ from werkzeug import Request, Response
 from jobs.__main__ import main
 from pipeline.merge import merged_models, name_attribution
 from pipeline.names import parse_name
-from pipeline.outputs import AnalysisRules, run_outputs
+from pipeline.outputs import run_outputs
+from pipeline.rules import AnalysisRules
 from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sources.horde import HordeInputError, horde_frames, load_horde, status_frame, usage_frame, workers_frame
 from pipeline.sources.http import FetchError, HttpFetcher

@@ -176,7 +176,8 @@ def test_caches_serve_from_memory_when_redis_is_down() -> None:
 
 
 def _sample_statistics_json() -> str:
-    from pipeline.outputs import AnalysisRules, run_outputs
+    from pipeline.outputs import run_outputs
+    from pipeline.rules import AnalysisRules
     from pipeline.sources.records import load_records
 
     loaded = load_records(str(SAMPLE_DATA / "model_reference"))

@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from pipeline.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
-from pipeline.outputs import AnalysisRules, run_outputs
+from pipeline.outputs import run_outputs
+from pipeline.rules import AnalysisRules
 from pipeline.sources.records import load_records, records_frame
 from pipeline.statistics import PARAMETER_BUCKETS, category_statistics, statistics_tables
 

@@ -12,6 +12,7 @@ from typing import Any, Final
 import msgspec
 import polars as pl
 
+from pipeline.categories import HORDE_MODEL_TYPES
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
@@ -20,7 +21,6 @@ from pipeline.sources.http import HttpFetcher
 
 log = logging.getLogger(__name__)
 
-HORDE_MODEL_TYPES: Final = ("image", "text")
 #: The stats endpoint spells the image type "img".
 _STATS_PATH: Final = {"image": "img", "text": "text"}
 _USAGE_PERIODS: Final = ("day", "month", "total")

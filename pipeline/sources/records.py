@@ -17,7 +17,7 @@ import msgspec
 import polars as pl
 
 from pipeline.baselines import is_known_baseline, normalized_baseline
-from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, TEXT_GENERATION
+from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, policy
 from pipeline.schemas import (
     CASE_DUPLICATE_REASON,
     COPY_DIFFERENCE_DTYPE,
@@ -431,9 +431,11 @@ def _records_from_chunks(
         pl.col("download_sizes").fill_null([]),
         pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).alias("parameters"),
     ).with_columns(
-        (normalized_baseline(pl.col("raw_baseline")) if category == IMAGE_GENERATION else pl.col("raw_baseline")).alias(
-            "baseline"
-        ),
+        (
+            normalized_baseline(pl.col("raw_baseline"))
+            if policy(category).normalizes_baselines
+            else pl.col("raw_baseline")
+        ).alias("baseline"),
         pl.lit([], dtype=pl.List(pl.String)).alias("aliases"),
         pl.lit([], dtype=pl.List(COPY_DIFFERENCE_DTYPE)).alias("copy_differences"),
     )
@@ -453,7 +455,7 @@ def _records_from_chunks(
             pl.lit(CASE_DUPLICATE_REASON).alias("reason"),
         ),
     ]
-    if category == IMAGE_GENERATION:
+    if policy(category).normalizes_baselines:
         problems.append(
             records.filter(pl.col("raw_baseline").is_not_null() & ~is_known_baseline(pl.col("raw_baseline"))).select(
                 "name",
@@ -461,7 +463,7 @@ def _records_from_chunks(
                 pl.format("unknown baseline '{}' kept verbatim", pl.col("raw_baseline")).alias("reason"),
             )
         )
-    if category == TEXT_GENERATION:
+    if policy(category).folds_backend_copies:
         records, alias_problems = folded_text_aliases(records)
         problems.append(alias_problems)
 
