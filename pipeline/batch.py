@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from pipeline import keys
 from pipeline.interrupts import StopRequest
 from pipeline.outputs import RunOutputs, run_outputs
 from pipeline.rules import analysis_rules
@@ -99,7 +100,7 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
         max_bad_record_fraction=settings.max_bad_record_fraction,
         fetcher=fetcher,
     )
-    hashes = {f"records:{category}": item.input_hash for category, item in records.items()} | horde_hashes
+    hashes = {keys.records_hash_key(category): item.input_hash for category, item in records.items()} | horde_hashes
     return RunInputs(records=records, horde=horde, input_hashes=hashes)
 
 

@@ -150,16 +150,23 @@ def deletion_risk_table(
     return in_risk_order(rows).select(kept).collect(engine=ENGINE)
 
 
-def in_risk_order(rows: FrameT) -> FrameT:
-    """``rows`` in the SPEC §6 order: usage_month descending, then name ascending (the one definition; ``query``
-    sorts the stored table with it too)."""
+def in_risk_order(rows: FrameT, *, most_at_risk_first: bool = False) -> FrameT:
+    """``rows`` in the SPEC §6 order: usage_month descending, then name ascending (the one definition: the risk
+    step, ``query`` and the report sort with it).
+
+    ``most_at_risk_first`` is the report's ranking: risk_score descending, then least used, then name.
+    """
     keys: list[pl.Expr] = [pl.col("usage_month"), pl.col("name")]
+    descending = [True, False]
+    if most_at_risk_first:
+        keys, descending = [pl.col("risk_score"), *keys], [True, False, False]
     if "members" in rows.collect_schema():
         # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show
         # "Qwen2.5-14B"): their first member, unique per family, breaks the tie so the order does not change from
         # run to run.
         keys.append(pl.col("members").list.first())
-    return rows.sort(keys, descending=[True, *[False] * (len(keys) - 1)])
+        descending.append(False)
+    return rows.sort(keys, descending=descending)
 
 
 def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:

@@ -222,7 +222,9 @@ class RedisPublisher:
         old = json.loads(previous_run).get("input_hashes", {})
         new = json.loads(this_run[0]).get("input_hashes", {})
         changed = sorted(
-            key.split(":", 1)[1] for key, digest in new.items() if key.startswith("records:") and old.get(key) != digest
+            category
+            for key, digest in new.items()
+            if (category := keys.category_of_hash_key(key)) is not None and old.get(key) != digest
         )
         for category in changed:
             try:

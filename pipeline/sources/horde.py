@@ -13,6 +13,7 @@ import msgspec
 import polars as pl
 
 from pipeline.categories import HORDE_MODEL_TYPES
+from pipeline.keys import horde_hash_key
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
@@ -199,7 +200,7 @@ def horde_frames(payloads: Iterable[tuple[str, str, str, bytes]]) -> tuple[dict[
     hashes: dict[str, str] = {}
     for model_type, kind, label, raw in payloads:
         digest, frame = sha256_while(raw, partial(_FRAME_OF[kind], label, raw))
-        hashes[f"horde:{model_type}:{kind}"] = digest
+        hashes[horde_hash_key(model_type, kind)] = digest
         frames.setdefault(model_type, {})[kind] = frame
     return {
         model_type: HordeFrames(status=parts["status"], usage=parts["usage"], workers=parts.get("workers"))
