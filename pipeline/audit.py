@@ -179,7 +179,8 @@ def _family_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
             members.filter(pl.col(field).is_not_null())
             .group_by(FAMILY_KEY, as_text.alias("_value"))
             .agg(pl.col("name").sort().alias("_members"), pl.len().alias("_count"))
-            .sort("_count", "_value", descending=[True, False])
+            # The family key breaks ties, so families with the same count and value keep one order run to run.
+            .sort("_count", "_value", FAMILY_KEY, descending=[True, False, False])
         )
         found.append(
             per_value.group_by(FAMILY_KEY, maintain_order=True)
