@@ -77,12 +77,6 @@ def _attributed(records: pl.DataFrame, frames: HordeFrames, *, text: bool) -> tu
     return pl.concat(found), remaining.select("name")
 
 
-def name_attribution(records: pl.DataFrame, frames: HordeFrames, *, text: bool) -> pl.DataFrame:
-    """``horde_name -> model`` for every Horde name that belongs to a record (SPEC §4 matching order)."""
-    attributed, _ = _attributed(records, frames, text=text)
-    return attributed.select("horde_name", records["name"].gather(attributed[_MODEL_ID]).alias("model"))
-
-
 def _active_workers(frames: HordeFrames) -> pl.DataFrame | None:
     if frames.workers is None:
         return None

@@ -25,7 +25,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pipeline.rules import AnalysisRules, RiskRules
 
 LEGACY_PREFIX = "HORDE_MODEL_REFERENCE_"
-LIVE_HORDE_API = "https://aihorde.net/api"
 #: The Redis URL the service uses when ``..._REDIS__USE_REDIS`` is true and no URL is given.
 SERVICE_DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 
@@ -108,7 +107,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, frozen=True)
 
     # Inputs. The Horde default is the bundled sample (issue #4) so that `run` works offline on a fresh
-    # machine; a deployment sets HORDE_SOURCE to the live API (LIVE_HORDE_API).
+    # machine; a deployment sets HORDE_SOURCE to the live API (https://aihorde.net/api).
     model_reference_source: str = Field("sample_data/model_reference", validation_alias=_env("MODEL_REFERENCE_SOURCE"))
     horde_source: str = Field("sample_data/horde", validation_alias=_env("HORDE_SOURCE"))
     horde_api_timeout: float = Field(30.0, gt=0, validation_alias=_env("HORDE_API_TIMEOUT"))

@@ -264,16 +264,6 @@ class InvalidationBus:
             except Exception:
                 log.exception("invalidation subscriber failed", extra={"category": category})
 
-    def publish(self, category: str) -> None:
-        """Announce that ``category`` changed: every process drops it (this one even without Redis)."""
-        if self.client is not None:
-            try:
-                self.client.publish(keys.invalidate_channel(self.prefix), category)
-                return
-            except redis.RedisError as error:
-                log.warning("invalidation not published; applied locally", extra={"error": str(error)})
-        self.deliver(category)
-
     def _listen(self) -> None:
         assert self.client is not None
         while True:
