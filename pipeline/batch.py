@@ -22,6 +22,7 @@ import polars as pl
 
 from pipeline import keys
 from pipeline.interrupts import StopRequest
+from pipeline.models import LastRun
 from pipeline.outputs import RunOutputs, run_outputs
 from pipeline.rules import analysis_rules
 from pipeline.schemas import HordeFrames, LoadedCategory
@@ -124,13 +125,24 @@ class Publisher(Protocol):
         """Hold the run lock (None when Redis cannot give it: the run then commits without publishing)."""
         ...
 
-    def run_values(self, report: RunReport) -> RedisValues: ...
+    def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues: ...
 
     def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]: ...
 
     def restored(self, document: dict[str, Any]) -> RedisValues: ...
 
     def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
+
+
+def last_run(report: RunReport) -> LastRun:
+    """What Redis says about a finished run (``last_run``)."""
+    return LastRun(
+        run_id=report.run_id,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        input_hashes=report.input_hashes,
+        counts=report.counts,
+    )
 
 
 class NothingToRepublishError(RuntimeError):
@@ -185,7 +197,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             report.finished_at = time.time()
             redis_values: RedisValues | None = None
             if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
-                redis_values = publisher.run_values(report)
+                redis_values = publisher.run_values(outputs, last_run(report))
                 writer.write_artifact("redis", publisher.stored(run_id, redis_values))
             clock.lap("snapshot")
             if fence is not None:

@@ -23,7 +23,7 @@ from pipeline.settings import Settings, masked_url
 from pipeline.sinks.lock import RedisLock
 
 if TYPE_CHECKING:
-    from pipeline.batch import RunReport
+    from pipeline.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -131,40 +131,33 @@ class RedisPublisher:
         # While hydration is enabled keys outlive their TTL so readers keep the last good data (SPEC §7.1).
         return self.settings.cache_hydration_stale_ttl_seconds if self.settings.cache_hydration_enabled else ttl
 
-    def values(self, report: RunReport) -> dict[str, tuple[str, int]]:
+    def values(self, outputs: RunOutputs, run_id: str) -> dict[str, tuple[str, int]]:
         """key -> (compact JSON, expiry seconds) for every object of a run."""
         prefix = self.settings.redis_key_prefix
         found: dict[str, tuple[str, int]] = {}
-        for (category, grouped), stats in report.outputs.statistics.items():
+        for (category, grouped), stats in outputs.statistics.items():
             found[keys.statistics_key(prefix, category, grouped)] = (
                 _compact(stats),
                 self._expiry(self.settings.statistics_cache_ttl),
             )
-        for (category, grouped, variations), risk in report.outputs.deletion_risk.items():
+        for (category, grouped, variations), risk in outputs.deletion_risk.items():
             found[keys.deletion_risk_key(prefix, category, grouped, variations)] = (
                 risk.json(),
                 self._expiry(self.settings.deletion_risk_cache_ttl),
             )
-        for (table, category), findings in report.outputs.tables.items():
+        for (table, category), findings in outputs.tables.items():
             if table == "audit":  # SPEC §11; expires like the statistics it sits beside
-                audit = audit_json(findings, category=category, run_id=report.run_id)
+                audit = audit_json(findings, category=category, run_id=run_id)
                 found[keys.audit_key(prefix, category)] = (audit, self._expiry(self.settings.statistics_cache_ttl))
         return found
 
-    def run_values(self, report: RunReport) -> RedisValues:
+    def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues:
         """Everything a run writes to Redis: ``values`` plus ``last_run`` (which never expires).
 
         The one place a run's outputs become Redis values: the run stores them in its snapshot before the
         commit, and both the publish and ``run --republish`` send exactly these.
         """
-        last_run = LastRun(
-            run_id=report.run_id,
-            started_at=report.started_at,
-            finished_at=report.finished_at,
-            input_hashes=report.input_hashes,
-            counts=report.counts,
-        )
-        found: RedisValues = dict(self.values(report))
+        found: RedisValues = dict(self.values(outputs, last_run.run_id))
         found[keys.last_run_key(self.settings.redis_key_prefix)] = (_compact(last_run), None)
         return found
 
