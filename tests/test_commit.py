@@ -91,7 +91,7 @@ def test_a_committed_run_stores_exactly_what_it_published(
     client = _client(own_redis.url)
     stored = {f"{PREFIX}:{key}": value for key, (value, _) in document["keys"].items()}
     assert keys.last_run_key(PREFIX) in stored and len(stored) > 10
-    assert {key: client.get(key).decode() for key in stored} == stored  # type: ignore[union-attr]
+    assert {key: client.get(key).decode() for key in stored} == stored
     _assert_redis_shows(client, manifest["run_id"])
 
 

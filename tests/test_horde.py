@@ -75,7 +75,7 @@ def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.
     for model_type in ("image", "text"):
         assert horde_module._typed((real_horde / f"stats_{model_type}.json").read_bytes(), horde_module._Usage)
         for kind, shape in (("status", horde_module._Status), ("workers", horde_module._Worker)):
-            assert horde_module._typed((real_horde / f"{kind}_{model_type}.json").read_bytes(), list[shape])
+            assert horde_module._typed((real_horde / f"{kind}_{model_type}.json").read_bytes(), list[shape])  # type: ignore[valid-type]
     typed, typed_hashes = load_horde(str(real_horde))
     monkeypatch.setattr(horde_module, "_typed", lambda raw, shape: None)
     checked, checked_hashes = load_horde(str(real_horde))
@@ -417,7 +417,7 @@ def test_a_key_claimed_twice_goes_to_the_exact_name_then_the_first_record() -> N
     # Many records, so the unique() runs over several partitions and threads.
     filler = [f"org{i}/Filler-{i}B" for i in range(20_000)]
     names = [*filler, "orgA/Model-7B", "orgB/Model-7B", "koboldcpp/Other-3B", "Other-3B"]
-    aliases = [[] for _ in filler] + [[], [], [], ["koboldcpp/Other-3B"]]
+    aliases: list[list[str]] = [[] for _ in filler] + [[], [], [], ["koboldcpp/Other-3B"]]
     records = pl.DataFrame(
         {"name": names, "aliases": aliases}, schema={"name": pl.String, "aliases": pl.List(pl.String)}
     )

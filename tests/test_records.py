@@ -25,7 +25,7 @@ def _image(name: str, **fields: object) -> dict[str, object]:
     return record
 
 
-def _frame(category: str, document: dict[str, object], **kwargs: float):  # type: ignore[no-untyped-def]
+def _frame(category: str, document: dict[str, Any], **kwargs: float):  # type: ignore[no-untyped-def]
     return records_frame(category, json.dumps(document).encode(), f"{category}.json", **kwargs)
 
 

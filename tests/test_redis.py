@@ -488,7 +488,7 @@ def test_an_invalidation_over_redis_wakes_the_hydrator(redis_url: str) -> None:
 
 def test_a_cycle_fetches_horde_data_once_for_every_view(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = batch.load_horde
+    real = batch.load_horde  # type: ignore[attr-defined]
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append("horde")
@@ -525,7 +525,7 @@ def test_a_password_never_reaches_logs_or_errors(
     monkeypatch.setenv("REDIS_URL", password_redis.url)
     assert main(["run"]) == 0  # authenticated: publishes
     assert _client(password_redis.url).get(keys.last_run_key(_prefix_or_default())) is not None
-    real = batch.run_outputs
+    real = batch.run_outputs  # type: ignore[attr-defined]
 
     def killing(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = real(*args, **kwargs)
