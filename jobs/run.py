@@ -19,7 +19,7 @@ from jobs._cli import (
     settings_or_exit,
 )
 from jobs.audit import format_counts_line
-from pipeline.batch import NothingToRepublishError, RunReport, republish, run_once
+from pipeline.batch import NothingToRepublishError, RunResult, republish, run_once
 from pipeline.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, masked_text, masked_url, secret_urls
@@ -42,7 +42,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def format_summary(report: RunReport) -> str:
+def format_summary(report: RunResult) -> str:
     """A short per-category table of a finished run."""
     header = f"{'category':<18} {'models':>7} {'grouped':>8} {'nsfw':>6} {'at risk':>8} {'critical':>9}"
     lines = [f"run {report.run_id}", header, "-" * len(header)]
@@ -65,7 +65,7 @@ def format_summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def statistics_json(report: RunReport) -> str:
+def statistics_json(report: RunResult) -> str:
     """Every CategoryStatistics of the run as one JSON document."""
     return json.dumps(
         {
@@ -99,7 +99,7 @@ def _failed(settings: Settings, message: str, code: int) -> int:
     return code
 
 
-def execute(settings: Settings, stop: StopRequest | None = None) -> RunReport | int:
+def execute(settings: Settings, stop: StopRequest | None = None) -> RunResult | int:
     """One guarded run: the report, or an exit code (SPEC §1: 1 failed, 2 configuration, 3 lock, 128+N signal)."""
     try:
         publisher = make_publisher(settings)

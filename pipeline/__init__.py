@@ -29,12 +29,12 @@ from pipeline.rules import AnalysisRules, RiskRules, analysis_rules
 from pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pipeline.batch import RunReport, run_once
+    from pipeline.batch import RunResult, run_once
     from pipeline.sources.horde import load_horde
     from pipeline.sources.records import load_records
 
 _SHELL = {
-    "RunReport": "pipeline.batch",
+    "RunResult": "pipeline.batch",
     "run_once": "pipeline.batch",
     "load_horde": "pipeline.sources.horde",
     "load_records": "pipeline.sources.records",
@@ -62,7 +62,7 @@ __all__ = [
     "ParsedName",
     "RiskRules",
     "RunOutputs",
-    "RunReport",
+    "RunResult",
     "Settings",
     "TagStats",
     "analysis_rules",

@@ -14,8 +14,8 @@ import polars as pl
 
 from pipeline.baselines import is_known_baseline
 from pipeline.categories import policy
+from pipeline.collect_engine import ENGINE
 from pipeline.deletion_risk import is_preferred_host
-from pipeline.engine import ENGINE
 from pipeline.names.families import FAMILY_ID, FAMILY_KEY
 from pipeline.names.patterns import BACKEND_ALIAS_RULES
 from pipeline.names.polars_engine import backend_of, short_name

@@ -65,7 +65,7 @@ class Stopwatch:
 
 
 @dataclass
-class RunReport:
+class RunResult:
     """What a finished run did."""
 
     run_id: str
@@ -134,7 +134,7 @@ class Publisher(Protocol):
     def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
 
 
-def last_run(report: RunReport) -> LastRun:
+def last_run(report: RunResult) -> LastRun:
     """What Redis says about a finished run (``last_run``)."""
     return LastRun(
         run_id=report.run_id,
@@ -149,7 +149,7 @@ class NothingToRepublishError(RuntimeError):
     """The store has no committed run, or its latest run holds no Redis values."""
 
 
-def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: StopRequest | None = None) -> RunReport:
+def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: StopRequest | None = None) -> RunResult:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
 
     Raises (committing nothing: this run's files are removed) when any step before the manifest fails, when
@@ -180,7 +180,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         )
         clock.lap("compute")
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
-        report = RunReport(
+        report = RunResult(
             run_id=run_id,
             started_at=started,
             finished_at=started,

@@ -9,7 +9,7 @@ from typing import Final, TypeVar
 import polars as pl
 
 from pipeline.categories import policy
-from pipeline.engine import ENGINE, sorted_lists
+from pipeline.collect_engine import ENGINE, sorted_lists
 from pipeline.merge import WORKER_IDS, worker_weighted_mean
 from pipeline.models import (
     CategoryDeletionRiskResponse,

@@ -7,7 +7,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.categories import policy
-from pipeline.engine import sorted_lists
+from pipeline.collect_engine import sorted_lists
 from pipeline.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
 from pipeline.names.polars_engine import backend_of, backend_spelling
 from pipeline.schemas import HordeFrames

@@ -9,8 +9,8 @@ import polars as pl
 
 from pipeline.audit import reference_audit
 from pipeline.categories import policy
+from pipeline.collect_engine import ENGINE
 from pipeline.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
-from pipeline.engine import ENGINE
 from pipeline.merge import merged_models
 from pipeline.models import CategoryStatistics
 from pipeline.names.families import (

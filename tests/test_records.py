@@ -447,7 +447,7 @@ def test_a_repeated_name_keeps_the_first_record_and_is_reported() -> None:
 def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
     import gc
 
-    from pipeline.sources.collector import collector_paused
+    from pipeline.sources.gc_pause import collector_paused
 
     states: list[bool] = []
     with collector_paused():
@@ -485,7 +485,7 @@ def test_input_hashes_are_the_sha256_of_the_bytes_read(monkeypatch: pytest.Monke
 
 
 def test_a_decoding_error_wins_over_the_hash_beside_it() -> None:
-    from pipeline.sources.digest import sha256_while
+    from pipeline.sources.input_hash import sha256_while
 
     def broken() -> None:
         raise ReferenceInputError("bad input")

@@ -7,7 +7,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.engine import sorted_lists
+from pipeline.collect_engine import sorted_lists
 from pipeline.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.names.polars_engine import parsed_names
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.schemas import RUN_COLUMNS
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ import polars as pl
 from pipeline.categories import HORDE_MODEL_TYPES
 from pipeline.keys import horde_hash_key
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
-from pipeline.sources.collector import collector_paused
-from pipeline.sources.columns import field_columns, list_series
-from pipeline.sources.digest import sha256_while
+from pipeline.sources.field_columns import field_columns, list_series
+from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.input_hash import sha256_while
 
 log = logging.getLogger(__name__)
 

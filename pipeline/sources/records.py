@@ -26,10 +26,10 @@ from pipeline.schemas import (
     RECORD_SCHEMA,
     LoadedCategory,
 )
-from pipeline.sources.collector import collector_paused
-from pipeline.sources.columns import field_columns, list_series
-from pipeline.sources.digest import sha256_while
+from pipeline.sources.field_columns import field_columns, list_series
+from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.input_hash import sha256_while
 from pipeline.text_aliases import folded_text_aliases
 
 log = logging.getLogger(__name__)
