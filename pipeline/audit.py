@@ -18,7 +18,7 @@ from pipeline.collect_engine import ENGINE
 from pipeline.deletion_risk import is_preferred_host
 from pipeline.names.families import FAMILY_ID, FAMILY_KEY
 from pipeline.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.names.polars_engine import backend_of, short_name
+from pipeline.names.spellings import backend_of, short_name
 from pipeline.schemas import (
     AUDIT_SCHEMA,
     CASE_DUPLICATE_REASON,

@@ -19,13 +19,13 @@ from pipeline.models import (
 )
 from pipeline.names.families import (
     FAMILY_ID,
-    display_spelling,
     most_common_per_family,
     require_family_ids,
     sorted_members,
     with_united_lists,
 )
 from pipeline.names.patterns import VARIATION_BACKENDS
+from pipeline.names.spellings import display_spelling
 from pipeline.rules import RiskRules
 from pipeline.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes

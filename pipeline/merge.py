@@ -9,7 +9,7 @@ import polars as pl
 from pipeline.categories import policy
 from pipeline.collect_engine import sorted_lists
 from pipeline.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
-from pipeline.names.polars_engine import backend_of, backend_spelling
+from pipeline.names.spellings import backend_of, backend_spelling
 from pipeline.schemas import HordeFrames
 
 # A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
