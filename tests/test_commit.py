@@ -185,7 +185,7 @@ def test_redis_refusing_the_credentials_exits_2_before_any_work(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", url_of(password_redis))  # type: ignore[operator]
+    monkeypatch.setenv("REDIS_URL", url_of(password_redis))
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert reason in err and "s3cret-Hunter2" not in err and "wrong-password" not in err
