@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,8 +152,17 @@ class NothingToRepublishError(RuntimeError):
     """The store has no committed run, or its latest run holds no Redis values."""
 
 
-def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: StopRequest | None = None) -> RunResult:
+def run_once(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    stop: StopRequest | None = None,
+    load: Callable[[Settings, HttpFetcher], RunInputs] = load_inputs,
+    snapshot_writer: type[SnapshotWriter] = SnapshotWriter,
+) -> RunResult:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
+
+    ``load`` and ``snapshot_writer`` are seams: the source and the sink a run uses (a test passes one that fails).
 
     Raises (committing nothing: this run's files are removed) when any step before the manifest fails, when
     the lock was lost (LockLostError) or a stop was requested (RunInterrupted). Once committed, a failed
@@ -174,7 +184,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             max_bytes=settings.horde_api_max_bytes,
             cache_dir=root / "_http_cache",
         ) as fetcher:
-            inputs = load_inputs(settings, fetcher)
+            inputs = load(settings, fetcher)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
@@ -193,7 +203,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
             counts=counts,
             timings=clock.laps,
         )
-        writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
+        writer = snapshot_writer(root=root, run_id=run_id, run_at=run_at)
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)

@@ -19,7 +19,7 @@ from jobs.__main__ import main
 from pipeline import batch, keys
 from pipeline.hydrator import CacheHydrator, HydratorAlreadyRunningError
 from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from pipeline.sinks.lock import LockHeldError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sinks.redis_cache import (
@@ -29,6 +29,7 @@ from pipeline.sinks.redis_cache import (
     StatisticsCache,
     redis_client,
 )
+from pipeline.sources.http import HttpFetcher
 from tests.conftest import SAMPLE_DATA, RedisServer
 
 SAMPLE_CATEGORIES = ("controlnet", "esrgan", "image_generation", "text_generation")
@@ -488,15 +489,13 @@ def test_an_invalidation_over_redis_wakes_the_hydrator(redis_url: str) -> None:
 
 def test_a_cycle_fetches_horde_data_once_for_every_view(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = batch.load_horde  # type: ignore[attr-defined]
 
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append("horde")
-        return real(*args, **kwargs)
+    def counted(settings: Settings, fetcher: HttpFetcher) -> batch.RunInputs:
+        calls.append("load")
+        return batch.load_inputs(settings, fetcher)
 
-    monkeypatch.setattr(batch, "load_horde", counted)
-    report = batch.run_once(load_settings())
-    assert calls == ["horde"]
+    report = batch.run_once(load_settings(), load=counted)
+    assert calls == ["load"]
     assert set(report.outputs.deletion_risk) == {
         ("image_generation", False, False),
         ("image_generation", True, False),
