@@ -278,7 +278,7 @@ def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: P
     ],
 )
 def test_incremental_decoder_agrees_with_json_loads(document: str) -> None:
-    from pipeline.sources.records import top_level_entries
+    from pipeline.sources.json_entries import top_level_entries
 
     assert dict(top_level_entries(document, "f.json")) == json.loads(document)
 
@@ -295,7 +295,7 @@ def test_incremental_decoder_agrees_with_json_loads(document: str) -> None:
     ],
 )
 def test_incremental_decoder_reports_positions(document: str, where: str) -> None:
-    from pipeline.sources.records import top_level_entries
+    from pipeline.sources.json_entries import top_level_entries
 
     with pytest.raises(ReferenceInputError, match=f"f.json: malformed JSON at {where}"):
         list(top_level_entries(document, "f.json"))
