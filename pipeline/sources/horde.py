@@ -22,6 +22,7 @@ from pipeline.sources.files import is_present, regular_file_bytes
 from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.input_hash import sha256_while
+from pipeline.sources.location import url_fetcher
 from pipeline.sources.untrusted_json import NOT_UNICODE, checked_loads, checked_text, printable, value_problem
 
 log = logging.getLogger(__name__)
@@ -353,9 +354,7 @@ def _snapshot_files(model_type: str) -> dict[str, str]:
 def horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> Iterator[tuple[str, str, str, bytes]]:
     """``(model type, "status"|"usage"|"workers", label, bytes)`` of every payload, read one at a time so that
     only one payload's bytes need be in memory."""
-    if source.startswith(("http://", "https://")):
-        if fetcher is None:
-            raise ValueError("a URL source needs an HttpFetcher")
+    if (fetcher := url_fetcher(source, fetcher)) is not None:
         base = source.rstrip("/")
         for model_type in HORDE_MODEL_TYPES:
             requests = {

@@ -34,6 +34,7 @@ from pipeline.sources.http import HttpFetcher
 from pipeline.sources.input_hash import sha256_while
 from pipeline.sources.json_entries import ReferenceInputError as ReferenceInputError  # raised by load_records
 from pipeline.sources.json_entries import top_level_entries
+from pipeline.sources.location import url_fetcher
 from pipeline.sources.untrusted_json import (
     Unusable,
     checked_text,
@@ -421,9 +422,7 @@ def _records_from_chunks(
 def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator[tuple[str, str, bytes]]:
     """``(category, label, bytes)`` of every category file present at ``source`` (a folder or a base URL), read
     one at a time so that only one file's bytes are in memory. A missing required file raises."""
-    if source.startswith(("http://", "https://")):
-        if fetcher is None:
-            raise ValueError("a URL source needs an HttpFetcher")
+    if (fetcher := url_fetcher(source, fetcher)) is not None:
         for category, file_name in CATEGORY_FILES.items():
             url = source.rstrip("/") + "/" + file_name
             body = fetcher.get_bytes(url, missing_ok=True)
