@@ -29,7 +29,20 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 #: Columns and JSON fields that differ between two runs of the same inputs by design.
-VOLATILE = frozenset({"run_id", "run_at", "computed_at", "started_at", "finished_at", "timestamp"})
+VOLATILE = frozenset(
+    {
+        "run_id",
+        "run_at",
+        "computed_at",
+        "started_at",
+        "finished_at",
+        "timestamp",
+        # the history's timestamps (SPEC §10): on a first run they are the run's own time
+        "first_seen",
+        "last_seen_with_workers",
+        "at_risk_since",
+    }
+)
 
 
 def dump(reference: str, horde: str, out: Path) -> None:
@@ -72,6 +85,13 @@ def _stable(document: Any) -> Any:
     return document
 
 
+def _without_volatile(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` without run ids and timestamps (every Datetime column: first_seen, ... are the run's time)."""
+    return frame.drop(
+        [name for name, dtype in frame.schema.items() if name in VOLATILE or isinstance(dtype, pl.Datetime)]
+    )
+
+
 def differences(before: Path, after: Path) -> list[str]:
     """What differs between two dumps (empty when they hold the same outputs)."""
     found: list[str] = []
@@ -82,8 +102,7 @@ def differences(before: Path, after: Path) -> list[str]:
     for name in sorted(names_before & names_after):
         if name.suffix == ".parquet":
             left, right = pl.read_parquet(before / name), pl.read_parquet(after / name)
-            left = left.drop([column for column in left.columns if column in VOLATILE])
-            right = right.drop([column for column in right.columns if column in VOLATILE])
+            left, right = _without_volatile(left), _without_volatile(right)
             try:
                 assert_frame_equal(left, right, check_exact=True)
             except AssertionError as error:

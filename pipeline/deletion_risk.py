@@ -27,7 +27,7 @@ from pipeline.names.families import (
 from pipeline.names.patterns import VARIATION_BACKENDS
 from pipeline.names.spellings import display_spelling
 from pipeline.rules import RiskRules
-from pipeline.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
+from pipeline.schemas import BACKEND_VARIATION_DTYPE, HISTORY_FIELDS, RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
@@ -280,11 +280,23 @@ def _info_struct(table: pl.DataFrame, with_variations: bool) -> pl.Expr:
             fields.append(pl.lit(None).alias(name))
         elif name in ("usage_hour", "usage_minute"):
             fields.append(pl.lit(None, dtype=pl.Int64).alias(name))  # not available from the AI Horde
+        elif name in HISTORY_FIELDS:
+            fields.append(_history_field(table, name))
         else:
             fields.append(pl.col(name))
     if "members" in table.columns:
         fields.append(pl.col("members"))  # grouped rows name their member models (an additive field)
     return pl.struct(*fields)
+
+
+def _history_field(table: pl.DataFrame, name: str) -> pl.Expr:
+    """A SPEC §10 field: null where the table carries no history; times written as Pydantic writes them."""
+    dtype = HISTORY_FIELDS[name]
+    if name not in table.columns:
+        return pl.lit(None, dtype=pl.String() if dtype.is_temporal() else dtype).alias(name)
+    if dtype.is_temporal():
+        return pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ").alias(name)
+    return pl.col(name)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class RiskRules:
     text_critical_worker_threshold: int = 1
     preferred_file_hosts: tuple[str, ...] = ("huggingface.co",)
     text_ignore_download_hosts: bool = True
+    stale_worker_days: int = 30  # SPEC §10 preset ``stale_workers``
 
 
 @dataclass(frozen=True)

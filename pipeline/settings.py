@@ -175,6 +175,7 @@ class Settings(BaseSettings):
     text_ignore_download_hosts: bool = Field(
         RiskRules.text_ignore_download_hosts, validation_alias=_env("TEXT_IGNORE_DOWNLOAD_HOSTS")
     )
+    stale_worker_days: int = Field(RiskRules.stale_worker_days, ge=0, validation_alias=_env("STALE_WORKER_DAYS"))
 
     # Where each value came from and the unknown HORDE_MODEL_REFERENCE_* names seen (set by load_settings).
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -15,11 +15,13 @@ from pipeline.schemas import (
     AUDIT_SCHEMA,
     BASELINE_ROW_SCHEMA,
     BUCKET_ROW_SCHEMA,
+    CHANGES_SCHEMA,
     FAMILY_SCHEMA,
     HORDE_STATUS_SCHEMA,
     HORDE_USAGE_SCHEMA,
     HOST_ROW_SCHEMA,
     MERGED_SCHEMA,
+    MODEL_STATE_SCHEMA,
     NAMES_TABLE_SCHEMA,
     RECORD_SCHEMA,
     RISK_SCHEMA,
@@ -43,6 +45,8 @@ SNAPSHOT_TABLES: Final[dict[str, pl.Schema]] = {
     "deletion_risk": RISK_SCHEMA,
     "unmatched": UNMATCHED_SCHEMA,
     "audit": AUDIT_SCHEMA,
+    "model_state": MODEL_STATE_SCHEMA,
+    "changes": CHANGES_SCHEMA,
 }
 
 

@@ -33,6 +33,8 @@ EXPECTED_TABLES = {
     "deletion_risk",
     "unmatched",
     "audit",
+    "model_state",
+    "changes",
 }
 
 
