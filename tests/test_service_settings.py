@@ -154,7 +154,16 @@ def test_effective_settings_line_masks_the_password(
     assert password_redis.password not in json.dumps([fields for _, _, fields in events])
 
 
-_RUN_FIELDS = {"run_id", "computed_at", "started_at", "finished_at"}
+# and the history's timestamps, which are the run's own time on a first run (SPEC §10)
+_RUN_FIELDS = {
+    "run_id",
+    "computed_at",
+    "started_at",
+    "finished_at",
+    "first_seen",
+    "last_seen_with_workers",
+    "at_risk_since",
+}
 
 
 def _without_run_fields(value: Any) -> Any:
