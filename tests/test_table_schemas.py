@@ -14,11 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline import AnalysisRules, load_horde, load_records, run_outputs
+from pipeline import load_settings, run_once
 from pipeline.tables import SNAPSHOT_TABLES, schema_document, table_schema
 
 CHECKED_IN = Path(__file__).parent / "data" / "table_schemas.json"
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 def declared() -> dict[str, list[list[str]]]:
@@ -45,11 +44,10 @@ def not_additive(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sample_tables() -> dict[tuple[str, str], pl.DataFrame]:
-    loaded = load_records(str(SAMPLE_DATA / "model_reference"))
-    horde, _ = load_horde(str(SAMPLE_DATA / "horde"))
-    return run_outputs(loaded, horde, AnalysisRules(), computed_at=0).tables
+    """Every table one run on the sample data writes (the history's tables included)."""
+    return run_once(load_settings()).outputs.tables
 
 
 def test_every_table_a_run_writes_has_exactly_its_declared_schema(
