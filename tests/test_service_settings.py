@@ -154,7 +154,7 @@ def test_effective_settings_line_masks_the_password(
     assert password_redis.password not in json.dumps([fields for _, _, fields in events])
 
 
-# and the history's timestamps, which are the run's own time on a first run (SPEC §10)
+# Fields stamped with the run's own id or time (a first run's history dates are its run time, SPEC §10).
 _RUN_FIELDS = {
     "run_id",
     "computed_at",
