@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,10 +21,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from pipeline.deletion_risk import RiskRules
+from pipeline import keys
 from pipeline.history import with_history
 from pipeline.interrupts import StopRequest
-from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
+from pipeline.models import LastRun
+from pipeline.outputs import RunOutputs, run_outputs
+from pipeline.rules import analysis_rules
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
@@ -35,32 +38,14 @@ from pipeline.sinks.parquet_snapshot import (
     snapshot_lock,
     sweep_uncommitted,
 )
+from pipeline.sinks.previous_run import PreviousRecords
 from pipeline.sinks.redis_cache import PublishError, RedisValues
 from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
-from pipeline.sources.previous_run import PreviousRecords, records_input
 from pipeline.sources.records import load_records
 
 log = logging.getLogger(__name__)
-
-
-def analysis_rules(settings: Settings) -> AnalysisRules:
-    """The rule values of a run, from settings."""
-    return AnalysisRules(
-        top_tags_limit=settings.top_tags_limit,
-        group_by_variant=settings.group_by_variant,
-        risk=RiskRules(
-            low_usage_threshold_percentage=settings.low_usage_threshold_percentage,
-            text_low_usage_threshold_percentage=settings.text_low_usage_threshold_percentage,
-            high_usage_threshold_percentage=settings.high_usage_threshold_percentage,
-            text_critical_usage_threshold=settings.text_critical_usage_threshold,
-            text_critical_worker_threshold=settings.text_critical_worker_threshold,
-            preferred_file_hosts=settings.preferred_file_hosts,
-            text_ignore_download_hosts=settings.text_ignore_download_hosts,
-            stale_worker_days=settings.stale_worker_days,
-        ),
-    )
 
 
 class Stopwatch:
@@ -85,7 +70,7 @@ class Stopwatch:
 
 
 @dataclass
-class RunReport:
+class RunResult:
     """What a finished run did."""
 
     run_id: str
@@ -125,7 +110,7 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher, previous: PreviousReco
         fetcher=fetcher,
         reuse=previous,
     )
-    hashes = {records_input(category): item.input_hash for category, item in records.items()} | horde_hashes
+    hashes = {keys.records_hash_key(category): item.input_hash for category, item in records.items()} | horde_hashes
     return RunInputs(records=records, horde=horde, input_hashes=hashes)
 
 
@@ -149,13 +134,24 @@ class Publisher(Protocol):
         """Hold the run lock (None when Redis cannot give it: the run then commits without publishing)."""
         ...
 
-    def run_values(self, report: RunReport) -> RedisValues: ...
+    def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues: ...
 
     def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]: ...
 
     def restored(self, document: dict[str, Any]) -> RedisValues: ...
 
     def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
+
+
+def last_run(report: RunResult) -> LastRun:
+    """What Redis says about a finished run (``last_run``)."""
+    return LastRun(
+        run_id=report.run_id,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        input_hashes=report.input_hashes,
+        counts=report.counts,
+    )
 
 
 class NothingToRepublishError(RuntimeError):
@@ -167,11 +163,15 @@ def run_once(
     *,
     publisher: Publisher | None = None,
     stop: StopRequest | None = None,
+    load: Callable[[Settings, HttpFetcher, PreviousRecords | None], RunInputs] = load_inputs,
+    snapshot_writer: type[SnapshotWriter] = SnapshotWriter,
     as_of: datetime | None = None,
     rebuild_after: bool = False,
     reuse_inputs: bool = True,
-) -> RunReport:
+) -> RunResult:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
+
+    ``load`` and ``snapshot_writer`` are seams: the source and the sink a run uses (a test passes one that fails).
 
     Raises (committing nothing: this run's files are removed) when any step before the manifest fails, when
     the lock was lost (LockLostError) or a stop was requested (RunInterrupted). Once committed, a failed
@@ -206,7 +206,7 @@ def run_once(
             cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
             # SPEC §9: unchanged reference files are read back from the previous run (reuse_inputs=False decodes all)
-            inputs = load_inputs(settings, fetcher, PreviousRecords.latest(store) if reuse_inputs else None)
+            inputs = load(settings, fetcher, PreviousRecords.latest(store) if reuse_inputs else None)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
@@ -218,7 +218,7 @@ def run_once(
         clock.lap("compute")
         clock.laps["history"] = round(time.perf_counter() - history_started, 4)  # part of compute (SPEC §10)
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
-        report = RunReport(
+        report = RunResult(
             run_id=run_id,
             started_at=started,
             finished_at=started,
@@ -228,7 +228,7 @@ def run_once(
             counts=counts,
             timings=clock.laps,
         )
-        writer = SnapshotWriter(root=store, run_id=run_id, run_at=run_at)
+        writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
@@ -237,13 +237,13 @@ def run_once(
             report.finished_at = time.time()
             redis_values: RedisValues | None = None
             if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
-                redis_values = publisher.run_values(report)
+                redis_values = publisher.run_values(outputs, last_run(report))
                 writer.write_artifact("redis", publisher.stored(run_id, redis_values))
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
             store_fence.verify()  # the lock object of an object store, likewise
-            entries = {records_input(category): item.entries for category, item in inputs.records.items()}
+            entries = {keys.records_hash_key(category): item.entries for category, item in inputs.records.items()}
             writer.commit(input_hashes=inputs.input_hashes, counts=counts, input_entries=entries)
         except BaseException:
             writer.abort()

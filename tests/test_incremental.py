@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.batch import RunReport, run_once
+from pipeline.batch import RunResult, run_once
 from pipeline.categories import CATEGORY_FILES
 from pipeline.settings import load_settings
 from pipeline.sinks.parquet_snapshot import latest_table, manifests
@@ -28,7 +28,7 @@ def reused_categories(caplog: pytest.LogCaptureFixture) -> set[str]:
     return {getattr(record, "category", "") for record in caplog.records if record.getMessage() == REUSED}
 
 
-def run(snapshots: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> RunReport:
+def run(snapshots: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> RunResult:
     monkeypatch.setenv("SNAPSHOT_DIR", str(snapshots))
     return run_once(load_settings(), **options)
 
@@ -63,12 +63,13 @@ def test_a_warm_run_reads_unchanged_records_back_and_matches_a_cold_run(
     assert warm.problems.height > 0, "the sample data has input problems: they are carried over too"
     exclude = set(RUN_FIELDS)
     assert set(warm.outputs.statistics) == set(cold.outputs.statistics)
-    for key, stats in cold.outputs.statistics.items():
-        assert warm.outputs.statistics[key].model_dump(exclude=exclude) == stats.model_dump(exclude=exclude), key
+    for stats_key, stats in cold.outputs.statistics.items():
+        warm_stats = warm.outputs.statistics[stats_key].model_dump(exclude=exclude)
+        assert warm_stats == stats.model_dump(exclude=exclude), stats_key
     assert set(warm.outputs.deletion_risk) == set(cold.outputs.deletion_risk)
-    for key, view in cold.outputs.deletion_risk.items():
-        warm_response = warm.outputs.deletion_risk[key].response().model_dump(exclude=exclude)
-        assert warm_response == view.response().model_dump(exclude=exclude), key
+    for risk_key, view in cold.outputs.deletion_risk.items():
+        warm_response = warm.outputs.deletion_risk[risk_key].response().model_dump(exclude=exclude)
+        assert warm_response == view.response().model_dump(exclude=exclude), risk_key
     # the stored tables of the warm run equal the cold run's, problems included
     for category in loaded:
         for table in ("records", "problems", "deletion_risk"):

@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.schemas import RUN_COLUMNS
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
@@ -45,30 +45,13 @@ __all__ = [
     "table_key",
     "table_path",
 ]
+from pipeline.tables import SNAPSHOT_TABLES
 
 log = logging.getLogger(__name__)
 
 MANIFEST_DIR: Final = "_runs"
-#: The tables a run writes (SPEC §7.2); new columns are additive only.
-TABLES: Final = (
-    "records",
-    "names",
-    "families",
-    "horde_status",
-    "horde_usage",
-    "merged",
-    "baselines",
-    "buckets",
-    "tags",
-    "styles",
-    "hosts",
-    "deletion_risk",
-    "unmatched",
-    "audit",
-    "model_state",
-    "changes",
-    "problems",  # the input problems loading reported per category; incremental runs read them back (SPEC §9)
-)
+#: The tables a run writes (SPEC §7.2), from the one registry (``pipeline.tables``, where each has its schema).
+TABLES: Final = tuple(SNAPSHOT_TABLES)
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
 ARTIFACTS: Final = ("redis",)

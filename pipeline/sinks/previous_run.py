@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from pipeline import keys
 from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
 from pipeline.sinks.store import SnapshotStore, open_store
@@ -24,11 +25,6 @@ log = logging.getLogger(__name__)
 
 #: The tables that together are what ``load_records`` returns for one category.
 REUSED_TABLES: Final = ("records", "problems")
-
-
-def records_input(category: str) -> str:
-    """The manifest's name of a category's reference input (``input_hashes`` and ``input_entries`` keys)."""
-    return f"records:{category}"
 
 
 class PreviousRecords:
@@ -50,7 +46,7 @@ class PreviousRecords:
         manifest = self.manifest
         if manifest is None:
             return None
-        name = records_input(category)
+        name = keys.records_hash_key(category)
         entries = manifest.get("input_entries", {}).get(name)
         if manifest.get("input_hashes", {}).get(name) != input_hash or not isinstance(entries, int):
             return None
