@@ -46,8 +46,9 @@ def not_additive(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 @pytest.fixture
 def sample_tables() -> dict[tuple[str, str], pl.DataFrame]:
-    """Every table one run on the sample data writes (the history's tables included)."""
-    return run_once(load_settings()).outputs.tables
+    """Every table one run on the sample data writes (the history's tables and the input problems included)."""
+    result = run_once(load_settings())
+    return {**result.outputs.tables, ("problems", "every category"): result.problems}
 
 
 def test_every_table_a_run_writes_has_exactly_its_declared_schema(
