@@ -36,9 +36,10 @@ def main() -> None:
 
     from pipeline.audit import reference_audit
     from pipeline.categories import TEXT_GENERATION
-    from pipeline.engine import ENGINE
+    from pipeline.collect_engine import ENGINE
     from pipeline.names.families import text_names, with_family_ids, with_parsed_names
-    from pipeline.outputs import AnalysisRules, run_outputs
+    from pipeline.outputs import run_outputs
+    from pipeline.rules import AnalysisRules
     from pipeline.sources.horde import load_horde
     from pipeline.sources.records import load_records
 

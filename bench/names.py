@@ -74,7 +74,7 @@ def run_engine(engine: str, path: Path) -> dict[str, float]:
     """Median seconds of RUNS runs of one engine variant, and the process's peak RSS."""
     import polars as pl
 
-    from pipeline.engine import ENGINE
+    from pipeline.collect_engine import ENGINE
     from pipeline.names import parsed_name_frame, parsed_names
     from pipeline.names.python_engine import _parse, parse_name
 

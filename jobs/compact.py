@@ -12,17 +12,17 @@ import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
-from pathlib import Path
 
 from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
 from jobs.run import make_publisher
 from pipeline.logs import configure_logging
-from pipeline.retention_plan import RetentionPolicy
+from pipeline.rules import retention_policy
 from pipeline.settings import masked_text, secret_urls
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
 from pipeline.sinks.redis_cache import RedisConfigError
 from pipeline.sinks.retention import maintain_store
+from pipeline.sinks.store import FolderStore, open_store
 
 
 def build_parser() -> ArgumentParser:
@@ -43,12 +43,16 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(settings, int):
         return settings
     configure_logging(secret_urls=secret_urls(settings))
-    root = Path(settings.snapshot_dir)
-    policy = RetentionPolicy(settings.snapshot_keep_all_days, settings.snapshot_keep_daily_days)
+    store = open_store(settings.snapshot_dir)
+    policy = retention_policy(settings)
 
     def failed(message: str, code: int) -> int:
         print(f"horde-analytics compact: {masked_text(message, *secret_urls(settings))}", file=sys.stderr)
         return code
+
+    if not isinstance(store, FolderStore):  # README "History that stays small": a bucket is not maintained yet
+        return failed(f"retention and compaction are for a folder store; {store.location} is a bucket", EXIT_USAGE)
+    root = store.root
 
     try:
         publisher = make_publisher(settings)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
-from pipeline.batch import analysis_rules
 from pipeline.categories import CATEGORY_FILES
 from pipeline.deletion_risk import DeletionRiskView, in_risk_order
 from pipeline.logs import TERMINAL_ESCAPES, terminal_safe, terminal_safe_json
 from pipeline.presets import PRESETS, UnknownPresetError, preset_filter
+from pipeline.rules import analysis_rules
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, latest_table
 
 _TABLE_COLUMNS = ("name", "usage_month", "usage_percentage_of_category", "worker_count", "risk_score", "is_critical")
@@ -92,7 +91,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"horde-analytics query: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        risk = latest_table(Path(settings.snapshot_dir), "deletion_risk", args.category)
+        risk = latest_table(settings.snapshot_dir, "deletion_risk", args.category)
         if risk is None:
             print(
                 f"horde-analytics query: no deletion-risk snapshot for {args.category} in {settings.snapshot_dir};"

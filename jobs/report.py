@@ -14,6 +14,7 @@ from pipeline.report import REPORT_TABLES, report_sections
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
 from pipeline.sinks.run_index import latest_manifest
+from pipeline.sinks.store import FolderStore, open_store
 
 
 def build_parser() -> ArgumentParser:
@@ -24,7 +25,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--snapshot-dir", help="where the snapshots are (SNAPSHOT_DIR)")
     parser.add_argument(
         "--out",
-        help="the report folder: absent, empty or an earlier report, replaced when done (default: SNAPSHOT_DIR/report)",
+        help=(
+            "the report folder: absent, empty or an earlier report, replaced when done"
+            " (default: SNAPSHOT_DIR/report; ./report for an s3:// store)"
+        ),
     )
     return parser
 
@@ -36,11 +40,12 @@ def main(argv: Sequence[str]) -> int:
     settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
     if isinstance(settings, int):
         return settings
-    root = Path(settings.snapshot_dir)
-    latest = latest_manifest(root)  # through the run index (SPEC §13)
+    root = open_store(settings.snapshot_dir)
+    latest = latest_manifest(root)  # a folder store: through its run index (SPEC §13)
     if latest is None:
         print(
-            f"horde-analytics report: no committed snapshot in {root}; run `horde-analytics run` first", file=sys.stderr
+            f"horde-analytics report: no committed snapshot in {root.location}; run `horde-analytics run` first",
+            file=sys.stderr,
         )
         return EXIT_FAILED
     try:
@@ -49,10 +54,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"horde-analytics report: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_FAILED
     except pl.exceptions.PolarsError as error:  # committed files that are Parquet but not the tables it needs
-        message = f"the snapshot of run {latest['run_id']} in {root} is not readable as report tables"
+        message = f"the snapshot of run {latest['run_id']} in {root.location} is not readable as report tables"
         print(f"horde-analytics report: {message} ({terminal_safe(str(error))})", file=sys.stderr)
         return EXIT_FAILED
-    out_dir = Path(args.out) if args.out else root / "report"
+    # an object store is not a place to write a page into: its report goes to ./report unless --out says where
+    default_out = root.root / "report" if isinstance(root, FolderStore) else Path("report")
+    out_dir = Path(args.out) if args.out else default_out
     try:
         page = write_report(sections, out_dir, run_id=latest["run_id"], run_at=latest["run_at"])
     except (ReportUnavailableError, ReportFolderError) as error:

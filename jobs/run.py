@@ -21,7 +21,7 @@ from jobs._cli import (
     settings_or_exit,
 )
 from jobs.audit import format_counts_line
-from pipeline.batch import NothingToRepublishError, RunReport, republish, run_once
+from pipeline.batch import NothingToRepublishError, RunResult, republish, run_once
 from pipeline.history import changed_models
 from pipeline.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.logs import configure_logging
@@ -64,7 +64,7 @@ def run_time_argument(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UTC time like 2026-01-31T06:00:00Z") from None
 
 
-def format_summary(report: RunReport) -> str:
+def format_summary(report: RunResult) -> str:
     """A short per-category table of a finished run."""
     header = f"{'category':<18} {'models':>7} {'grouped':>8} {'nsfw':>6} {'at risk':>8} {'critical':>9}"
     lines = [f"run {report.run_id}", header, "-" * len(header)]
@@ -90,7 +90,7 @@ def format_summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def statistics_json(report: RunReport) -> str:
+def statistics_json(report: RunResult) -> str:
     """Every CategoryStatistics of the run as one JSON document."""
     return json.dumps(
         {
@@ -130,7 +130,7 @@ def execute(
     *,
     as_of: datetime | None = None,
     rebuild_after: bool = False,
-) -> RunReport | int:
+) -> RunResult | int:
     """One guarded run: the report, or an exit code (SPEC §1: 1 failed, 2 configuration or a backfill older than
     the newest committed run without ``rebuild_after``, 3 lock, 128+N signal)."""
     try:

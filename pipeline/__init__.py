@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pipeline.deletion_risk import DeletionRiskView, RiskRules, deletion_risk_response, deletion_risk_table
+from pipeline.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
 from pipeline.merge import merged_models
 from pipeline.models import (
     BaselineStats,
@@ -23,18 +23,18 @@ from pipeline.models import (
     TagStats,
 )
 from pipeline.names import ParsedName, parse_name, parsed_name_frame, parsed_names
-from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
+from pipeline.outputs import RunOutputs, run_outputs
 from pipeline.presets import PRESETS, preset_filter
+from pipeline.rules import AnalysisRules, RiskRules, analysis_rules
 from pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pipeline.batch import RunReport, analysis_rules, run_once
+    from pipeline.batch import RunResult, run_once
     from pipeline.sources.horde import load_horde
     from pipeline.sources.records import load_records
 
 _SHELL = {
-    "RunReport": "pipeline.batch",
-    "analysis_rules": "pipeline.batch",
+    "RunResult": "pipeline.batch",
     "run_once": "pipeline.batch",
     "load_horde": "pipeline.sources.horde",
     "load_records": "pipeline.sources.records",
@@ -62,7 +62,7 @@ __all__ = [
     "ParsedName",
     "RiskRules",
     "RunOutputs",
-    "RunReport",
+    "RunResult",
     "Settings",
     "TagStats",
     "analysis_rules",

@@ -13,12 +13,12 @@ from typing import Final
 import polars as pl
 
 from pipeline.baselines import is_known_baseline
-from pipeline.categories import TEXT_GENERATION
+from pipeline.categories import policy
+from pipeline.collect_engine import ENGINE
 from pipeline.deletion_risk import is_preferred_host
-from pipeline.engine import ENGINE
 from pipeline.names.families import FAMILY_ID, FAMILY_KEY
 from pipeline.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.names.polars_engine import backend_of, short_name
+from pipeline.names.spellings import backend_of, short_name
 from pipeline.schemas import (
     AUDIT_SCHEMA,
     CASE_DUPLICATE_REASON,
@@ -175,7 +175,8 @@ def _family_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
             members.filter(pl.col(field).is_not_null())
             .group_by(FAMILY_KEY, as_text.alias("_value"))
             .agg(pl.col("name").sort().alias("_members"), pl.len().alias("_count"))
-            .sort("_count", "_value", descending=[True, False])
+            # The family key breaks ties, so families with the same count and value keep one order run to run.
+            .sort("_count", "_value", FAMILY_KEY, descending=[True, False, False])
         )
         found.append(
             per_value.group_by(FAMILY_KEY, maintain_order=True)
@@ -227,17 +228,19 @@ def _backend_copy_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
 def _record_findings(records: pl.LazyFrame, category: str, preferred_file_hosts: tuple[str, ...]) -> list[pl.LazyFrame]:
     """Baselines, descriptions and downloads of any category."""
     found = [records.filter(_blank("description")).select(_finding("missing_description", pl.lit("no description")))]
-    if category == TEXT_GENERATION:
-        return found  # text baselines are free-form repository names, and text records carry no downloads
-    found.append(
-        records.filter(pl.col("raw_baseline").is_not_null() & ~is_known_baseline(pl.col("raw_baseline"))).select(
-            _finding(
-                "unknown_baseline",
-                pl.format("baseline '{}' is not in the alias table", "raw_baseline"),
-                pl.col("raw_baseline"),
+    rules = policy(category)
+    if not rules.free_form_baselines:
+        found.append(
+            records.filter(pl.col("raw_baseline").is_not_null() & ~is_known_baseline(pl.col("raw_baseline"))).select(
+                _finding(
+                    "unknown_baseline",
+                    pl.format("baseline '{}' is not in the alias table", "raw_baseline"),
+                    pl.col("raw_baseline"),
+                )
             )
         )
-    )
+    if not rules.has_downloads:
+        return found
     found.append(
         records.filter(pl.col("download_urls").list.len() == 0).select(
             _finding("missing_download", pl.lit("no config.download entry with a file_url"))
@@ -345,7 +348,7 @@ def reference_audit(
     parts = _record_findings(records, category, preferred_file_hosts)
     if problems.height:
         parts += _problem_findings(records, problems.lazy())
-    if category == TEXT_GENERATION:
+    if policy(category).has_families:
         parts += _size_findings(records) + _family_findings(records) + _backend_copy_findings(records)
     if unmatched is not None:
         parts += _unmatched_findings(unmatched.lazy())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,11 +21,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from pipeline.deletion_risk import RiskRules
+from pipeline import keys
 from pipeline.history import with_history
 from pipeline.interrupts import StopRequest
-from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
-from pipeline.retention_plan import RetentionPolicy
+from pipeline.models import LastRun
+from pipeline.outputs import RunOutputs, run_outputs
+from pipeline.rules import analysis_rules, retention_policy
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
@@ -36,32 +38,16 @@ from pipeline.sinks.parquet_snapshot import (
     snapshot_lock,
     sweep_uncommitted,
 )
+from pipeline.sinks.previous_run import PreviousRecords
 from pipeline.sinks.redis_cache import PublishError, RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
 from pipeline.sinks.run_index import reconcile_index
+from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.records import load_records
 
 log = logging.getLogger(__name__)
-
-
-def analysis_rules(settings: Settings) -> AnalysisRules:
-    """The rule values of a run, from settings."""
-    return AnalysisRules(
-        top_tags_limit=settings.top_tags_limit,
-        group_by_variant=settings.group_by_variant,
-        risk=RiskRules(
-            low_usage_threshold_percentage=settings.low_usage_threshold_percentage,
-            text_low_usage_threshold_percentage=settings.text_low_usage_threshold_percentage,
-            high_usage_threshold_percentage=settings.high_usage_threshold_percentage,
-            text_critical_usage_threshold=settings.text_critical_usage_threshold,
-            text_critical_worker_threshold=settings.text_critical_worker_threshold,
-            preferred_file_hosts=settings.preferred_file_hosts,
-            text_ignore_download_hosts=settings.text_ignore_download_hosts,
-            stale_worker_days=settings.stale_worker_days,
-        ),
-    )
 
 
 class Stopwatch:
@@ -86,7 +72,7 @@ class Stopwatch:
 
 
 @dataclass
-class RunReport:
+class RunResult:
     """What a finished run did."""
 
     run_id: str
@@ -112,8 +98,9 @@ class RunInputs:
     input_hashes: dict[str, str]
 
 
-def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
-    """Read and validate records and Horde data (raises on unusable input)."""
+def load_inputs(settings: Settings, fetcher: HttpFetcher, previous: PreviousRecords | None = None) -> RunInputs:
+    """Read and validate records and Horde data (raises on unusable input); a reference file whose bytes are
+    the ``previous`` run's is read back from its snapshot (SPEC §9)."""
     # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
     # with the allocators (measured at 1000x scale).
     horde, horde_hashes = load_horde(
@@ -123,8 +110,9 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
         settings.model_reference_source,
         max_bad_record_fraction=settings.max_bad_record_fraction,
         fetcher=fetcher,
+        reuse=previous,
     )
-    hashes = {f"records:{category}": item.input_hash for category, item in records.items()} | horde_hashes
+    hashes = {keys.records_hash_key(category): item.input_hash for category, item in records.items()} | horde_hashes
     return RunInputs(records=records, horde=horde, input_hashes=hashes)
 
 
@@ -148,13 +136,24 @@ class Publisher(Protocol):
         """Hold the run lock (None when Redis cannot give it: the run then commits without publishing)."""
         ...
 
-    def run_values(self, report: RunReport) -> RedisValues: ...
+    def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues: ...
 
     def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]: ...
 
     def restored(self, document: dict[str, Any]) -> RedisValues: ...
 
     def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
+
+
+def last_run(report: RunResult) -> LastRun:
+    """What Redis says about a finished run (``last_run``)."""
+    return LastRun(
+        run_id=report.run_id,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        input_hashes=report.input_hashes,
+        counts=report.counts,
+    )
 
 
 class NothingToRepublishError(RuntimeError):
@@ -166,10 +165,15 @@ def run_once(
     *,
     publisher: Publisher | None = None,
     stop: StopRequest | None = None,
+    load: Callable[[Settings, HttpFetcher, PreviousRecords | None], RunInputs] = load_inputs,
+    snapshot_writer: type[SnapshotWriter] = SnapshotWriter,
     as_of: datetime | None = None,
     rebuild_after: bool = False,
-) -> RunReport:
+    reuse_inputs: bool = True,
+) -> RunResult:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
+
+    ``load`` and ``snapshot_writer`` are seams: the source and the sink a run uses (a test passes one that fails).
 
     Raises (committing nothing: this run's files are removed) when any step before the manifest fails, when
     the lock was lost (LockLostError) or a stop was requested (RunInterrupted). Once committed, a failed
@@ -182,23 +186,36 @@ def run_once(
     started = time.time()
     run_at = as_of or datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    root = Path(settings.snapshot_dir)
+    store = open_store(settings.snapshot_dir)
     clock = Stopwatch(stop)
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
-    with publisher.run_lock() if publisher is not None else nullcontext() as fence, snapshot_lock(root):
-        reconcile_index(root)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
-        sweep_uncommitted(root)
-        if not check_run_order(root, run_at, rebuild_after=rebuild_after):
+    with (
+        publisher.run_lock() if publisher is not None else nullcontext() as fence,
+        # the store's own lock (flock, or the lock object of a bucket) is taken whether Redis fences the run or
+        # not, as `history --rebuild` and runs without Redis take only that one (SPEC §9)
+        snapshot_lock(store) as store_fence,
+    ):
+        # Retention, compaction and the run index (SPEC §13) are for a folder store; a bucket is read through its
+        # manifests (README "History that stays small").
+        folder = store.root if isinstance(store, FolderStore) else None
+        if folder is not None:
+            reconcile_index(folder)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
+        else:
+            log.debug("store maintenance and run index skipped: not a folder store", extra={"store": store.location})
+        sweep_uncommitted(store)
+        if not check_run_order(store, run_at, rebuild_after=rebuild_after):
             publisher = None  # Redis is a projection of the newest committed run, not of a backfill
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
             max_bytes=settings.horde_api_max_bytes,
-            cache_dir=root / "_http_cache",
+            # the HTTP cache is a local convenience: an object store (a pod without lasting disk) gets none
+            cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
-            inputs = load_inputs(settings, fetcher)
+            # SPEC §9: unchanged reference files are read back from the previous run (reuse_inputs=False decodes all)
+            inputs = load(settings, fetcher, PreviousRecords.latest(store) if reuse_inputs else None)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
@@ -206,11 +223,11 @@ def run_once(
             inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
         )
         history_started = time.perf_counter()
-        outputs = with_history(outputs, previous_states(root, run_at), run_at)
+        outputs = with_history(outputs, previous_states(store, run_at), run_at)
         clock.lap("compute")
         clock.laps["history"] = round(time.perf_counter() - history_started, 4)  # part of compute (SPEC §10)
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
-        report = RunReport(
+        report = RunResult(
             run_id=run_id,
             started_at=started,
             finished_at=started,
@@ -220,31 +237,36 @@ def run_once(
             counts=counts,
             timings=clock.laps,
         )
-        writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
+        writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
+            for category, item in sorted(inputs.records.items()):
+                writer.write("problems", category, item.problems)
             report.finished_at = time.time()
             redis_values: RedisValues | None = None
             if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
-                redis_values = publisher.run_values(report)
+                redis_values = publisher.run_values(outputs, last_run(report))
                 writer.write_artifact("redis", publisher.stored(run_id, redis_values))
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
-            writer.commit(input_hashes=inputs.input_hashes, counts=counts)
+            store_fence.verify()  # the lock object of an object store, likewise
+            entries = {keys.records_hash_key(category): item.entries for category, item in inputs.records.items()}
+            writer.commit(input_hashes=inputs.input_hashes, counts=counts, input_entries=entries)
         except BaseException:
             writer.abort()
             raise
         clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
-        index_committed_run(root, run_id)  # readers find runs through the index (SPEC §13)
+        if folder is not None:
+            index_committed_run(folder, run_id)  # readers find runs through the index (SPEC §13)
         if publisher is not None and redis_values is not None:
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
         if rebuild_after:
-            rebuild_states(root)
-        policy = RetentionPolicy(settings.snapshot_keep_all_days, settings.snapshot_keep_daily_days)
-        maintain_after_commit(root, policy)  # retention and compaction, still under the lock (SPEC §13)
+            rebuild_states(store)
+        if folder is not None:  # retention and compaction, still under the lock (SPEC §13)
+            maintain_after_commit(folder, retention_policy(settings))
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
 
@@ -268,13 +290,13 @@ def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]
     Returns the run id and the keys published. Raises LockHeldError / LockLostError, PublishError (also when
     Redis cannot give the lock), NothingToRepublishError.
     """
-    root = Path(settings.snapshot_dir)
+    root = open_store(settings.snapshot_dir)
     with publisher.run_lock() as fence:
         if fence is None:
             raise PublishError("redis is unusable: nothing republished")
         committed = manifests(root)  # read under the lock: no run can commit a newer one meanwhile
         if not committed:
-            raise NothingToRepublishError(f"no committed run in {root} to republish")
+            raise NothingToRepublishError(f"no committed run in {root.location} to republish")
         latest = committed[-1]
         try:
             document = read_artifact(root, latest, "redis")

@@ -8,8 +8,8 @@ from typing import Final, TypeVar
 
 import polars as pl
 
-from pipeline.categories import TEXT_GENERATION
-from pipeline.engine import ENGINE, sorted_lists
+from pipeline.categories import policy
+from pipeline.collect_engine import ENGINE, sorted_lists
 from pipeline.merge import WORKER_IDS, worker_weighted_mean
 from pipeline.models import (
     CategoryDeletionRiskResponse,
@@ -19,13 +19,14 @@ from pipeline.models import (
 )
 from pipeline.names.families import (
     FAMILY_ID,
-    display_spelling,
     most_common_per_family,
     require_family_ids,
     sorted_members,
     with_united_lists,
 )
 from pipeline.names.patterns import VARIATION_BACKENDS
+from pipeline.names.spellings import display_spelling
+from pipeline.rules import RiskRules
 from pipeline.schemas import BACKEND_VARIATION_DTYPE, HISTORY_FIELDS, RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
@@ -38,20 +39,6 @@ HOST_FLAGS: Final = ("has_multiple_hosts", "has_non_preferred_host", "has_unknow
 _GIB: Final = 1024**3
 #: The exact size in GiB (SPEC §6 divides by it); ``size_gb`` is its rounded display.
 _SIZE_GIB: Final = "_size_gib"
-
-
-@dataclass(frozen=True)
-class RiskRules:
-    """Thresholds of SPEC §6 (defaults as there; a run passes the configured values)."""
-
-    low_usage_threshold_percentage: float = 0.0065
-    text_low_usage_threshold_percentage: float = 0.02
-    high_usage_threshold_percentage: float = 1.0
-    text_critical_usage_threshold: int = 10
-    text_critical_worker_threshold: int = 1
-    preferred_file_hosts: tuple[str, ...] = ("huggingface.co",)
-    text_ignore_download_hosts: bool = True
-    stale_worker_days: int = 30  # SPEC §10 preset ``stale_workers``
 
 
 def is_preferred_host(host: pl.Expr, preferred: tuple[str, ...]) -> pl.Expr:
@@ -86,7 +73,7 @@ def _blank(column: str) -> pl.Expr:
 
 def _scored(frame: pl.LazyFrame, category: str, rules: RiskRules) -> pl.LazyFrame:
     """Totals, shares, at_risk, risk_score, is_critical, has_warning from flag and usage columns."""
-    text = category == TEXT_GENERATION
+    text = policy(category).text_risk_rules
     critical = (
         (pl.col("usage_month") < rules.text_critical_usage_threshold)
         & (pl.col("worker_count") < rules.text_critical_worker_threshold)
@@ -134,7 +121,7 @@ def deletion_risk_table(
 ) -> pl.DataFrame:
     """One flat risk row per model (or per text family when ``grouped``; ``merged`` then carries family ids, see
     ``with_family_ids``), sorted as SPEC §6 says."""
-    text = category == TEXT_GENERATION
+    text = policy(category).text_risk_rules
     threshold = rules.text_low_usage_threshold_percentage if text else rules.low_usage_threshold_percentage
     size = model_size_bytes()
     rows = merged.lazy().with_columns(
@@ -146,7 +133,7 @@ def deletion_risk_table(
         (~_blank("description")).alias("has_description"),
         pl.when(size > 0).then(size / _GIB).alias(_SIZE_GIB),
     )
-    if grouped and text:
+    if grouped and policy(category).has_families:
         require_family_ids(rows, "grouped deletion_risk_table")
         rows = _family_rows(rows)
     for step in _usage_facts(threshold):
@@ -163,16 +150,23 @@ def deletion_risk_table(
     return in_risk_order(rows).select(kept).collect(engine=ENGINE)
 
 
-def in_risk_order(rows: FrameT) -> FrameT:
-    """``rows`` in the SPEC §6 order: usage_month descending, then name ascending (the one definition; ``query``
-    sorts the stored table with it too)."""
+def in_risk_order(rows: FrameT, *, most_at_risk_first: bool = False) -> FrameT:
+    """``rows`` in the SPEC §6 order: usage_month descending, then name ascending (the one definition: the risk
+    step, ``query`` and the report sort with it).
+
+    ``most_at_risk_first`` is the report's ranking: risk_score descending, then least used, then name.
+    """
     keys: list[pl.Expr] = [pl.col("usage_month"), pl.col("name")]
+    descending = [True, False]
+    if most_at_risk_first:
+        keys, descending = [pl.col("risk_score"), *keys], [True, False, False]
     if "members" in rows.collect_schema():
         # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show
         # "Qwen2.5-14B"): their first member, unique per family, breaks the tie so the order does not change from
         # run to run.
         keys.append(pl.col("members").list.first())
-    return rows.sort(keys, descending=[True, *[False] * (len(keys) - 1)])
+        descending.append(False)
+    return rows.sort(keys, descending=descending)
 
 
 def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:
@@ -338,14 +332,20 @@ class DeletionRiskView:
             "run_id": self.run_id,
         }
         rows = self.table.select(_info_struct(self.table, self.with_variations).struct.json_encode())
-        models = "[" + ",".join(rows.to_series().to_list()) + "]"
-        parts = [
-            '"models":' + models
-            if key == "models"
-            else json.dumps(key) + ":" + json.dumps(envelope[key], separators=(",", ":"), ensure_ascii=False)
-            for key in CategoryDeletionRiskResponse.model_fields
-        ]
-        return "{" + ",".join(parts) + "}"
+        # Joined by Polars (no list of 100k Python strings) and copied once into the value: a text view at 100x
+        # is ~90 MB of JSON, so each extra copy of it costs.
+        models = rows.to_series().str.join(",").item() if rows.height else ""
+        parts: list[str] = []
+        for key in CategoryDeletionRiskResponse.model_fields:
+            parts.append("," if parts else "{")
+            if key == "models":
+                parts += ['"models":[', models, "]"]
+            else:
+                parts.append(
+                    json.dumps(key) + ":" + json.dumps(envelope[key], separators=(",", ":"), ensure_ascii=False)
+                )
+        parts.append("}")
+        return "".join(parts)
 
     def response(self) -> CategoryDeletionRiskResponse:
         """The view as the validated Pydantic model (built from ``json()``: one serialization path)."""

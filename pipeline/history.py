@@ -32,7 +32,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.models import CategoryChanges
 from pipeline.outputs import RunOutputs
 from pipeline.schemas import (

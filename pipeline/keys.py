@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
@@ -55,3 +57,22 @@ def category_of(prefix: str, key: str) -> str | None:
         if key.startswith(head):
             return key[len(head) :].split(":", 1)[0]
     return None
+
+
+# Input-hash keys (the manifest's and last_run's ``input_hashes``): what each input's sha256 is filed under.
+_RECORDS_HASH: Final = "records:"
+
+
+def records_hash_key(category: str) -> str:
+    """``records:{category}``: the sha256 of a category's reference file."""
+    return _RECORDS_HASH + category
+
+
+def horde_hash_key(model_type: str, kind: str) -> str:
+    """``horde:{type}:{kind}``: the sha256 of one Horde payload (status, usage, workers)."""
+    return f"horde:{model_type}:{kind}"
+
+
+def category_of_hash_key(key: str) -> str | None:
+    """The category a records input-hash key names, else None (a Horde key)."""
+    return key[len(_RECORDS_HASH) :] if key.startswith(_RECORDS_HASH) else None

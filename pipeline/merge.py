@@ -6,10 +6,10 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
-from pipeline.engine import sorted_lists
+from pipeline.categories import policy
+from pipeline.collect_engine import sorted_lists
 from pipeline.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
-from pipeline.names.polars_engine import backend_of, backend_spelling
+from pipeline.names.spellings import backend_of, backend_spelling
 from pipeline.schemas import HordeFrames
 
 # A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
@@ -75,12 +75,6 @@ def _attributed(records: pl.DataFrame, frames: HordeFrames, *, text: bool) -> tu
         found.append(matched.select(pl.col("name").alias("horde_name"), _MODEL_ID))
         remaining = remaining.join(matched.select("_row"), on="_row", how="anti")
     return pl.concat(found), remaining.select("name")
-
-
-def name_attribution(records: pl.DataFrame, frames: HordeFrames, *, text: bool) -> pl.DataFrame:
-    """``horde_name -> model`` for every Horde name that belongs to a record (SPEC §4 matching order)."""
-    attributed, _ = _attributed(records, frames, text=text)
-    return attributed.select("horde_name", records["name"].gather(attributed[_MODEL_ID]).alias("model"))
 
 
 def _active_workers(frames: HordeFrames) -> pl.DataFrame | None:
@@ -217,7 +211,7 @@ def _interleaved(columns: list[pl.Series]) -> pl.Series:
 
 def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one row per record with its Horde figures, the Horde names no record claims)."""
-    text = category == TEXT_GENERATION
+    text = policy(category).has_families  # backend copies and variations exist for parsed names only
     attributed, unclaimed = _attributed(records, frames, text=text)
     if text:
         attributed = attributed.with_columns(_copy_of(pl.col(_MODEL_ID), pl.col("horde_name")).alias(_COPY))
@@ -252,7 +246,7 @@ def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) 
         .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in _ZERO_FILLED)
         .select(
             "name",
-            pl.lit(HORDE_TYPES[category]).alias("type"),
+            pl.lit(policy(category).horde_type).alias("type"),
             "spellings",
             pl.col("worker_count").alias("workers"),
             "status_count",

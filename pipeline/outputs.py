@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pipeline.audit import reference_audit
-from pipeline.categories import HORDE_TYPES, TEXT_GENERATION
-from pipeline.deletion_risk import DeletionRiskView, RiskRules, deletion_risk_response, deletion_risk_table
-from pipeline.engine import ENGINE
+from pipeline.categories import policy
+from pipeline.collect_engine import ENGINE
+from pipeline.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
 from pipeline.merge import merged_models
 from pipeline.models import CategoryStatistics
 from pipeline.names.families import (
@@ -21,21 +21,13 @@ from pipeline.names.families import (
     with_family_ids,
     with_parsed_names,
 )
+from pipeline.rules import AnalysisRules
 from pipeline.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
 from pipeline.statistics import StatisticsTables, category_statistics, statistics_tables
 
 #: (category, grouped) and (category, grouped, variations): the keys of a run's published objects.
 StatisticsKey = tuple[str, bool]
 RiskKey = tuple[str, bool, bool]
-
-
-@dataclass(frozen=True)
-class AnalysisRules:
-    """The rule values a run applies (from Settings; the pure steps never read the environment)."""
-
-    top_tags_limit: int = 20
-    group_by_variant: bool = False
-    risk: RiskRules = field(default_factory=RiskRules)
 
 
 @dataclass
@@ -78,7 +70,8 @@ def run_outputs(
     for category, item in loaded.items():
         records = item.records
         outputs.tables[("records", category)] = records
-        is_text = category == TEXT_GENERATION
+        rules_of = policy(category)
+        is_text = rules_of.has_families
         if is_text:
             # Every text name is parsed once; every table below reads these collected frames.
             names = text_names(records.lazy()).collect(engine=ENGINE)
@@ -107,7 +100,7 @@ def run_outputs(
             )
         _add_tables(outputs, category, [_stats_rows(ungrouped, False), _stats_rows(grouped, True)])
 
-        horde_type = HORDE_TYPES.get(category)
+        horde_type = rules_of.horde_type
         if horde is None or horde_type is None or horde_type not in horde:
             continue
         frames = horde[horde_type]

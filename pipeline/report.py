@@ -10,6 +10,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.categories import CATEGORY_FILES
+from pipeline.deletion_risk import in_risk_order
 
 #: The snapshot tables a report reads.
 REPORT_TABLES: Final = ("baselines", "buckets", "merged", "deletion_risk")
@@ -60,8 +61,7 @@ def usage_long_tail(usage_month: pl.Series) -> pl.DataFrame:
 def most_at_risk(risk: pl.DataFrame, *, grouped: bool) -> pl.DataFrame:
     """The at-risk rows of one view, highest risk score first, then least used, then by name."""
     return (
-        risk.filter((pl.col("grouped") == grouped) & pl.col("at_risk"))
-        .sort(["risk_score", "usage_month", "name"], descending=[True, False, False])
+        in_risk_order(risk.filter((pl.col("grouped") == grouped) & pl.col("at_risk")), most_at_risk_first=True)
         .select(_RISK_COLUMNS)
         .head(TOP_ROWS)
     )

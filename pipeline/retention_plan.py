@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
+
+from pipeline.rules import RetentionPolicy as RetentionPolicy  # its defaults are stated once, with the other rules
 
 #: The usage comparison of SPEC §10 looks this many days back: the runs it may still pick are never removed.
 USAGE_COMPARISON_DAYS: Final = 7
 #: Compacted files are named ``{COMPACT_PREFIX}{period}-{digest of their run ids}.parquet``: the name says which runs
 #: the file holds, so a rewrite after a crash is the same file, and a changed set of runs is a new one.
 COMPACT_PREFIX: Final = "compact-"
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """``SNAPSHOT_KEEP_ALL_DAYS`` / ``SNAPSHOT_KEEP_DAILY_DAYS`` (0 = forever)."""
-
-    keep_all_days: int = 7
-    keep_daily_days: int = 365
 
 
 def kept_runs(runs: pl.DataFrame, policy: RetentionPolicy) -> pl.DataFrame:

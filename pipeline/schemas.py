@@ -281,3 +281,55 @@ def conformed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     """``frame`` with exactly ``schema``'s columns, in order: missing ones null, extra ones dropped."""
     missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
     return frame.with_columns(missing).select(schema.names()).cast(schema)
+
+
+#: A parsed text name as the ``names`` snapshot table holds it: the name, its canonical spelling, its parts.
+NAMES_TABLE_SCHEMA: Final = pl.Schema({"name": pl.String(), "canonical": pl.String(), **PARSED_NAME_SCHEMA})
+
+#: One text family (SPEC §3): its key, display name, members and what tells them apart.
+FAMILY_SCHEMA: Final = pl.Schema(
+    {
+        "family_key": pl.String(),
+        "display_name": pl.String(),
+        "members": pl.List(pl.String()),
+        "member_count": pl.Int64(),
+        "alias_count": pl.Int64(),
+        "backends": pl.List(pl.String()),
+        "quants": pl.List(pl.String()),
+        "sizes": pl.List(pl.String()),
+        "size_b": pl.Float64(),
+    }
+)
+
+#: Statistics rows (SPEC §5), each with the ``grouped`` view it belongs to.
+BASELINE_ROW_SCHEMA: Final = pl.Schema(
+    {"baseline": pl.String(), "count": pl.Int64(), "percentage": pl.Float64(), "grouped": pl.Boolean()}
+)
+BUCKET_ROW_SCHEMA: Final = pl.Schema(
+    {
+        "bucket_label": pl.String(),
+        "min_params": pl.Int64(),
+        "max_params": pl.Int64(),
+        "count": pl.Int64(),
+        "percentage": pl.Float64(),
+        "grouped": pl.Boolean(),
+    }
+)
+TAG_ROW_SCHEMA: Final = pl.Schema(
+    {"tag": pl.String(), "count": pl.Int64(), "percentage": pl.Float64(), "grouped": pl.Boolean()}
+)
+HOST_ROW_SCHEMA: Final = pl.Schema({"host": pl.String(), "count": pl.Int64(), "grouped": pl.Boolean()})
+
+#: A Horde name no record claims (SPEC §4), case-only spellings summed under the first.
+UNMATCHED_SCHEMA: Final = pl.Schema(
+    {
+        "name": pl.String(),
+        "type": pl.String(),
+        "spellings": pl.List(pl.String()),
+        "workers": pl.Int64(),
+        "status_count": pl.Int64(),
+        "usage_day": pl.Int64(),
+        "usage_month": pl.Int64(),
+        "usage_total": pl.Int64(),
+    }
+)

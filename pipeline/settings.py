@@ -22,8 +22,9 @@ from urllib.parse import unquote, unquote_plus
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipeline.rules import AnalysisRules, RetentionPolicy, RiskRules
+
 LEGACY_PREFIX = "HORDE_MODEL_REFERENCE_"
-LIVE_HORDE_API = "https://aihorde.net/api"
 #: The Redis URL the service uses when ``..._REDIS__USE_REDIS`` is true and no URL is given.
 SERVICE_DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, frozen=True)
 
     # Inputs. The Horde default is the bundled sample (issue #4) so that `run` works offline on a fresh
-    # machine; a deployment sets HORDE_SOURCE to the live API (LIVE_HORDE_API).
+    # machine; a deployment sets HORDE_SOURCE to the live API (https://aihorde.net/api).
     model_reference_source: str = Field("sample_data/model_reference", validation_alias=_env("MODEL_REFERENCE_SOURCE"))
     horde_source: str = Field("sample_data/horde", validation_alias=_env("HORDE_SOURCE"))
     # A deadline per response (SPEC §2.2): inf or nan would be none at all.
@@ -126,8 +127,13 @@ class Settings(BaseSettings):
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
     # Retention (SPEC §13): every run for this many days, then one run per UTC day for this many; 0 = forever.
-    snapshot_keep_all_days: int = Field(7, ge=0, validation_alias=_env("SNAPSHOT_KEEP_ALL_DAYS"))
-    snapshot_keep_daily_days: int = Field(365, ge=0, validation_alias=_env("SNAPSHOT_KEEP_DAILY_DAYS"))
+    # Defaults: pipeline.rules.RetentionPolicy, where they are stated once.
+    snapshot_keep_all_days: int = Field(
+        RetentionPolicy.keep_all_days, ge=0, validation_alias=_env("SNAPSHOT_KEEP_ALL_DAYS")
+    )
+    snapshot_keep_daily_days: int = Field(
+        RetentionPolicy.keep_daily_days, ge=0, validation_alias=_env("SNAPSHOT_KEEP_DAILY_DAYS")
+    )
     # The run lock's expiry: renewed every third of it while the run is alive, so it only runs out for a run
     # that stopped (paused, hung, killed); such a run then commits and publishes nothing (SPEC §12).
     redis_lock_ttl_seconds: float = Field(60.0, ge=0.5, le=3600, validation_alias=_env("REDIS_LOCK_TTL_SECONDS"))
@@ -147,24 +153,37 @@ class Settings(BaseSettings):
     )
 
     # Analysis rules (SPEC §5, §6).
-    top_tags_limit: int = Field(20, ge=1, validation_alias=_env("TOP_TAGS_LIMIT"))
-    group_by_variant: bool = Field(False, validation_alias=_env("GROUP_BY_VARIANT"))
+    # Defaults: pipeline.rules, where they are stated once.
+    top_tags_limit: int = Field(AnalysisRules.top_tags_limit, ge=1, validation_alias=_env("TOP_TAGS_LIMIT"))
+    group_by_variant: bool = Field(AnalysisRules.group_by_variant, validation_alias=_env("GROUP_BY_VARIANT"))
     low_usage_threshold_percentage: float = Field(
-        0.0065, ge=0, le=100, validation_alias=_env("LOW_USAGE_THRESHOLD_PERCENTAGE")
+        RiskRules.low_usage_threshold_percentage, ge=0, le=100, validation_alias=_env("LOW_USAGE_THRESHOLD_PERCENTAGE")
     )
     text_low_usage_threshold_percentage: float = Field(
-        0.02, ge=0, le=100, validation_alias=_env("TEXT_LOW_USAGE_THRESHOLD_PERCENTAGE")
+        RiskRules.text_low_usage_threshold_percentage,
+        ge=0,
+        le=100,
+        validation_alias=_env("TEXT_LOW_USAGE_THRESHOLD_PERCENTAGE"),
     )
     high_usage_threshold_percentage: float = Field(
-        1.0, ge=0, le=100, validation_alias=_env("HIGH_USAGE_THRESHOLD_PERCENTAGE")
+        RiskRules.high_usage_threshold_percentage,
+        ge=0,
+        le=100,
+        validation_alias=_env("HIGH_USAGE_THRESHOLD_PERCENTAGE"),
     )
-    text_critical_usage_threshold: int = Field(10, ge=0, validation_alias=_env("TEXT_CRITICAL_USAGE_THRESHOLD"))
-    text_critical_worker_threshold: int = Field(1, ge=0, validation_alias=_env("TEXT_CRITICAL_WORKER_THRESHOLD"))
+    text_critical_usage_threshold: int = Field(
+        RiskRules.text_critical_usage_threshold, ge=0, validation_alias=_env("TEXT_CRITICAL_USAGE_THRESHOLD")
+    )
+    text_critical_worker_threshold: int = Field(
+        RiskRules.text_critical_worker_threshold, ge=0, validation_alias=_env("TEXT_CRITICAL_WORKER_THRESHOLD")
+    )
     preferred_file_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("huggingface.co",), validation_alias=_env("PREFERRED_FILE_HOSTS")
+        RiskRules.preferred_file_hosts, validation_alias=_env("PREFERRED_FILE_HOSTS")
     )
-    text_ignore_download_hosts: bool = Field(True, validation_alias=_env("TEXT_IGNORE_DOWNLOAD_HOSTS"))
-    stale_worker_days: int = Field(30, ge=0, validation_alias=_env("STALE_WORKER_DAYS"))
+    text_ignore_download_hosts: bool = Field(
+        RiskRules.text_ignore_download_hosts, validation_alias=_env("TEXT_IGNORE_DOWNLOAD_HOSTS")
+    )
+    stale_worker_days: int = Field(RiskRules.stale_worker_days, ge=0, validation_alias=_env("STALE_WORKER_DAYS"))
 
     # Where each value came from and the unknown HORDE_MODEL_REFERENCE_* names seen (set by load_settings).
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -7,7 +7,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
 
 _B: Final = 1_000_000_000

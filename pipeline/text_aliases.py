@@ -10,7 +10,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.names.polars_engine import backend_of, short_name, without_backend
+from pipeline.names.spellings import backend_of, short_name, without_backend
 from pipeline.schemas import COPY_DIFFERENCE_DTYPE, ORPHAN_COPY_REASON
 
 #: Record column -> the field name a maintainer knows: what a backend copy must repeat of its canonical record.

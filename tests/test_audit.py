@@ -19,7 +19,8 @@ from pipeline import keys
 from pipeline.audit import KINDS, SEVERITIES, reference_audit
 from pipeline.batch import run_once
 from pipeline.names import parse_name
-from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
+from pipeline.outputs import RunOutputs, run_outputs
+from pipeline.rules import AnalysisRules
 from pipeline.schemas import AUDIT_SCHEMA
 from pipeline.settings import load_settings
 from pipeline.sources.horde import load_horde

@@ -91,7 +91,7 @@ def test_a_committed_run_stores_exactly_what_it_published(
     client = _client(own_redis.url)
     stored = {f"{PREFIX}:{key}": value for key, (value, _) in document["keys"].items()}
     assert keys.last_run_key(PREFIX) in stored and len(stored) > 10
-    assert {key: client.get(key).decode() for key in stored} == stored  # type: ignore[union-attr]
+    assert {key: client.get(key).decode() for key in stored} == stored
     _assert_redis_shows(client, manifest["run_id"])
 
 
@@ -185,7 +185,7 @@ def test_redis_refusing_the_credentials_exits_2_before_any_work(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", url_of(password_redis))  # type: ignore[operator]
+    monkeypatch.setenv("REDIS_URL", url_of(password_redis))
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert reason in err and "s3cret-Hunter2" not in err and "wrong-password" not in err

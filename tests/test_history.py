@@ -15,10 +15,10 @@ import redis
 
 from jobs.__main__ import main
 from pipeline import keys
-from pipeline.deletion_risk import RiskRules
 from pipeline.history import changes, history_fields, model_state
 from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse
 from pipeline.presets import preset_filter
+from pipeline.rules import RiskRules
 from pipeline.schemas import POINT_SLOTS
 from pipeline.settings import load_settings
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, latest_table, manifests, run_tables

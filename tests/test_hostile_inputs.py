@@ -148,7 +148,7 @@ def test_a_run_against_a_hostile_horde_file_fails_naming_it_without_a_traceback(
 
 
 def _parse(stdin: bytes, *names: bytes) -> subprocess.CompletedProcess[bytes]:
-    command = [sys.executable, "-m", "jobs", "parse", *names]
+    command: list[str | bytes] = [sys.executable, "-m", "jobs", "parse", *names]
     return subprocess.run(command, input=stdin, capture_output=True, check=False)
 
 

@@ -24,7 +24,8 @@ from pipeline.names.families import (
     with_parsed_names,
 )
 from pipeline.names.python_engine import _parse
-from pipeline.outputs import AnalysisRules, run_outputs
+from pipeline.outputs import run_outputs
+from pipeline.rules import AnalysisRules
 from pipeline.schemas import PARSED_NAME_SCHEMA
 from pipeline.sources.records import load_records
 

@@ -28,7 +28,7 @@ def test_pure_steps_do_not_import_io_libraries() -> None:
 
 
 def test_frame_schemas_match_the_models() -> None:
-    assert list(BACKEND_VARIATION_DTYPE.to_schema()) == list(BackendVariation.model_fields)  # type: ignore[attr-defined]
+    assert list(BACKEND_VARIATION_DTYPE.to_schema()) == list(BackendVariation.model_fields)
     nested = {"deletion_risk_flags", "usage_trend", "usage_hour", "usage_minute"}
     assert set(ModelDeletionRiskInfo.model_fields) - nested <= set(RISK_SCHEMA.names())
     assert "run_id" in CategoryStatistics.model_fields

@@ -25,7 +25,7 @@ def _image(name: str, **fields: object) -> dict[str, object]:
     return record
 
 
-def _frame(category: str, document: dict[str, object], **kwargs: float):  # type: ignore[no-untyped-def]
+def _frame(category: str, document: dict[str, Any], **kwargs: float):  # type: ignore[no-untyped-def]
     return records_frame(category, json.dumps(document).encode(), f"{category}.json", **kwargs)
 
 
@@ -278,7 +278,7 @@ def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: P
     ],
 )
 def test_incremental_decoder_agrees_with_json_loads(document: str) -> None:
-    from pipeline.sources.records import top_level_entries
+    from pipeline.sources.json_entries import top_level_entries
 
     assert dict(top_level_entries(document, "f.json")) == json.loads(document)
 
@@ -295,7 +295,7 @@ def test_incremental_decoder_agrees_with_json_loads(document: str) -> None:
     ],
 )
 def test_incremental_decoder_reports_positions(document: str, where: str) -> None:
-    from pipeline.sources.records import top_level_entries
+    from pipeline.sources.json_entries import top_level_entries
 
     with pytest.raises(ReferenceInputError, match=f"f.json: malformed JSON at {where}"):
         list(top_level_entries(document, "f.json"))
@@ -447,7 +447,7 @@ def test_a_repeated_name_keeps_the_first_record_and_is_reported() -> None:
 def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
     import gc
 
-    from pipeline.sources.collector import collector_paused
+    from pipeline.sources.gc_pause import collector_paused
 
     states: list[bool] = []
     with collector_paused():
@@ -485,7 +485,7 @@ def test_input_hashes_are_the_sha256_of_the_bytes_read(monkeypatch: pytest.Monke
 
 
 def test_a_decoding_error_wins_over_the_hash_beside_it() -> None:
-    from pipeline.sources.digest import sha256_while
+    from pipeline.sources.input_hash import sha256_while
 
     def broken() -> None:
         raise ReferenceInputError("bad input")

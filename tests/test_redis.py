@@ -19,9 +19,10 @@ from jobs.__main__ import main
 from pipeline import batch, keys
 from pipeline.hydrator import CacheHydrator, HydratorAlreadyRunningError
 from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse, CategoryStatistics, LastRun
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from pipeline.sinks.lock import LockHeldError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests
+from pipeline.sinks.previous_run import PreviousRecords
 from pipeline.sinks.redis_cache import (
     DeletionRiskCache,
     InvalidationBus,
@@ -29,6 +30,7 @@ from pipeline.sinks.redis_cache import (
     StatisticsCache,
     redis_client,
 )
+from pipeline.sources.http import HttpFetcher
 from tests.conftest import SAMPLE_DATA, RedisServer
 
 SAMPLE_CATEGORIES = ("controlnet", "esrgan", "image_generation", "text_generation")
@@ -183,7 +185,8 @@ def test_caches_serve_from_memory_when_redis_is_down() -> None:
 
 
 def _sample_statistics_json() -> str:
-    from pipeline.outputs import AnalysisRules, run_outputs
+    from pipeline.outputs import run_outputs
+    from pipeline.rules import AnalysisRules
     from pipeline.sources.records import load_records
 
     loaded = load_records(str(SAMPLE_DATA / "model_reference"))
@@ -494,15 +497,13 @@ def test_an_invalidation_over_redis_wakes_the_hydrator(redis_url: str) -> None:
 
 def test_a_cycle_fetches_horde_data_once_for_every_view(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = batch.load_horde
 
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append("horde")
-        return real(*args, **kwargs)
+    def counted(settings: Settings, fetcher: HttpFetcher, previous: PreviousRecords | None) -> batch.RunInputs:
+        calls.append("load")
+        return batch.load_inputs(settings, fetcher, previous)
 
-    monkeypatch.setattr(batch, "load_horde", counted)
-    report = batch.run_once(load_settings())
-    assert calls == ["horde"]
+    report = batch.run_once(load_settings(), load=counted)
+    assert calls == ["load"]
     assert set(report.outputs.deletion_risk) == {
         ("image_generation", False, False),
         ("image_generation", True, False),
@@ -531,7 +532,7 @@ def test_a_password_never_reaches_logs_or_errors(
     monkeypatch.setenv("REDIS_URL", password_redis.url)
     assert main(["run"]) == 0  # authenticated: publishes
     assert _client(password_redis.url).get(keys.last_run_key(_prefix_or_default())) is not None
-    real = batch.run_outputs
+    real = batch.run_outputs  # type: ignore[attr-defined]
 
     def killing(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = real(*args, **kwargs)

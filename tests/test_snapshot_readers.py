@@ -15,7 +15,7 @@ import pytest
 from jobs.__main__ import main
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, history, latest_table, manifests, sweep_uncommitted
 
-BAD_MANIFESTS: dict[str, Callable[[Path], None]] = {
+BAD_MANIFESTS: dict[str, Callable[[Path], object]] = {
     "empty": lambda path: path.write_bytes(b""),
     "truncated": lambda path: path.write_text('{"run_id": "20260101T000000Z-00000000", "tab'),
     "not-utf8": lambda path: path.write_bytes(b'{"run_id": "\xe9"}'),

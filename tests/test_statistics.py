@@ -2,19 +2,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from pipeline.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
-from pipeline.outputs import AnalysisRules, run_outputs
+from pipeline.outputs import run_outputs
+from pipeline.rules import AnalysisRules
 from pipeline.sources.records import load_records, records_frame
 from pipeline.statistics import PARAMETER_BUCKETS, category_statistics, statistics_tables
 
 B = 1_000_000_000
 
 
-def _stats(category: str, document: dict[str, object], *, limit: int = 20) -> CategoryStatistics:
+def _stats(category: str, document: dict[str, Any], *, limit: int = 20) -> CategoryStatistics:
     loaded = {category: records_frame(category, json.dumps(document).encode(), "x.json")}
     return run_outputs(loaded, None, AnalysisRules(top_tags_limit=limit), computed_at=1).statistics[(category, False)]
 

@@ -348,7 +348,7 @@ def test_compact_waits_for_no_one_and_exits_3_while_a_run_holds_the_store(
     with snapshot_lock(root):
         assert main(["compact"]) == 3
     assert "another run holds" in capsys.readouterr().err
-    assert not read_index(root).filter(pl.col("compacted")).height  # type: ignore[union-attr]
+    assert not read_index(root).filter(pl.col("compacted")).height
     assert main(["compact", "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert done["days_compacted"] == 1 and done["files_written"] == len(template)

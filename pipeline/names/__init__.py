@@ -7,7 +7,7 @@ from typing import Literal
 
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.names.polars_engine import parsed_names
 from pipeline.names.python_engine import ParsedName, parse_name
 from pipeline.schemas import PARSED_NAME_SCHEMA

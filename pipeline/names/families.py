@@ -7,9 +7,10 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.engine import sorted_lists
+from pipeline.collect_engine import sorted_lists
 from pipeline.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.names.polars_engine import parsed_names
+from pipeline.names.spellings import display_spelling
 
 _B: Final = 1_000_000_000
 #: Parsed fields renamed where a record column has the same name.
@@ -78,16 +79,6 @@ def require_family_ids(frame: pl.LazyFrame, caller: str) -> None:
     """Raise a clear error when ``frame`` did not go through ``with_family_ids``."""
     if FAMILY_ID not in frame.collect_schema():
         raise ValueError(f"{caller} needs family ids: pass the frame through with_family_ids() first")
-
-
-def display_spelling(fallback: pl.Expr) -> pl.Expr:
-    """How a family is spelled for people: ``base-SIZE`` (``base`` alone without a size), else ``fallback``."""
-    spelled = (
-        pl.when(pl.col("size_label").is_not_null())
-        .then(pl.col("base") + BASE_SEPARATOR + pl.col("size_label"))
-        .otherwise(pl.col("base"))
-    )
-    return pl.coalesce(spelled, fallback)
 
 
 def sorted_members(members: pl.LazyFrame) -> pl.LazyFrame:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
-from typing import Any, Final
+from typing import Final
 
 from pipeline.names import patterns as p
 
@@ -42,12 +42,6 @@ class ParsedName:
     quant: str | None = None
     format: str | None = None
     family_key: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with the §3.1 field names (``variants`` a list)."""
-        record = asdict(self)
-        record["variants"] = None if self.variants is None else list(self.variants)
-        return record
 
 
 UNPARSED: Final = ParsedName()

@@ -6,7 +6,6 @@ contributes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from pipeline.history import model_state
 from pipeline.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
 from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, entry_scan, manifests
 from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
+from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 
 #: What ``history`` prints per committed run (SPEC §10), in this order.
 TIMELINE_COLUMNS: Final = (
@@ -50,17 +50,22 @@ def run_time(manifest: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(manifest["run_at"])
 
 
-def newest_run_time(root: Path) -> datetime | None:
-    """The time of the newest committed run, or None for an empty store (through the run index, SPEC §13)."""
-    found = runs(load_index(root))
-    return found["run_at"][-1] if found.height else None
+def newest_run_time(root: Path | str | SnapshotStore) -> datetime | None:
+    """The time of the newest committed run, or None for an empty store (a folder store: through its run index,
+    SPEC §13)."""
+    store = open_store(root)
+    if isinstance(store, FolderStore):
+        indexed = runs(load_index(store.root))
+        return indexed["run_at"][-1] if indexed.height else None
+    found = manifests(store)
+    return run_time(found[-1]) if found else None
 
 
 class OutOfOrderRunError(ValueError):
     """A run (a backfill) not newer than the newest committed run, without ``--rebuild-after``."""
 
 
-def check_run_order(root: Path, run_at: datetime, *, rebuild_after: bool) -> bool:
+def check_run_order(root: Path | str | SnapshotStore, run_at: datetime, *, rebuild_after: bool) -> bool:
     """True when ``run_at`` is newer than every committed run; False for an accepted backfill (``rebuild_after``);
     raises OutOfOrderRunError otherwise (runs are ordered by their time, SPEC §10)."""
     newest = newest_run_time(root)
@@ -69,46 +74,70 @@ def check_run_order(root: Path, run_at: datetime, *, rebuild_after: bool) -> boo
     if rebuild_after:
         return False
     raise OutOfOrderRunError(
-        f"run time {run_at.isoformat()} is not after the newest committed run ({newest.isoformat()}) in {root}; "
+        f"run time {run_at.isoformat()} is not after the newest committed run ({newest.isoformat()}) in "
+        f"{open_store(root).location}; "
         "pass --rebuild-after to backfill it and rebuild model_state from history, e.g. "
         "`horde-analytics run --as-of 2026-01-01T00:00:00Z --rebuild-after`"
     )
 
 
-def _state(root: Path, run_id: str, entry: dict[str, Any]) -> pl.DataFrame:
+def _state(store: SnapshotStore, run_id: str, entry: dict[str, Any]) -> pl.DataFrame:
     # its own file, or its rows of a compacted file (SPEC §13)
-    scan = entry_scan(root, run_id, entry, hive_partitioning=False)
+    scan = entry_scan(store, run_id, entry, hive_partitioning=False)
     return scan.select(MODEL_STATE_SCHEMA.names()).collect()
 
 
-def previous_states(root: Path, run_at: datetime) -> dict[str, pl.DataFrame]:
+def previous_states(root: Path | str | SnapshotStore, run_at: datetime) -> dict[str, pl.DataFrame]:
     """category -> ``model_state`` of the newest committed run before ``run_at`` that has one (manifests read
-    newest first through the run index, only as far back as needed)."""
+    newest first, only as far back as needed)."""
     found: dict[str, pl.DataFrame] = {}
-    for manifest in manifests_newest_first(root):
+    store = open_store(root)
+    for manifest in manifests_newest_first(store):
         if run_time(manifest) >= run_at:
             continue
         for category, entry in manifest["tables"].get("model_state", {}).items():
             if category not in found:
-                found[category] = _state(root, manifest["run_id"], entry)
+                found[category] = _state(store, manifest["run_id"], entry)
         if set(found) >= set(CATEGORY_FILES):
             break  # every category found: older manifests are not read
     return found
 
 
-def model_timeline(root: Path, category: str, name: str, *, grouped: bool = False) -> pl.LazyFrame | None:
+def model_timeline(
+    root: Path | str | SnapshotStore, category: str, name: str, *, grouped: bool = False
+) -> pl.LazyFrame | None:
     """One model's (or family's) row in every committed run, oldest first, lazily over the store."""
-    entries = load_index(root).filter(pl.col("table") == "deletion_risk", pl.col("category") == category)
-    risk = scan_indexed(  # through the run index; each run's rows once, wherever compaction put them (SPEC §13)
-        root,
-        entries,
-        schema=pl.Schema({**_TIMELINE_SOURCE, "run_id": RUN_COLUMNS["run_id"]}),  # run_id: a run's rows by id
+    store = open_store(root)
+    if isinstance(store, FolderStore):
+        entries = load_index(store.root).filter(pl.col("table") == "deletion_risk", pl.col("category") == category)
+        indexed = scan_indexed(  # through the run index; each run's rows once, wherever compaction put them (§13)
+            store.root,
+            entries,
+            schema=pl.Schema({**_TIMELINE_SOURCE, "run_id": RUN_COLUMNS["run_id"]}),  # run_id: a run's rows by id
+            missing_columns="insert",
+            extra_columns="ignore",
+            hive_partitioning=False,
+        )
+        return None if indexed is None else _timeline(indexed, name, grouped)
+    paths = [
+        store.scan_target(entry["path"])
+        for manifest in manifests(store)
+        for cat, entry in manifest["tables"].get("deletion_risk", {}).items()
+        if cat == category
+    ]
+    if not paths:
+        return None
+    risk = pl.scan_parquet(
+        paths,
+        schema=_TIMELINE_SOURCE,
         missing_columns="insert",
         extra_columns="ignore",
-        hive_partitioning=False,
+        storage_options=store.storage_options,
     )
-    if risk is None:
-        return None
+    return _timeline(risk, name, grouped)
+
+
+def _timeline(risk: pl.LazyFrame, name: str, grouped: bool) -> pl.LazyFrame:
     flags = pl.concat_list([pl.when(pl.col(flag)).then(pl.lit(flag)) for flag in FLAGS]).list.drop_nulls()
     return (
         risk.filter(pl.col("name") == name, pl.col("grouped") == grouped)
@@ -127,36 +156,34 @@ class Rebuilt:
     rewritten: list[str]
 
 
-def _rewrite_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    path = root / MANIFEST_DIR / f"{manifest['run_id']}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+def _rewrite_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
+    store.put(f"{MANIFEST_DIR}/{manifest['run_id']}.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
-def rebuild_states(root: Path) -> Rebuilt:
+def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
     """Recompute ``model_state`` from every committed run in run order, writing each one that differs from the
     stored state (or is missing). Call under the snapshot lock."""
     states: dict[str, pl.DataFrame] = {}
     compared = 0
     rewritten: list[str] = []
-    found = manifests(root)
+    store = open_store(root)
+    found = manifests(store)
     for manifest in found:
         run_at = run_time(manifest)
         changed = False
         for category, entry in sorted(manifest["tables"].get("deletion_risk", {}).items()):
-            risk = entry_scan(root, manifest["run_id"], entry, hive_partitioning=False).collect()
+            risk = entry_scan(store, manifest["run_id"], entry, hive_partitioning=False).collect()
             state = model_state(states.get(category), risk, run_at)
             stored_entry = manifest["tables"].get("model_state", {}).get(category)
             compared += 1
-            stored = None if stored_entry is None else _state(root, manifest["run_id"], stored_entry)
+            stored = None if stored_entry is None else _state(store, manifest["run_id"], stored_entry)
             if stored is None or not stored.equals(state, null_equal=True):
-                writer = SnapshotWriter(root=root, run_id=manifest["run_id"], run_at=run_at)
+                writer = SnapshotWriter(root=store, run_id=manifest["run_id"], run_at=run_at)
                 writer.write("model_state", category, state)
                 manifest["tables"].setdefault("model_state", {})[category] = writer.written["model_state"][category]
                 rewritten.append(f"{manifest['run_id']}/{category}")
                 changed = True
             states[category] = state
         if changed:
-            _rewrite_manifest(root, manifest)
+            _rewrite_manifest(store, manifest)
     return Rebuilt(runs=len(found), states=compared, rewritten=rewritten)

@@ -24,7 +24,7 @@ from pipeline.settings import Settings, masked_url
 from pipeline.sinks.lock import RedisLock
 
 if TYPE_CHECKING:
-    from pipeline.batch import RunReport
+    from pipeline.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -132,46 +132,45 @@ class RedisPublisher:
         # While hydration is enabled keys outlive their TTL so readers keep the last good data (SPEC §7.1).
         return self.settings.cache_hydration_stale_ttl_seconds if self.settings.cache_hydration_enabled else ttl
 
-    def values(self, report: RunReport) -> dict[str, tuple[str, int]]:
+    def values(self, outputs: RunOutputs, run_id: str) -> dict[str, tuple[str, int]]:
         """key -> (compact JSON, expiry seconds) for every object of a run."""
         prefix = self.settings.redis_key_prefix
         found: dict[str, tuple[str, int]] = {}
-        for (category, grouped), stats in report.outputs.statistics.items():
+        for (category, grouped), stats in outputs.statistics.items():
             found[keys.statistics_key(prefix, category, grouped)] = (
                 _compact(stats),
                 self._expiry(self.settings.statistics_cache_ttl),
             )
-        for (category, grouped, variations), risk in report.outputs.deletion_risk.items():
+        # Each value is built once: views that share their table and shape (image grouped and ungrouped, where
+        # grouping changes nothing, SPEC §5) share one JSON string.
+        built: dict[tuple[Any, ...], str] = {}
+        for (category, grouped, variations), risk in outputs.deletion_risk.items():
+            shape = (id(risk.table), risk.category, risk.with_variations, risk.run_id, risk.limit, risk.total_count)
+            if shape not in built:
+                built[shape] = risk.json()
             found[keys.deletion_risk_key(prefix, category, grouped, variations)] = (
-                risk.json(),
+                built[shape],
                 self._expiry(self.settings.deletion_risk_cache_ttl),
             )
-        for (table, category), findings in report.outputs.tables.items():
+        for (table, category), findings in outputs.tables.items():
             if table == "audit":  # SPEC §11; expires like the statistics it sits beside
-                audit = audit_json(findings, category=category, run_id=report.run_id)
+                audit = audit_json(findings, category=category, run_id=run_id)
                 found[keys.audit_key(prefix, category)] = (audit, self._expiry(self.settings.statistics_cache_ttl))
-        for (table, category), frame in report.outputs.tables.items():
+        for (table, category), frame in outputs.tables.items():
             if table == "changes":  # SPEC §10: the latest run's changes, in the same transaction
                 found[keys.changes_key(prefix, category)] = (
-                    changes_json(frame, category=category, run_id=report.run_id),
+                    changes_json(frame, category=category, run_id=run_id),
                     self._expiry(self.settings.deletion_risk_cache_ttl),
                 )
         return found
 
-    def run_values(self, report: RunReport) -> RedisValues:
+    def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues:
         """Everything a run writes to Redis: ``values`` plus ``last_run`` (which never expires).
 
         The one place a run's outputs become Redis values: the run stores them in its snapshot before the
         commit, and both the publish and ``run --republish`` send exactly these.
         """
-        last_run = LastRun(
-            run_id=report.run_id,
-            started_at=report.started_at,
-            finished_at=report.finished_at,
-            input_hashes=report.input_hashes,
-            counts=report.counts,
-        )
-        found: RedisValues = dict(self.values(report))
+        found: RedisValues = dict(self.values(outputs, last_run.run_id))
         found[keys.last_run_key(self.settings.redis_key_prefix)] = (_compact(last_run), None)
         return found
 
@@ -229,7 +228,9 @@ class RedisPublisher:
         old = json.loads(previous_run).get("input_hashes", {})
         new = json.loads(this_run[0]).get("input_hashes", {})
         changed = sorted(
-            key.split(":", 1)[1] for key, digest in new.items() if key.startswith("records:") and old.get(key) != digest
+            category
+            for key, digest in new.items()
+            if (category := keys.category_of_hash_key(key)) is not None and old.get(key) != digest
         )
         for category in changed:
             try:
@@ -268,16 +269,6 @@ class InvalidationBus:
                 callback(category)
             except Exception:
                 log.exception("invalidation subscriber failed", extra={"category": category})
-
-    def publish(self, category: str) -> None:
-        """Announce that ``category`` changed: every process drops it (this one even without Redis)."""
-        if self.client is not None:
-            try:
-                self.client.publish(keys.invalidate_channel(self.prefix), category)
-                return
-            except redis.RedisError as error:
-                log.warning("invalidation not published; applied locally", extra={"error": str(error)})
-        self.deliver(category)
 
     def _listen(self) -> None:
         assert self.client is not None

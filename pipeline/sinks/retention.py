@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.retention_plan import RetentionPolicy, groups_to_compact, kept_runs
 from pipeline.sinks.parquet_snapshot import ARTIFACTS, COMPACTED_KEY, TABLES
 from pipeline.sinks.run_index import (

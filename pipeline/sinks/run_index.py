@@ -25,9 +25,16 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.engine import ENGINE
+from pipeline.collect_engine import ENGINE
 from pipeline.schemas import RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import COMPACTED_KEY, MANIFEST_DIR, SnapshotReadError, read_manifest_file
+from pipeline.sinks.parquet_snapshot import (
+    COMPACTED_KEY,
+    MANIFEST_DIR,
+    SnapshotReadError,
+    manifests,
+    read_manifest_file,
+)
+from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +224,20 @@ def runs(index: pl.DataFrame) -> pl.DataFrame:
     return index.select("run_id", "run_at", "run_date").unique("run_id").sort("run_at", "run_id")
 
 
-def manifests_newest_first(root: Path) -> Iterator[dict[str, Any]]:
-    """The committed runs' manifests, newest first, each read only when the caller asks for it."""
-    for run_id in reversed(runs(load_index(root))["run_id"].to_list()):
-        manifest = read_manifest(root, run_id)
+def manifests_newest_first(root: Path | str | SnapshotStore) -> Iterator[dict[str, Any]]:
+    """The committed runs' manifests, newest first: a folder store's through its index, each read only when the
+    caller asks for it; an object store's (no index) listed and read by ``manifests``."""
+    store = open_store(root)
+    if not isinstance(store, FolderStore):
+        yield from reversed(manifests(store))
+        return
+    for run_id in reversed(runs(load_index(store.root))["run_id"].to_list()):
+        manifest = read_manifest(store.root, run_id)
         if manifest is not None:
             yield manifest
 
 
-def latest_manifest(root: Path) -> dict[str, Any] | None:
+def latest_manifest(root: Path | str | SnapshotStore) -> dict[str, Any] | None:
     """The newest committed run's manifest, or None for an empty store."""
     return next(manifests_newest_first(root), None)
 

@@ -14,17 +14,19 @@ from typing import Annotated, Any, Final, TypeAlias
 import msgspec
 import polars as pl
 
+from pipeline.categories import HORDE_MODEL_TYPES
+from pipeline.keys import horde_hash_key
 from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
-from pipeline.sources.collector import collector_paused
-from pipeline.sources.columns import field_columns, list_series
-from pipeline.sources.digest import sha256_while
+from pipeline.sources.field_columns import field_columns, list_series
 from pipeline.sources.files import is_present, regular_file_bytes
+from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.input_hash import sha256_while
+from pipeline.sources.location import url_fetcher
 from pipeline.sources.untrusted_json import NOT_UNICODE, checked_loads, checked_text, printable, value_problem
 
 log = logging.getLogger(__name__)
 
-HORDE_MODEL_TYPES: Final = ("image", "text")
 #: The stats endpoint spells the image type "img".
 _STATS_PATH: Final = {"image": "img", "text": "text"}
 _USAGE_PERIODS: Final = ("day", "month", "total")
@@ -352,9 +354,7 @@ def _snapshot_files(model_type: str) -> dict[str, str]:
 def horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> Iterator[tuple[str, str, str, bytes]]:
     """``(model type, "status"|"usage"|"workers", label, bytes)`` of every payload, read one at a time so that
     only one payload's bytes need be in memory."""
-    if source.startswith(("http://", "https://")):
-        if fetcher is None:
-            raise ValueError("a URL source needs an HttpFetcher")
+    if (fetcher := url_fetcher(source, fetcher)) is not None:
         base = source.rstrip("/")
         for model_type in HORDE_MODEL_TYPES:
             requests = {
@@ -402,7 +402,7 @@ def horde_frames(
     for model_type, kind, label, raw in payloads:
         read = partial(_FRAME_OF[kind], label, raw, max_bad_fraction=max_bad_record_fraction)
         digest, frame = sha256_while(raw, read)
-        hashes[f"horde:{model_type}:{kind}"] = digest
+        hashes[horde_hash_key(model_type, kind)] = digest
         frames.setdefault(model_type, {})[kind] = frame
     return {
         model_type: HordeFrames(status=parts["status"], usage=parts["usage"], workers=parts.get("workers"))

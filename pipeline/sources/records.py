@@ -1,52 +1,47 @@
-"""Model-reference records: folder or base URL -> one validated Polars frame per category (SPEC §2.1)."""
+"""Model-reference records: folder or base URL -> one validated Polars frame per category (SPEC §2.1).
+
+Decoding: clean files take msgspec's typed path (``typed_entries``); a file it refuses is read entry by entry by
+``json_entries.top_level_entries`` so that every bad record is named. Canonical form (baselines, backend copies):
+``pipeline.canonical_records``, a pure step.
+"""
 
 from __future__ import annotations
 
 import functools
-import json
+import hashlib
 import logging
 import operator
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 import polars as pl
 
-from pipeline.baselines import is_known_baseline, normalized_baseline
-from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES, TEXT_GENERATION
+from pipeline.canonical_records import canonical_records
+from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES
 from pipeline.schemas import (
     CASE_DUPLICATE_REASON,
-    COPY_DIFFERENCE_DTYPE,
     DUPLICATE_NAME_REASON,
     PROBLEM_SCHEMA,
     RECORD_SCHEMA,
     LoadedCategory,
 )
-from pipeline.sources.collector import collector_paused
-from pipeline.sources.columns import field_columns, list_series
-from pipeline.sources.digest import sha256_while
+from pipeline.sources.field_columns import field_columns, list_series
 from pipeline.sources.files import is_present, regular_file_bytes
+from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.input_hash import sha256_while
+from pipeline.sources.json_entries import ReferenceInputError as ReferenceInputError  # raised by load_records
+from pipeline.sources.json_entries import top_level_entries
+from pipeline.sources.location import url_fetcher
 from pipeline.sources.untrusted_json import (
-    NOT_UNICODE,
-    TOO_DEEP,
     Unusable,
     checked_text,
-    entry_problem,
-    printable,
-    value_end,
 )
-from pipeline.text_aliases import folded_text_aliases
 
 log = logging.getLogger(__name__)
-
-
-class ReferenceInputError(ValueError):
-    """An input that cannot be used at all (malformed JSON, a missing required file, too many bad records)."""
 
 
 # JSON kinds accepted per record field (the checked path tests them; the typed path is generated from them).
@@ -84,91 +79,8 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant)
-_WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
-_WHITESPACE_CHARS: Final = frozenset(" \t\n\r")
 #: Entries decoded and turned into columns at a time: bounds memory on million-record files.
 CHUNK_ENTRIES: Final = 50_000
-
-
-def _skip(text: str, position: int) -> int:
-    """The position after any JSON whitespace at ``position``."""
-    if text[position : position + 1] not in _WHITESPACE_CHARS:  # compact JSON: no regex call
-        return position
-    match = _WHITESPACE.match(text, position)
-    assert match is not None  # the pattern matches the empty string
-    return match.end()
-
-
-def _malformed(source_file: str, text: str, position: int, message: str) -> ReferenceInputError:
-    line = text.count("\n", 0, position) + 1
-    column = position - text.rfind("\n", 0, position)
-    return ReferenceInputError(
-        f"{source_file}: malformed JSON at line {line} column {column} (char {position}): {message}"
-    )
-
-
-def top_level_entries(text: str, source_file: str) -> Iterator[tuple[str, Any]]:
-    """The ``(name, record)`` pairs of a JSON object, in file order, duplicates included.
-
-    Decodes one entry at a time with the standard library's C scanner (no hook on nested objects, no dict of
-    every record at once); malformed JSON raises with the file name, line and column. A record nested deeper
-    than MAX_NESTING or holding text that is not valid Unicode comes as ``Unusable`` (reported, never used).
-    """
-    position = _skip(text, 0)
-    if text[position : position + 1] != "{":
-        if text[position : position + 1] in ("[", '"') or text[position : position + 1].isdigit():
-            try:
-                kind = type(_DECODER.raw_decode(text, position)[0]).__name__
-            except RecursionError:
-                kind = "list"
-            except ValueError:
-                kind = "something else"
-            raise ReferenceInputError(f"{source_file}: expected a JSON object {{name: record}}, got {kind}")
-        raise _malformed(source_file, text, position, "Expecting '{'")
-    position = _skip(text, position + 1)
-    if text[position : position + 1] == "}":
-        position += 1
-    else:
-        while True:
-            if text[position : position + 1] != '"':
-                raise _malformed(source_file, text, position, "Expecting property name enclosed in double quotes")
-            try:
-                key, position = scanstring(text, position + 1)
-                position = _skip(text, position)
-                if text[position : position + 1] != ":":
-                    raise _malformed(source_file, text, position, "Expecting ':' delimiter")
-                start = _skip(text, position + 1)
-                try:
-                    value, position = _DECODER.raw_decode(text, start)
-                except RecursionError:  # 100k levels: skipped without recursion, the record reported
-                    value, position = Unusable(TOO_DEEP), value_end(text, start)
-                except json.JSONDecodeError:
-                    raise
-                except ValueError as error:  # NaN or Infinity
-                    raise _malformed(source_file, text, start, str(error)) from None
-                else:
-                    problem = entry_problem(value, text, start, position)
-                    value = Unusable(problem) if problem else value
-            except json.JSONDecodeError as error:
-                raise _malformed(source_file, text, error.pos, error.msg) from None
-            if printable(key) != key:  # a name that is not valid text: reported by its escaped spelling
-                key, value = printable(key), Unusable(f"name {NOT_UNICODE}")
-            yield key, value
-            position = _skip(text, position)
-            delimiter = text[position : position + 1]
-            if delimiter == "}":
-                position += 1
-                break
-            if delimiter != ",":
-                raise _malformed(source_file, text, position, "Expecting ',' delimiter")
-            position = _skip(text, position + 1)
-    if _skip(text, position) != len(text):
-        raise _malformed(source_file, text, _skip(text, position), "Extra data")
 
 
 def _first_occurrences(entries: Iterator[tuple[str, Any]], duplicate_keys: list[str]) -> Iterator[tuple[str, Any]]:
@@ -471,12 +383,6 @@ def _records_from_chunks(
         pl.col("download_urls").fill_null([]),
         pl.col("download_sizes").fill_null([]),
         pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).alias("parameters"),
-    ).with_columns(
-        (normalized_baseline(pl.col("raw_baseline")) if category == IMAGE_GENERATION else pl.col("raw_baseline")).alias(
-            "baseline"
-        ),
-        pl.lit([], dtype=pl.List(pl.String)).alias("aliases"),
-        pl.lit([], dtype=pl.List(COPY_DIFFERENCE_DTYPE)).alias("copy_differences"),
     )
     problems = [
         bad.select("name", pl.lit("error").alias("severity"), "reason"),
@@ -494,17 +400,8 @@ def _records_from_chunks(
             pl.lit(CASE_DUPLICATE_REASON).alias("reason"),
         ),
     ]
-    if category == IMAGE_GENERATION:
-        problems.append(
-            records.filter(pl.col("raw_baseline").is_not_null() & ~is_known_baseline(pl.col("raw_baseline"))).select(
-                "name",
-                pl.lit("warning").alias("severity"),
-                pl.format("unknown baseline '{}' kept verbatim", pl.col("raw_baseline")).alias("reason"),
-            )
-        )
-    if category == TEXT_GENERATION:
-        records, alias_problems = folded_text_aliases(records)
-        problems.append(alias_problems)
+    records, canonical_problems = canonical_records(category, records)
+    problems += canonical_problems
 
     entry_count = verdicts.height + len(duplicate_keys)
     if entry_count and bad.height / entry_count > max_bad_record_fraction:
@@ -526,9 +423,7 @@ def _records_from_chunks(
 def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator[tuple[str, str, bytes]]:
     """``(category, label, bytes)`` of every category file present at ``source`` (a folder or a base URL), read
     one at a time so that only one file's bytes are in memory. A missing required file raises."""
-    if source.startswith(("http://", "https://")):
-        if fetcher is None:
-            raise ValueError("a URL source needs an HttpFetcher")
+    if (fetcher := url_fetcher(source, fetcher)) is not None:
         for category, file_name in CATEGORY_FILES.items():
             url = source.rstrip("/") + "/" + file_name
             body = fetcher.get_bytes(url, missing_ok=True)
@@ -555,11 +450,23 @@ def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator
 
 @collector_paused()
 def load_records(
-    source: str, *, max_bad_record_fraction: float = 0.5, fetcher: HttpFetcher | None = None
+    source: str,
+    *,
+    max_bad_record_fraction: float = 0.5,
+    fetcher: HttpFetcher | None = None,
+    reuse: Callable[[str, str, str], LoadedCategory | None] | None = None,
 ) -> dict[str, LoadedCategory]:
-    """Every category present at ``source``, validated; raises ReferenceInputError when one is unusable."""
+    """Every category present at ``source``, validated; raises ReferenceInputError when one is unusable.
+
+    ``reuse(category, source_file, sha256)`` may return the category as an earlier run loaded the same bytes
+    (incremental runs, SPEC §9); None decodes them.
+    """
     loaded: dict[str, LoadedCategory] = {}
     for category, label, raw in reference_files(source, fetcher):
+        reused = reuse(category, label, hashlib.sha256(raw).hexdigest()) if reuse is not None else None
+        if reused is not None:
+            loaded[category] = reused
+            continue
         duplicate_keys: list[str] = []
         digest, chunks = _decoded(raw, label, duplicate_keys)
         del raw  # decoded: the bytes can go (1 GB at 1000x scale)
