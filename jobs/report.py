@@ -5,9 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
 from pipeline.report import REPORT_TABLES, report_sections
+from pipeline.report_history import HISTORY_DAYS, LineChart, daily_runs, usage_charts, usage_points
 from pipeline.sinks.parquet_snapshot import manifests, run_tables
 from pipeline.sinks.report_files import ReportUnavailableError, write_report
 
@@ -20,6 +24,25 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--snapshot-dir", help="where the snapshots are (SNAPSHOT_DIR)")
     parser.add_argument("--out", help="the report folder, replaced when done (default: SNAPSHOT_DIR/report)")
     return parser
+
+
+def _usage_over_time(root: Path, runs: list[dict[str, Any]]) -> tuple[dict[str, tuple[LineChart, ...]], str | None]:
+    """category -> usage-over-time charts from the newest committed run of each day (SPEC §9, §10), and a note
+    when the history is too short to draw them."""
+    days = daily_runs(runs)
+    by_category: dict[str, dict[str, pl.DataFrame]] = {}
+    for manifest in days:
+        for (_, category), risk in run_tables(root, manifest, ["deletion_risk"]).items():
+            by_category.setdefault(category, {})[str(manifest["run_at"])[:10]] = risk
+    charts = {
+        category: usage_charts(category, usage_points(risk_by_day)) for category, risk_by_day in by_category.items()
+    }
+    if len(days) < 2:
+        return charts, (
+            f"Usage over time appears once committed runs span two or more days (one point per day, the last "
+            f"{HISTORY_DAYS} days); this store has runs on {len(days)} day(s)."
+        )
+    return charts, None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -37,7 +60,7 @@ def main(argv: Sequence[str]) -> int:
         )
         return EXIT_FAILED
     latest = runs[-1]
-    sections = report_sections(run_tables(root, latest, REPORT_TABLES))
+    sections = report_sections(run_tables(root, latest, REPORT_TABLES), *_usage_over_time(root, runs))
     out_dir = Path(args.out) if args.out else root / "report"
     try:
         page = write_report(sections, out_dir, run_id=latest["run_id"], run_at=latest["run_at"])
