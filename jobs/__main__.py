@@ -23,7 +23,7 @@ USAGE = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch to a command's ``main``; exit codes per SPEC §1 (0 ok, 1 failed, 2 usage, 3 locked)."""
+    """Dispatch to a command's ``main``; exit codes per SPEC §1 (0 ok, 1 failed, 2 usage, 3 locked, 4 not published)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help"}:
         print(USAGE)

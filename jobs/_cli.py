@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 from pipeline.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+#: The run was committed to the snapshot store but Redis was not updated (SPEC §1).
+EXIT_NOT_PUBLISHED = 4
 
 
 class UsageError(Exception):

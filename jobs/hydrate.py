@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 
-from jobs._cli import EXIT_OK, ArgumentParser, add_source_arguments, parsed_or_exit, settings_or_exit
+from jobs._cli import (
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentParser,
+    add_source_arguments,
+    parsed_or_exit,
+    settings_or_exit,
+)
 from jobs.run import execute, make_publisher
 from pipeline.hydrator import CacheHydrator
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings
-from pipeline.sinks.redis_cache import InvalidationBus, redis_client
+from pipeline.settings import Settings, masked_text, secret_urls
+from pipeline.sinks.redis_cache import InvalidationBus, RedisConfigError, redis_client
 
 log = logging.getLogger("jobs.hydrate")
 
@@ -27,6 +35,8 @@ def cycle(settings: Settings) -> None:
     result = execute(settings)
     if isinstance(result, int):
         raise RuntimeError(f"cycle ended with exit code {result}")
+    if result.not_published is not None:  # committed (history has it), Redis not updated: retried next cycle
+        raise RuntimeError(f"run {result.run_id} committed but not published: {result.not_published}")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -41,10 +51,16 @@ def main(argv: Sequence[str]) -> int:
     )
     if isinstance(settings, int):
         return settings
-    configure_logging()
+    configure_logging(secret_urls=secret_urls(settings))
+    try:
+        make_publisher(settings)  # a configuration Redis refuses fails now (exit 2); one that is away, later
+    except RedisConfigError as error:
+        print(f"horde-analytics: {masked_text(str(error), *secret_urls(settings))}", file=sys.stderr)
+        return EXIT_USAGE
     hydrator = CacheHydrator(settings, lambda: cycle(settings))
     bus: InvalidationBus | None = None
-    if settings.redis_url and make_publisher(settings) is not None:
+    if settings.redis_url:
+        # Even while Redis is down: the listener keeps trying and subscribes once it is back.
         bus = InvalidationBus(
             redis_client(settings.redis_url, settings.redis_socket_timeout), settings.redis_key_prefix
         )

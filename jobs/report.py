@@ -10,10 +10,11 @@ from typing import Any
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
+from pipeline.logs import terminal_safe
 from pipeline.report import REPORT_TABLES, report_sections
 from pipeline.report_history import HISTORY_DAYS, LineChart, daily_runs, usage_charts, usage_points
-from pipeline.sinks.parquet_snapshot import manifests, run_tables
-from pipeline.sinks.report_files import ReportUnavailableError, write_report
+from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
+from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
 
 
 def build_parser() -> ArgumentParser:
@@ -22,7 +23,10 @@ def build_parser() -> ArgumentParser:
         description="Write report.html (self-contained, opens without network) and one PNG per chart.",
     )
     parser.add_argument("--snapshot-dir", help="where the snapshots are (SNAPSHOT_DIR)")
-    parser.add_argument("--out", help="the report folder, replaced when done (default: SNAPSHOT_DIR/report)")
+    parser.add_argument(
+        "--out",
+        help="the report folder: absent, empty or an earlier report, replaced when done (default: SNAPSHOT_DIR/report)",
+    )
     return parser
 
 
@@ -60,11 +64,19 @@ def main(argv: Sequence[str]) -> int:
         )
         return EXIT_FAILED
     latest = runs[-1]
-    sections = report_sections(run_tables(root, latest, REPORT_TABLES), *_usage_over_time(root, runs))
+    try:
+        sections = report_sections(run_tables(root, latest, REPORT_TABLES), *_usage_over_time(root, runs))
+    except SnapshotReadError as error:
+        print(f"horde-analytics report: {terminal_safe(str(error))}", file=sys.stderr)
+        return EXIT_FAILED
+    except pl.exceptions.PolarsError as error:  # committed files that are Parquet but not the tables it needs
+        message = f"the snapshot of run {latest['run_id']} in {root} is not readable as report tables"
+        print(f"horde-analytics report: {message} ({terminal_safe(str(error))})", file=sys.stderr)
+        return EXIT_FAILED
     out_dir = Path(args.out) if args.out else root / "report"
     try:
         page = write_report(sections, out_dir, run_id=latest["run_id"], run_at=latest["run_at"])
-    except ReportUnavailableError as error:
+    except (ReportUnavailableError, ReportFolderError) as error:
         print(f"horde-analytics report: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(page)

@@ -10,19 +10,22 @@ from collections.abc import Sequence
 from jobs._cli import (
     EXIT_FAILED,
     EXIT_LOCKED,
+    EXIT_NOT_PUBLISHED,
     EXIT_OK,
+    EXIT_USAGE,
     ArgumentParser,
     add_source_arguments,
     parsed_or_exit,
     settings_or_exit,
 )
 from jobs.audit import format_counts_line
-from pipeline.batch import RunReport, run_once
+from pipeline.batch import NothingToRepublishError, RunReport, republish, run_once
+from pipeline.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.logs import configure_logging
-from pipeline.settings import Settings, masked_text, masked_url
-from pipeline.sinks.lock import LockHeldError
+from pipeline.settings import Settings, masked_text, masked_url, secret_urls
+from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
-from pipeline.sinks.redis_cache import RedisPublisher, run_guard
+from pipeline.sinks.redis_cache import PublishError, RedisConfigError, RedisPublisher
 
 log = logging.getLogger("jobs.run")
 
@@ -31,6 +34,11 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="horde-analytics run", description="Run one batch.")
     add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the statistics JSON instead of a table")
+    parser.add_argument(
+        "--republish",
+        action="store_true",
+        help="publish the latest committed run to Redis again, computing nothing (after an exit 4)",
+    )
     return parser
 
 
@@ -69,30 +77,65 @@ def statistics_json(report: RunReport) -> str:
 
 
 def make_publisher(settings: Settings) -> RedisPublisher | None:
-    """The Redis publisher when REDIS_URL is set and Redis answers; None (with a warning) otherwise."""
+    """The Redis publisher when REDIS_URL is set, None otherwise.
+
+    Raises RedisConfigError for a malformed URL or a server that refuses the credentials or database (exit 2,
+    before any work). A Redis that is merely away gets a warning: the run commits its snapshot and exits 4.
+    """
     if not settings.redis_url:
         return None
     publisher = RedisPublisher.from_settings(settings)
-    if not publisher.reachable():
-        log.warning("redis unreachable: writing Parquet only", extra={"redis": masked_url(settings.redis_url)})
-        return None
+    reason = publisher.unreachable_reason()
+    if reason is not None:
+        log.warning(
+            "redis unreachable: the run commits its snapshot without publishing (exit 4)",
+            extra={"redis": masked_url(settings.redis_url), "error": masked_text(reason, settings.redis_url)},
+        )
     return publisher
 
 
-def execute(settings: Settings) -> RunReport | int:
-    """One guarded run: the report, or an exit code (3 when another run holds a lock, 1 when it failed)."""
+def _failed(settings: Settings, message: str, code: int) -> int:
+    print(f"horde-analytics: {masked_text(message, *secret_urls(settings))}", file=sys.stderr)
+    return code
+
+
+def execute(settings: Settings, stop: StopRequest | None = None) -> RunReport | int:
+    """One guarded run: the report, or an exit code (SPEC §1: 1 failed, 2 configuration, 3 lock, 128+N signal)."""
     try:
         publisher = make_publisher(settings)
-        with run_guard(publisher):
-            return run_once(settings, publisher=publisher)
-    except (SnapshotLockedError, LockHeldError) as error:
-        print(f"horde-analytics: {error}", file=sys.stderr)
-        return EXIT_LOCKED
-    except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing published
-        message = masked_text(f"{type(error).__name__}: {error}", settings.redis_url)
+    except RedisConfigError as error:
+        return _failed(settings, str(error), EXIT_USAGE)
+    try:
+        return run_once(settings, publisher=publisher, stop=stop)
+    except (SnapshotLockedError, LockHeldError, LockLostError) as error:
+        return _failed(settings, str(error), EXIT_LOCKED)
+    except RunInterrupted as error:
+        log.warning("run stopped", extra={"reason": str(error)})
+        return _failed(settings, f"run {error}", error.exit_code)
+    except Exception as error:  # the shell's job: any failure is a failed run, reported, nothing committed
+        message = masked_text(f"{type(error).__name__}: {error}", *secret_urls(settings))
         log.error("run failed", extra={"error": message})
-        print(f"horde-analytics: run failed, nothing published: {message}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(settings, f"run failed, nothing committed or published: {message}", EXIT_FAILED)
+
+
+def execute_republish(settings: Settings) -> int:
+    """``run --republish``: the latest committed run to Redis again; 0, or the exit code of what went wrong."""
+    if not settings.redis_url:
+        return _failed(settings, "run --republish needs REDIS_URL (where to publish)", EXIT_USAGE)
+    try:
+        publisher = make_publisher(settings)
+        assert publisher is not None
+        run_id, published = republish(settings, publisher)
+    except RedisConfigError as error:
+        return _failed(settings, str(error), EXIT_USAGE)
+    except (LockHeldError, LockLostError) as error:
+        return _failed(settings, str(error), EXIT_LOCKED)
+    except PublishError as error:
+        return _failed(settings, str(error), EXIT_NOT_PUBLISHED)
+    except NothingToRepublishError as error:
+        return _failed(settings, str(error), EXIT_FAILED)
+    print(f"republished run {run_id}: {len(published)} Redis keys")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str]) -> int:
@@ -104,9 +147,16 @@ def main(argv: Sequence[str]) -> int:
     )
     if isinstance(settings, int):
         return settings
-    configure_logging()
-    report = execute(settings)
+    configure_logging(secret_urls=secret_urls(settings))
+    if args.republish:
+        return execute_republish(settings)
+    with stop_on_signals(StopRequest()) as stop:
+        report = execute(settings, stop)
     if isinstance(report, int):
         return report
     print(statistics_json(report) if args.json else format_summary(report))
+    if report.not_published is not None:
+        message = f"run {report.run_id} committed but not published to Redis: {report.not_published}"
+        print(f"horde-analytics: {message}; `run --republish` publishes it", file=sys.stderr)
+        return EXIT_NOT_PUBLISHED
     return EXIT_OK

@@ -1,7 +1,10 @@
-"""One batch run, the imperative shell: sources -> pure steps -> sinks (SPEC §1, §7).
+"""One batch run, the imperative shell: sources -> pure steps -> sinks (SPEC §1, §7, §12).
 
-Nothing is published until everything is computed; the snapshot manifest and the Redis transaction are the
-two commit points, so a failed run leaves the last good results in place.
+Order: take the lock -> load -> compute -> write the snapshot tables (and the run's Redis values) -> write the
+manifest, **the commit** -> publish the committed run to Redis in one transaction -> release the lock. Redis is
+a projection of the latest committed run: a run that fails before the manifest leaves nothing anywhere, and a
+run that commits but cannot publish leaves Redis on the previous run (exit 4) until the next run or
+``run --republish``.
 """
 
 from __future__ import annotations
@@ -9,18 +12,28 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
 from pipeline.deletion_risk import RiskRules
+from pipeline.interrupts import StopRequest
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, snapshot_lock, sweep_uncommitted
+from pipeline.sinks.lock import RedisLock
+from pipeline.sinks.parquet_snapshot import (
+    SnapshotWriter,
+    manifests,
+    read_artifact,
+    snapshot_lock,
+    sweep_uncommitted,
+)
+from pipeline.sinks.redis_cache import PublishError, RedisValues
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.records import load_records
@@ -47,17 +60,23 @@ def analysis_rules(settings: Settings) -> AnalysisRules:
 
 class Stopwatch:
     """Seconds spent per named stage, measured between successive ``lap`` calls; each lap is logged, so a long
-    run shows its progress stage by stage (on a terminal as readable lines, elsewhere as JSON events)."""
+    run shows its progress stage by stage (on a terminal as readable lines, elsewhere as JSON events).
 
-    def __init__(self) -> None:
+    A lap is also a stage boundary: a stop requested by a signal is honoured there (``stop.check``).
+    """
+
+    def __init__(self, stop: StopRequest | None = None) -> None:
         self.laps: dict[str, float] = {}
         self._last = time.perf_counter()
+        self._stop = stop
 
-    def lap(self, stage: str) -> None:
+    def lap(self, stage: str, *, stoppable: bool = True) -> None:
         now = time.perf_counter()
         self.laps[stage] = round(now - self._last, 4)
         self._last = now
         log.info("stage finished", extra={"stage": stage, "seconds": round(self.laps[stage], 2)})
+        if stoppable and self._stop is not None:
+            self._stop.check()
 
 
 @dataclass
@@ -72,7 +91,9 @@ class RunReport:
     input_hashes: dict[str, str]
     counts: dict[str, int]
     published_keys: list[str] = field(default_factory=list)
-    #: seconds per stage: load, compute, snapshot, publish
+    #: why a committed run was not published to Redis (exit 4), None when it was or no Redis is configured
+    not_published: str | None = None
+    #: seconds per stage: load, compute, snapshot, commit, publish
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -110,26 +131,44 @@ def _log_problems(problems: pl.DataFrame) -> None:
 
 
 class Publisher(Protocol):
-    """Publishes a finished run's objects (the Redis sink); raises when nothing could be published."""
+    """The Redis sink as a run sees it (``RedisPublisher``)."""
 
-    def publish_run(self, report: RunReport) -> list[str]: ...
+    #: Why Redis could not be used (set when ``run_lock`` gives None).
+    down: str | None
+
+    def run_lock(self) -> AbstractContextManager[RedisLock | None]:
+        """Hold the run lock (None when Redis cannot give it: the run then commits without publishing)."""
+        ...
+
+    def run_values(self, report: RunReport) -> RedisValues: ...
+
+    def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]: ...
+
+    def restored(self, document: dict[str, Any]) -> RedisValues: ...
+
+    def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
 
 
-def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunReport:
-    """Load, compute, snapshot and publish one run; raises (publishing nothing) when any step fails.
+class NothingToRepublishError(RuntimeError):
+    """The store has no committed run, or its latest run holds no Redis values."""
 
-    Order of commit points: snapshot tables, then the Redis transaction, then the snapshot manifest. A failure
-    before the manifest removes this run's tables, so a failed run appears nowhere.
+
+def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: StopRequest | None = None) -> RunReport:
+    """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
+
+    Raises (committing nothing: this run's files are removed) when any step before the manifest fails, when
+    the lock was lost (LockLostError) or a stop was requested (RunInterrupted). Once committed, a failed
+    publish does not raise: ``report.not_published`` says why.
     """
     started = time.time()
     run_at = datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     root = Path(settings.snapshot_dir)
-    clock = Stopwatch()
-    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, publish"})
+    clock = Stopwatch(stop)
+    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
-    with snapshot_lock(root):
+    with publisher.run_lock() if publisher is not None else nullcontext() as fence, snapshot_lock(root):
         sweep_uncommitted(root)
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
@@ -159,14 +198,61 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None) -> RunRe
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
-            clock.lap("snapshot")
             report.finished_at = time.time()
-            if publisher is not None:
-                report.published_keys = publisher.publish_run(report)
-                clock.lap("publish")
+            redis_values: RedisValues | None = None
+            if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
+                redis_values = publisher.run_values(report)
+                writer.write_artifact("redis", publisher.stored(run_id, redis_values))
+            clock.lap("snapshot")
+            if fence is not None:
+                fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
             writer.commit(input_hashes=inputs.input_hashes, counts=counts)
         except BaseException:
             writer.abort()
             raise
-    log.info("run finished", extra={"run_id": run_id, "seconds": round(report.finished_at - started, 3)})
+        clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
+        if publisher is not None and redis_values is not None:
+            report.published_keys, report.not_published = _published(publisher, redis_values, fence)
+            clock.lap("publish", stoppable=False)
+    log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
+
+
+def _published(publisher: Publisher, values: RedisValues, fence: RedisLock | None) -> tuple[list[str], str | None]:
+    """The keys published, or why nothing was (a committed run whose Redis update failed: exit 4)."""
+    if fence is None:
+        reason = f"redis was unusable when the run started ({publisher.down})"
+    else:
+        try:
+            return publisher.publish(values, fence), None
+        except PublishError as error:
+            reason = str(error)
+    log.error("run committed but not published: redis still serves the previous run", extra={"error": reason})
+    return [], reason
+
+
+def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]:
+    """Publish the latest committed run's stored Redis values again, computing nothing (SPEC §12).
+
+    Returns the run id and the keys published. Raises LockHeldError / LockLostError, PublishError (also when
+    Redis cannot give the lock), NothingToRepublishError.
+    """
+    root = Path(settings.snapshot_dir)
+    with publisher.run_lock() as fence:
+        if fence is None:
+            raise PublishError("redis is unusable: nothing republished")
+        committed = manifests(root)  # read under the lock: no run can commit a newer one meanwhile
+        if not committed:
+            raise NothingToRepublishError(f"no committed run in {root} to republish")
+        latest = committed[-1]
+        try:
+            document = read_artifact(root, latest, "redis")
+        except (OSError, ValueError) as error:  # missing, unreadable, corrupt, or a path outside the store
+            raise NothingToRepublishError(f"run {latest['run_id']}: its Redis values cannot be read: {error}") from None
+        if document is None:
+            raise NothingToRepublishError(
+                f"run {latest['run_id']} stored no Redis values (it ran without REDIS_URL); `run` computes a new one"
+            )
+        published = publisher.publish(publisher.restored(document), fence)
+    log.info("run republished", extra={"run_id": latest["run_id"], "keys": len(published)})
+    return latest["run_id"], published

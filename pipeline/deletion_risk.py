@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import polars as pl
 
@@ -28,6 +28,8 @@ from pipeline.names.families import (
 from pipeline.names.patterns import VARIATION_BACKENDS
 from pipeline.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 #: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
 FLAGS: Final = tuple(DeletionRiskFlags.model_fields)
@@ -157,10 +159,19 @@ def deletion_risk_table(
     )
     # A risk row is the flat RISK_SCHEMA row; the merged frame's other columns (descriptions, tags) stay behind.
     kept = [column for column in RISK_SCHEMA.names() if column in rows.collect_schema()]
-    # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show "Qwen2.5-14B"):
-    # their first member, unique per family, breaks the tie so the order does not change from run to run.
-    order = ["usage_month", "name", *(["_first"] if grouped and text else [])]
-    return rows.sort(order, descending=[True, *[False] * (len(order) - 1)]).select(kept).collect(engine=ENGINE)
+    return in_risk_order(rows).select(kept).collect(engine=ENGINE)
+
+
+def in_risk_order(rows: FrameT) -> FrameT:
+    """``rows`` in the SPEC §6 order: usage_month descending, then name ascending (the one definition; ``query``
+    sorts the stored table with it too)."""
+    keys: list[pl.Expr] = [pl.col("usage_month"), pl.col("name")]
+    if "members" in rows.collect_schema():
+        # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show
+        # "Qwen2.5-14B"): their first member, unique per family, breaks the tie so the order does not change from
+        # run to run.
+        keys.append(pl.col("members").list.first())
+    return rows.sort(keys, descending=[True, *[False] * (len(keys) - 1)])
 
 
 def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:

@@ -369,8 +369,8 @@ def category_section(
         at_risk = most_at_risk(risk, grouped=False)
         if risk["grouped"].any():
             families = most_at_risk(risk, grouped=True)
-            grouped = risk.filter(pl.col("grouped"))
-            facts |= {"families": grouped.height, "families at risk": int(grouped["at_risk"].sum())}
+            family_rows = risk.filter(pl.col("grouped"))
+            facts |= {"families": family_rows.height, "families at risk": int(family_rows["at_risk"].sum())}
     views: list[TableView] = []
     if (changes := tables.get(("changes", category))) is not None:
         views.extend(change_tables(changes))

@@ -14,8 +14,10 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Final
+from urllib.parse import unquote, unquote_plus
 
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -121,6 +123,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("horde:model_ref", min_length=1, validation_alias=_env("REDIS_KEY_PREFIX"))
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
+    # The run lock's expiry: renewed every third of it while the run is alive, so it only runs out for a run
+    # that stopped (paused, hung, killed); such a run then commits and publishes nothing (SPEC §12).
+    redis_lock_ttl_seconds: float = Field(60.0, ge=0.5, le=3600, validation_alias=_env("REDIS_LOCK_TTL_SECONDS"))
 
     # Cache lifetimes (seconds).
     statistics_cache_ttl: int = Field(300, gt=0, validation_alias=_env("STATISTICS_CACHE_TTL"))
@@ -246,7 +251,9 @@ def load_settings(**overrides: Any) -> Settings:
             field = next((f for f in Settings.model_fields if f == located or located in _variables(f)), None)
             origin = origins.get(field, "") if field else ""
             variable = origin.partition(" ")[2] or (field or located).upper()
-            problems.append(f"{variable}: {item['msg']} (got {item.get('input')!r})")
+            # a bad REDIS_URL must not print its password
+            got = masked_text(repr(item.get("input")), str(item.get("input")))
+            problems.append(f"{variable}: {item['msg']} (got {got})")
         raise SettingsError("bad configuration: " + "; ".join(problems)) from None
     settings._origins = origins
     settings._unknown = _unknown_names(set(environ) | set(dotenv))
@@ -303,22 +310,82 @@ def settings_log_events(settings: Settings) -> list[tuple[int, str, dict[str, An
     return events
 
 
+#: A URL inside free text: a scheme, "://", then everything up to whitespace or a quote/bracket that ends it.
+_URL_IN_TEXT: Final = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>`]+""")
+#: Query (or fragment) parameter names whose values are secrets: ``?password=``, ``token``, ``api_key``,
+#: ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``, ``sig`` (Azure SAS), ``auth``...
+_SECRET_PARAMETER: Final = re.compile(
+    r"pass|pwd|token|secret|key|signature|credential|auth|session|^sig$|^code$", re.IGNORECASE
+)
+_MASK: Final = "***"
+
+
+def _masked_parameters(query: str) -> str:
+    """``a=1&token=abc`` -> ``a=1&token=***`` (names compared after percent-decoding)."""
+    parts = []
+    for part in query.split("&"):
+        name, has_value, value = part.partition("=")
+        secret = has_value and value and _SECRET_PARAMETER.search(unquote_plus(name))
+        parts.append(f"{name}={_MASK}" if secret else part)
+    return "&".join(parts)
+
+
 def masked_url(url: str | None) -> str | None:
-    """The URL with any password replaced by ``***`` (safe to log)."""
-    if not url or "@" not in url:
+    """The URL with its secrets replaced by ``***`` (safe to log).
+
+    Masked: the password of the userinfo (``redis://:pw@host``, ``redis://user:pw@host``, a password holding an
+    unencoded ``@``), a user name given without a password (``https://TOKEN@host``, a token by convention), and
+    the values of secret-looking query or fragment parameters (``?password=``, ``?token=``, ``X-Amz-Signature``).
+    The authority ends at the first ``/``, ``?`` or ``#``, as URL parsers (and so redis-py and httpx) read it.
+    """
+    if not url:
         return url
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    credentials, _, host = rest.rpartition("@")
-    user, has_password, _ = credentials.partition(":")
-    return f"{scheme}://{user}{':***' if has_password else ''}@{host}" if has_password else url
+    end = min((index for index in (rest.find(c) for c in "/?#") if index >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    credentials, at, host = authority.rpartition("@")
+    if at:
+        user, has_password, _ = credentials.partition(":")
+        authority = f"{user}:{_MASK}@{host}" if has_password else f"{_MASK}@{host}"
+    path, has_fragment, fragment = tail.partition("#")
+    path, has_query, query = path.partition("?")
+    masked_tail = path + (f"?{_masked_parameters(query)}" if has_query else "")
+    masked_tail += f"#{_masked_parameters(fragment)}" if has_fragment else ""
+    return f"{scheme}://{authority}{masked_tail}"
 
 
-def masked_text(text: str, url: str | None) -> str:
-    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
-    if not url or "@" not in url:
-        return text
-    credentials = url.partition("://")[2].rpartition("@")[0]
-    password = credentials.partition(":")[2]
-    return text.replace(password, "***") if password else text
+def _literal_secrets(url: str) -> set[str]:
+    """The password (raw and percent-decoded) of ``url``'s userinfo and the values of its secret parameters."""
+    rest = url.partition("://")[2]
+    end = min((index for index in (rest.find(c) for c in "/?#") if index >= 0), default=len(rest))
+    credentials, at, _ = rest[:end].rpartition("@")
+    # without a scheme or with the authority cut short (an unencoded "/" in the password) fall back to the
+    # text before the last "@": the literal is masked even where the URL cannot be parsed
+    if not at:
+        credentials = rest.rpartition("@")[0] if "@" in rest else ""
+    user, has_password, password = credentials.partition(":")
+    found = {password, unquote(password)} if has_password else {user, unquote(user)}
+    for part in re.split(r"[?&#]", rest[end:]):
+        name, _, value = part.partition("=")
+        if value and _SECRET_PARAMETER.search(unquote_plus(name)):
+            found |= {value, unquote_plus(value)}
+    # a one-character "secret" would mask every such letter of the message
+    return {secret for secret in found if len(secret) >= 3}
+
+
+def masked_text(text: str, *urls: str | None) -> str:
+    """``text`` with every URL in it masked (``masked_url``) and the secrets of each of ``urls`` (REDIS_URL, the
+    source URLs) replaced by ``***`` wherever they appear, also outside a URL (a message that quotes a password)."""
+    masked = _URL_IN_TEXT.sub(lambda match: masked_url(match.group(0)) or "", text)
+    secrets = {secret for url in urls if url for secret in _literal_secrets(url)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        masked = masked.replace(secret, _MASK)
+    return masked
+
+
+def secret_urls(settings: Settings) -> tuple[str, ...]:
+    """The settings that may carry credentials (masked wherever their secrets appear in a log)."""
+    values = (settings.redis_url, settings.model_reference_source, settings.horde_source, settings.snapshot_dir)
+    return tuple(value for value in values if value)

@@ -307,5 +307,5 @@ def test_query_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["query", "--category", "image_generation", "--preset", "nope"]) == 2
     assert "valid presets" in capsys.readouterr().err
     assert main(["query", "--category", "image_generation", "--limit", "-1"]) == 2
-    assert "--limit must be 0 or more" in capsys.readouterr().err
+    assert "--limit: must be 0 or more" in capsys.readouterr().err
     assert main(["query", "--category", "nonsense"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import warnings
@@ -103,8 +104,12 @@ def test_report_command_writes_a_self_contained_page(tmp_path: Path, capsys: pyt
     assert f"<td>{top['name']}</td>" in image.split("At-risk models", 1)[1]
     assert "At-risk families" in page.split('<h2 id="text_generation">', 1)[1]
 
-    # a second report replaces the first whole, leaving no staging folder behind
+    # a second report replaces the first whole (a chart the earlier report listed in its marker goes too),
+    # leaving no staging folder behind
+    marker = page_path.parent / ".horde-analytics-report"
+    listed = json.loads(marker.read_text())
     (page_path.parent / "stale.png").write_bytes(b"old")
+    marker.write_text(json.dumps({**listed, "files": [*listed["files"], "stale.png"]}))
     assert main(["report"]) == 0
     assert not (page_path.parent / "stale.png").exists()
     assert [p.name for p in page_path.parent.parent.iterdir() if p.name.startswith(".report")] == []

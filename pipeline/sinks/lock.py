@@ -1,27 +1,34 @@
-"""One run at a time: a Redis lock (SET NX PX, token-checked release, renewed while held) (SPEC §7.1)."""
+"""One run at a time: a Redis lock that fences the commit and the Redis transaction (SPEC §7.1, §12).
+
+Built on redis-py's own ``redis.lock.Lock`` (``SET NX PX`` with a random token, token-checked release and
+renewal in Lua). What this module adds is the fence: a run may lose its lock without knowing it (paused by
+SIGSTOP, a stalled VM, a long GC) while another run takes it, so the run checks the token just before its
+manifest (``verify``) and inside its Redis transaction (``transaction``: WATCH the lock key, check the token,
+MULTI/EXEC — an EXEC aborted by the watch means someone else wrote the key).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from types import TracebackType
-from typing import Final
+from typing import Any
 
 import redis
+from redis.exceptions import LockError, WatchError
+from redis.lock import Lock
 
 log = logging.getLogger(__name__)
-
-# Release and renew only while we still own the lock: a crashed holder's lock may have expired and been
-# taken by another run, which a plain DEL or PEXPIRE would then break.
-_RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_RENEW: Final = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-)
 
 
 class LockHeldError(RuntimeError):
     """Another run holds the lock."""
+
+
+class LockLostError(RuntimeError):
+    """This run's lock expired or was taken by another run: it must commit and publish nothing (exit 3)."""
 
 
 class RedisLock:
@@ -32,34 +39,82 @@ class RedisLock:
         self.key = key
         self.ttl_ms = ttl_ms
         self.token = uuid.uuid4().hex
+        # thread_local=False: the renewal thread must see the token the main thread acquired with.
+        self._lock = Lock(client, key, timeout=ttl_ms / 1000, blocking=False, thread_local=False)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        #: Held by renewal and by a fenced transaction: our own PEXPIRE would otherwise trip the WATCH.
+        self._renewing = threading.Lock()
+        #: Set when a renewal found the key no longer ours.
+        self.lost = threading.Event()
 
     def acquire(self) -> None:
-        """Take the lock or raise LockHeldError."""
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        """Take the lock or raise LockHeldError (RedisError when Redis cannot be asked)."""
+        if not self._lock.acquire(blocking=False, token=self.token):
             raise LockHeldError(f"another run holds the lock {self.key}")
         self._stop.clear()
+        self.lost.clear()
         self._renewer = threading.Thread(target=self._renew_until_stopped, name="lock-renewer", daemon=True)
         self._renewer.start()
 
     def release(self) -> bool:
-        """Give the lock back; False when it was no longer ours."""
+        """Give the lock back; False when it was no longer ours (or Redis could not be reached)."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
         try:
-            return bool(self.client.eval(_RELEASE, 1, self.key, self.token))
+            self._lock.release()
+            return True
+        except LockError:
+            return False  # expired, maybe taken by another run: never delete a lock that is not ours
         except redis.RedisError as error:
             log.warning("lock release failed; it expires by itself", extra={"error": str(error)})
             return False
 
+    def verify(self) -> None:
+        """Raise LockLostError unless Redis still holds our token.
+
+        When Redis cannot be asked the run goes on: the snapshot store has its own lock (flock), and the Redis
+        transaction checks the token again, so an unverifiable lock can never publish.
+        """
+        if self.lost.is_set():
+            raise LockLostError(f"lost the lock {self.key}: another run may hold it; nothing committed")
+        try:
+            owned = self._lock.owned()
+        except redis.RedisError as error:
+            log.warning("lock not verifiable: redis unreachable", extra={"error": str(error)})
+            return
+        if not owned:
+            raise LockLostError(f"lost the lock {self.key}: another run may hold it; nothing committed")
+
+    def transaction(self, queue: Callable[[Any], None]) -> list[Any]:
+        """Run the commands ``queue(pipe)`` adds in one MULTI/EXEC that applies only while we hold the lock.
+
+        Raises LockLostError (nothing applied) when the token is not ours or the key changed before EXEC.
+        """
+        with self._renewing:
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(self.key)  # type: ignore[no-untyped-call]
+                if pipe.get(self.key) != self.token.encode():
+                    raise LockLostError(f"lost the lock {self.key} before publishing; nothing published")
+                pipe.multi()
+                queue(pipe)
+                return list(pipe.execute())
+            except WatchError:
+                raise LockLostError(f"the lock {self.key} changed while publishing; nothing published") from None
+            finally:
+                pipe.reset()
+
     def _renew_until_stopped(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
-                if not self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
-                    log.error("lock lost while running", extra={"key": self.key})
-                    return
+                with self._renewing:
+                    self._lock.reacquire()  # back to the full TTL, only while the token is ours
+            except LockError:
+                log.error("lock lost while running", extra={"key": self.key})
+                self.lost.set()
+                return
             except redis.RedisError as error:
                 log.warning("lock renewal failed", extra={"error": str(error)})
 

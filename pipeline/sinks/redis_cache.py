@@ -7,8 +7,8 @@ import logging
 import threading
 import time
 from abc import ABC
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 import redis
@@ -33,23 +33,40 @@ REDIS_RETRY_AFTER_SECONDS = 5.0
 
 
 class PublishError(RuntimeError):
-    """A run could not be published; nothing of it reached Redis."""
+    """A committed run could not be published; Redis still serves the previous run (exit 4)."""
+
+
+class RedisConfigError(RuntimeError):
+    """Redis refused this configuration (bad URL, credentials or database): exit 2, before any work."""
+
+
+#: Server replies that mean the configuration is wrong, not that Redis is away (SPEC §1: exit 2).
+_CONFIG_ERRORS = (redis.AuthenticationError, redis.exceptions.AuthorizationError, redis.ResponseError)
 
 
 def redis_client(url: str, socket_timeout: float = 2.0) -> redis.Redis:
     """A client that fails fast: short timeouts and no retries (redis-py would otherwise retry with backoff)."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
+    try:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+    except ValueError as error:
+        raise RedisConfigError(
+            f"REDIS_URL {masked_url(url)!r} is not a Redis URL ({error}); e.g. redis://:password@host:6379/0"
+        ) from None
 
 
 def _compact(model: BaseModel) -> str:
     return model.model_dump_json()
+
+
+#: key -> (value, expiry seconds or None for no expiry): what one run writes to Redis.
+RedisValues = dict[str, tuple[str, int | None]]
 
 
 class RedisPublisher:
@@ -59,22 +76,56 @@ class RedisPublisher:
         self.client = client
         self.settings = settings
         self.url = masked_url(url) or "redis"
+        #: Why Redis was found away by ``unreachable_reason`` (then a run does not wait for it a second time).
+        self.down: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisPublisher:
         assert settings.redis_url, "REDIS_URL is not set"
         return cls(redis_client(settings.redis_url, settings.redis_socket_timeout), settings, url=settings.redis_url)
 
-    def reachable(self) -> bool:
-        """True when Redis answers a PING within the socket timeout."""
-        try:
-            return bool(self.client.ping())
-        except redis.RedisError:
-            return False
+    def unreachable_reason(self) -> str | None:
+        """None when Redis answers; why not when it is away (down, timing out).
 
-    def lock(self, ttl_ms: int = 60_000) -> RedisLock:
+        Raises RedisConfigError when the server answers but refuses us (wrong or missing password, a database
+        index it does not have): those are configuration errors, with the server's own reason.
+        """
+        try:
+            self.client.ping()
+        except _CONFIG_ERRORS as error:
+            raise RedisConfigError(f"redis at {self.url} refused the configuration: {error}") from None
+        except redis.RedisError as error:
+            self.down = f"{type(error).__name__}: {error}"
+        else:
+            self.down = None
+        return self.down
+
+    def lock(self, ttl_ms: int | None = None) -> RedisLock:
         """The one-run-at-a-time lock of this prefix."""
-        return RedisLock(self.client, keys.lock_key(self.settings.redis_key_prefix), ttl_ms)
+        ttl = ttl_ms if ttl_ms is not None else int(self.settings.redis_lock_ttl_seconds * 1000)
+        return RedisLock(self.client, keys.lock_key(self.settings.redis_key_prefix), ttl)
+
+    @contextmanager
+    def run_lock(self) -> Iterator[RedisLock | None]:
+        """Hold the lock for a run; None (with a warning) when Redis cannot give it, so the run commits its
+        snapshot under the store's own lock and exits 4. Raises LockHeldError when another run holds it."""
+        lock = self.lock()
+        if self.down is None:  # found away already: not asked again, a hung server costs one timeout
+            try:
+                lock.acquire()
+            except redis.RedisError as error:  # down, read-only replica, out of memory: no publish possible
+                self.down = f"{type(error).__name__}: {error}"
+        if self.down is not None:
+            log.warning(
+                "redis unusable: committing the snapshot only, not publishing",
+                extra={"redis": self.url, "error": self.down},
+            )
+            yield None
+            return
+        try:
+            yield lock
+        finally:
+            lock.release()
 
     def _expiry(self, ttl: int) -> int:
         # While hydration is enabled keys outlive their TTL so readers keep the last good data (SPEC §7.1).
@@ -100,10 +151,12 @@ class RedisPublisher:
                 found[keys.audit_key(prefix, category)] = (audit, self._expiry(self.settings.statistics_cache_ttl))
         return found
 
-    def publish_run(self, report: RunReport) -> list[str]:
-        """Publish all keys of ``report`` atomically; raise PublishError (publishing nothing) on failure."""
-        prefix = self.settings.redis_key_prefix
-        values = self.values(report)
+    def run_values(self, report: RunReport) -> RedisValues:
+        """Everything a run writes to Redis: ``values`` plus ``last_run`` (which never expires).
+
+        The one place a run's outputs become Redis values: the run stores them in its snapshot before the
+        commit, and both the publish and ``run --republish`` send exactly these.
+        """
         last_run = LastRun(
             run_id=report.run_id,
             started_at=report.started_at,
@@ -111,34 +164,65 @@ class RedisPublisher:
             input_hashes=report.input_hashes,
             counts=report.counts,
         )
+        found: RedisValues = dict(self.values(report))
+        found[keys.last_run_key(self.settings.redis_key_prefix)] = (_compact(last_run), None)
+        return found
+
+    def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]:
+        """``values`` as a snapshot artifact: keys without the prefix, so a republish uses today's prefix."""
+        head = self.settings.redis_key_prefix + ":"
+        assert all(key.startswith(head) for key in values), "a run value outside REDIS_KEY_PREFIX"
+        return {
+            "run_id": run_id,
+            "keys": {key[len(head) :]: [value, expiry] for key, (value, expiry) in values.items()},
+        }
+
+    def restored(self, document: dict[str, Any]) -> RedisValues:
+        """The values of a stored artifact, under this publisher's prefix."""
+        prefix = self.settings.redis_key_prefix
+        return {f"{prefix}:{key}": (value, expiry) for key, (value, expiry) in document["keys"].items()}
+
+    def publish(self, values: RedisValues, fence: RedisLock) -> list[str]:
+        """Publish ``values`` in one transaction that applies only while ``fence`` is ours.
+
+        Raises LockLostError (nothing applied) when the lock is no longer ours, PublishError (nothing applied,
+        as far as this process can tell) when Redis fails. A timed-out EXEC may still be applied by a stalled
+        server later; that is harmless because only committed runs are ever published (SPEC §12).
+        """
+        prefix = self.settings.redis_key_prefix
+        last_run_key = keys.last_run_key(prefix)
         index = keys.published_keys_key(prefix)
+        published = sorted(key for key in values if key != last_run_key)
         try:
             previous = {member.decode() for member in self.client.smembers(index)}  # type: ignore[union-attr]
-            previous_run = self.client.get(keys.last_run_key(prefix))
-            pipe = self.client.pipeline(transaction=True)
-            for key, (value, expiry) in values.items():
-                pipe.set(key, value, ex=expiry)
-            retired = sorted(previous - set(values))
-            if retired:
-                pipe.delete(*retired)  # keys the last run wrote and this one does not: no mix of runs
-            pipe.delete(index)
-            pipe.sadd(index, *values)
-            pipe.set(keys.last_run_key(prefix), _compact(last_run))
-            pipe.execute()
-        except redis.RedisError as error:
-            raise PublishError(f"publishing to {self.url} failed, nothing published: {error}") from None
-        self._announce_changes(previous_run, report)
-        return sorted([*values, keys.last_run_key(prefix)])
+            previous_run = self.client.get(last_run_key)
 
-    def _announce_changes(self, previous_run: Any, report: RunReport) -> None:
+            def queue(pipe: Any) -> None:
+                for key, (value, expiry) in values.items():
+                    pipe.set(key, value, ex=expiry)
+                retired = sorted(previous - set(published))
+                if retired:
+                    pipe.delete(*retired)  # keys the last run wrote and this one does not: no mix of runs
+                pipe.delete(index)
+                if published:
+                    pipe.sadd(index, *published)
+
+            fence.transaction(queue)
+        except redis.RedisError as error:
+            raise PublishError(
+                f"publishing to {self.url} failed, Redis still serves the previous run: {error}"
+            ) from None
+        self._announce_changes(previous_run, values.get(last_run_key))
+        return sorted(values)
+
+    def _announce_changes(self, previous_run: Any, this_run: tuple[str, int | None] | None) -> None:
         """Publish an invalidation for each category whose input hash changed since the last run."""
-        if previous_run is None:
+        if previous_run is None or this_run is None:
             return
         old = json.loads(previous_run).get("input_hashes", {})
+        new = json.loads(this_run[0]).get("input_hashes", {})
         changed = sorted(
-            key.split(":", 1)[1]
-            for key, digest in report.input_hashes.items()
-            if key.startswith("records:") and old.get(key) != digest
+            key.split(":", 1)[1] for key, digest in new.items() if key.startswith("records:") and old.get(key) != digest
         )
         for category in changed:
             try:
@@ -196,6 +280,7 @@ class InvalidationBus:
                 pubsub.subscribe(keys.invalidate_channel(self.prefix))
                 self._pubsub = pubsub
                 self._ready.set()
+                log.info("invalidation listener subscribed", extra={"channel": keys.invalidate_channel(self.prefix)})
                 for message in pubsub.listen():
                     if message and message.get("type") == "message":
                         data = message["data"]
@@ -378,8 +463,3 @@ class DeletionRiskCache(RedisCache[CategoryDeletionRiskResponse]):
 
     def key(self, category: str, grouped: bool, variations: bool = False) -> str:
         return keys.deletion_risk_key(self.prefix, category, grouped, variations)
-
-
-def run_guard(publisher: RedisPublisher | None) -> AbstractContextManager[object]:
-    """The Redis lock when publishing, else nothing (the snapshot lock still guards the local store)."""
-    return publisher.lock() if publisher is not None else nullcontext()
