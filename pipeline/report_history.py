@@ -80,10 +80,10 @@ def _line_chart(key: str, title: str, points: pl.DataFrame, names: list[str]) ->
     return LineChart(key=key, title=title, days=tuple(days), series=series)
 
 
-def usage_charts(category: str, points: pl.DataFrame) -> tuple[LineChart, ...]:
-    """Month usage per day for the busiest models of the newest day, and for the at-risk models of that day that
-    were used at some point in the window (a model at risk and never used is a flat line at zero: its row in the
-    at-risk table says as much). Nothing when the history holds fewer than two days."""
+def usage_charts(category: str, points: pl.DataFrame, series: int = SERIES_PER_CHART) -> tuple[LineChart, ...]:
+    """Month usage per day for the busiest models of the newest day, and for the at-risk models of that day whose
+    usage fell most from their peak in the window (a model at risk and never used is a flat line at zero: its row
+    in the at-risk table says as much). Nothing when the history holds fewer than two days."""
     models = points.filter(~pl.col("grouped"))
     if models["day"].n_unique() < 2:
         return ()
@@ -91,16 +91,17 @@ def usage_charts(category: str, points: pl.DataFrame) -> tuple[LineChart, ...]:
     busiest = (
         newest.filter(pl.col("usage_month") > 0)
         .sort(["usage_month", "name"], descending=[True, False])
-        .head(SERIES_PER_CHART)["name"]
+        .head(series)["name"]
         .to_list()
     )
     peak = models.group_by("name").agg(pl.col("usage_month").max().alias("peak"))
-    declining = (
-        newest.filter(pl.col("at_risk"))
+    fallen = (
+        newest.filter(pl.col("at_risk") & ~pl.col("name").is_in(busiest))
         .join(peak, on="name")
-        .filter(pl.col("peak") > 0)
-        .sort(["peak", "name"], descending=[True, False])
-        .head(SERIES_PER_CHART)["name"]
+        .with_columns((pl.col("peak") - pl.col("usage_month").fill_null(0)).alias("fall"))
+        .filter(pl.col("fall") > 0)
+        .sort(["fall", "name"], descending=[True, False])
+        .head(series)["name"]
         .to_list()
     )
     charts = []
@@ -110,13 +111,13 @@ def usage_charts(category: str, points: pl.DataFrame) -> tuple[LineChart, ...]:
                 f"{category}-usage-over-time", "Busiest models: usage in the past month, per day", models, busiest
             )
         )
-    if declining:
+    if fallen:
         charts.append(
             _line_chart(
                 f"{category}-at-risk-over-time",
-                "At-risk models once used: usage in the past month, per day",
+                "At-risk models whose usage fell most: usage in the past month, per day",
                 models,
-                declining,
+                fallen,
             )
         )
     return tuple(charts)

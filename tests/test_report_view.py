@@ -161,21 +161,22 @@ def _day(usage: dict[str, int], at_risk: set[str]) -> pl.DataFrame:
     return _risk([{"name": n, "usage_month": u, "at_risk": n in at_risk} for n, u in usage.items()])
 
 
-def test_usage_over_time_draws_the_busiest_and_the_at_risk_once_used() -> None:
+def test_usage_over_time_draws_the_busiest_and_the_at_risk_whose_usage_fell() -> None:
     one_day = usage_points({"2026-03-01": _day({"a": 5}, set())})
     assert usage_charts("text_generation", one_day) == ()
     points = usage_points(
         {
-            "2026-03-01": _day({"busy": 100, "fading": 50, "never": 0}, set()),
-            "2026-03-02": _day({"busy": 120, "fading": 10, "never": 0, "new": 7}, {"fading", "never"}),
-            "2026-03-03": _day({"busy": 150, "fading": 0, "never": 0, "new": 9}, {"fading", "never"}),
+            "2026-03-01": _day({"busy": 100, "fading": 50, "never": 0, "dip": 5}, set()),
+            "2026-03-02": _day({"busy": 120, "fading": 10, "never": 0, "new": 7, "dip": 4}, {"fading", "never"}),
+            "2026-03-03": _day({"busy": 150, "fading": 0, "never": 0, "new": 9, "dip": 4}, {"busy", "fading", "dip"}),
         }
     )
-    busiest, fading = usage_charts("text_generation", points)
+    busiest, fading = usage_charts("text_generation", points, series=2)
     assert busiest.days == ("2026-03-01", "2026-03-02", "2026-03-03")
     assert dict(busiest.series) == {"busy": (100.0, 120.0, 150.0), "new": (None, 7.0, 9.0)}
-    # "never" is at risk but was never used: a flat zero line says nothing its table row does not
-    assert dict(fading.series) == {"fading": (50.0, 10.0, 0.0)}
+    # the biggest falls first; "busy" (at risk too) is drawn once, "never" never moved: a flat zero line says
+    # nothing its table row does not
+    assert dict(fading.series) == {"fading": (50.0, 10.0, 0.0), "dip": (5.0, 4.0, 4.0)}
 
 
 def test_line_charts_draw_hostile_names(tmp_path: Path) -> None:
