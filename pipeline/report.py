@@ -200,11 +200,16 @@ def _usage_by_bucket(category: str, merged: pl.DataFrame, buckets: pl.DataFrame)
     )
 
 
+def has_families(risk: pl.DataFrame) -> bool:
+    """Whether the run grouped ``risk``'s models into families of two or more (text only): elsewhere each grouped
+    row is its model again, and the model tables and charts say it all."""
+    families = risk.filter(pl.col("grouped"))
+    return "members" in families.columns and bool((families["members"].list.len() > 1).any())
+
+
 def _family_charts(category: str, risk: pl.DataFrame) -> tuple[list[Chart], list[str]]:
     """Text by family: how many members families have, and the busiest families this month."""
     families = risk.filter(pl.col("grouped"))
-    if "members" not in families.columns or not (families["members"].list.len() > 1).any():
-        return [], []  # no family of two or more (every category but text): the model charts say it all
     sizes = (
         families.select(pl.col("members").list.len().alias("members"))
         .group_by("members")
@@ -352,7 +357,7 @@ def category_section(
                 )
         if merged is not None and (usage := _usage_by_bucket(category, merged, buckets)) is not None:
             charts.append(usage)
-    if risk is not None and risk["grouped"].any():
+    if risk is not None and has_families(risk):
         family_charts, family_notes = _family_charts(category, risk)
         charts.extend(family_charts)
         notes.extend(family_notes)
@@ -367,7 +372,7 @@ def category_section(
         models = risk.filter(~pl.col("grouped"))
         facts |= {"at risk": int(models["at_risk"].sum()), "critical": int(models["is_critical"].sum())}
         at_risk = most_at_risk(risk, grouped=False)
-        if risk["grouped"].any():
+        if has_families(risk):
             families = most_at_risk(risk, grouped=True)
             family_rows = risk.filter(pl.col("grouped"))
             facts |= {"families": family_rows.height, "families at risk": int(family_rows["at_risk"].sum())}

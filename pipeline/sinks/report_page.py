@@ -21,9 +21,11 @@ _STYLE: Final = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; } h3 { margin: 1.5rem 0 0.3rem; }
 nav a { margin-right: 0.8rem; } p.note { color: #555; margin: 0.2rem 0 0.6rem; }
-.scroll { max-height: 32rem; overflow: auto; border: 1px solid #ddd; margin: 0.3rem 0 1rem; }
+.scroll { width: fit-content; max-width: 100%; max-height: 32rem; overflow: auto; border: 1px solid #ddd;
+  margin: 0.3rem 0 1rem; }
+td.long { min-width: 16rem; } td.d { white-space: nowrap; }
 table { border-collapse: collapse; } td, th { padding: 0.15rem 0.6rem; text-align: left; vertical-align: top; }
-thead th { position: sticky; top: 0; background: #f4f4f4; border-bottom: 1px solid #999; white-space: nowrap; }
+thead th { position: sticky; top: 0; background: #f4f4f4; border-bottom: 1px solid #999; vertical-align: bottom; }
 tbody tr:nth-child(even) { background: #fafafa; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.up { color: #1a7f37; } td.down { color: #b42318; } td.none { color: #999; }
 th[aria-sort] { cursor: pointer; } th[aria-sort="ascending"]::after { content: " \\25B2"; }
@@ -33,9 +35,9 @@ input.filter { margin: 0.3rem 0.6rem 0 0; padding: 0.2rem 0.4rem; width: 18rem; 
 img { max-width: 100%; display: block; margin: 0.5rem 0 1rem; }
 """
 
-# Progressive enhancement: without it the tables read as they are. A filter box hides rows that do not contain
-# every typed word; a click (or Enter) on a heading sorts by that column, numbers by their data-v value, empty
-# cells last in either direction.
+# Progressive enhancement: without it the tables read as they are. A filter box (on tables of ten rows or more)
+# hides the rows that do not contain every typed word; a click (or Enter) on a heading sorts by that column,
+# numbers by their data-v value, empty cells last in either direction.
 _SCRIPT: Final = """
 (function () {
   "use strict";
@@ -49,10 +51,7 @@ _SCRIPT: Final = """
     if (a === null || b === null) { return (a === null) - (b === null); }
     return a < b ? -1 : (a > b ? 1 : 0);
   }
-  Array.prototype.forEach.call(document.querySelectorAll("table.data"), function (table) {
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  function addFilter(table, rows) {
     var box = document.createElement("input");
     var count = document.createElement("span");
     box.type = "search";
@@ -72,6 +71,12 @@ _SCRIPT: Final = """
       });
       count.textContent = words.length ? shown + " of " + rows.length + " rows" : "";
     });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.data"), function (table) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+    if (rows.length >= 10) { addFilter(table, rows); }
     heads.forEach(function (head, index) {
       head.tabIndex = 0;
       head.setAttribute("aria-sort", "none");
@@ -122,8 +127,10 @@ def _cell(value: Any, column: str) -> str:
             css += " up" if value > 0 else " down" if value < 0 else ""
         return f'<td class="{css}" data-v="{value}">{shown}</td>'
     if isinstance(value, dt.date | dt.datetime):
-        return f"<td>{value.isoformat()}</td>"
-    return f"<td>{html.escape(str(value))}</td>"
+        return f'<td class="d">{value.isoformat()}</td>'
+    text = str(value)
+    css = ' class="long"' if len(text) > 40 else ""  # wide enough to read as lines, not a column of words
+    return f"<td{css}>{html.escape(text)}</td>"
 
 
 def data_table(frame: pl.DataFrame, label: str) -> str:
