@@ -106,16 +106,12 @@ def usage_charts(category: str, points: pl.DataFrame, series: int = SERIES_PER_C
     )
     charts = []
     if busiest:
-        charts.append(
-            _line_chart(
-                f"{category}-usage-over-time", "Busiest models: usage in the past month, per day", models, busiest
-            )
-        )
+        charts.append(_line_chart(f"{category}-usage-over-time", "Busiest models, usage over time", models, busiest))
     if fallen:
         charts.append(
             _line_chart(
                 f"{category}-at-risk-over-time",
-                "At-risk models whose usage fell most: usage in the past month, per day",
+                "At-risk models whose usage fell most",
                 models,
                 fallen,
             )

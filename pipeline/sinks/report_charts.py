@@ -57,6 +57,7 @@ def _lines(chart: LineChart) -> Figure:
     step = max(1, len(positions) // 8)  # at most ~8 date labels
     axes.set_xticks(positions[::step], [day[5:] for day in chart.days[::step]], fontsize=8)
     axes.set_xlabel(f"day ({chart.days[0][:4]}, UTC)" if chart.days else "day", fontsize=8)
+    axes.set_ylabel("usage in the past month", fontsize=8)
     axes.yaxis.set_major_formatter(_THOUSANDS)
     axes.set_ylim(bottom=0)
     axes.spines[["top", "right"]].set_visible(False)
