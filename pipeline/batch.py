@@ -110,7 +110,9 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
     """Read and validate records and Horde data (raises on unusable input)."""
     # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
     # with the allocators (measured at 1000x scale).
-    horde, horde_hashes = load_horde(settings.horde_source, fetcher)
+    horde, horde_hashes = load_horde(
+        settings.horde_source, fetcher, max_bad_record_fraction=settings.max_bad_record_fraction
+    )
     records = load_records(
         settings.model_reference_source,
         max_bad_record_fraction=settings.max_bad_record_fraction,
@@ -173,6 +175,7 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
+            max_bytes=settings.horde_api_max_bytes,
             cache_dir=root / "_http_cache",
         ) as fetcher:
             inputs = load_inputs(settings, fetcher)

@@ -109,7 +109,9 @@ class Settings(BaseSettings):
     # machine; a deployment sets HORDE_SOURCE to the live API (LIVE_HORDE_API).
     model_reference_source: str = Field("sample_data/model_reference", validation_alias=_env("MODEL_REFERENCE_SOURCE"))
     horde_source: str = Field("sample_data/horde", validation_alias=_env("HORDE_SOURCE"))
-    horde_api_timeout: float = Field(30.0, gt=0, validation_alias=_env("HORDE_API_TIMEOUT"))
+    # A deadline per response (SPEC §2.2): inf or nan would be none at all.
+    horde_api_timeout: float = Field(30.0, gt=0, allow_inf_nan=False, validation_alias=_env("HORDE_API_TIMEOUT"))
+    horde_api_max_bytes: int = Field(512 * 1024 * 1024, gt=0, validation_alias=_env("HORDE_API_MAX_BYTES"))
     horde_api_retries: int = Field(3, ge=1, le=20, validation_alias=_env("HORDE_API_RETRIES"))
     max_bad_record_fraction: float = Field(0.5, ge=0, le=1, validation_alias=_env("MAX_BAD_RECORD_FRACTION"))
 

@@ -72,7 +72,10 @@ def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.
 
     # the real payloads are clean: each takes the typed path (a silent fallback would only be slower)
     for model_type in ("image", "text"):
-        assert horde_module._typed((real_horde / f"stats_{model_type}.json").read_bytes(), horde_module._Usage)
+        stats = (real_horde / f"stats_{model_type}.json").read_bytes()
+        usage = horde_module._typed(stats, horde_module._Usage)
+        assert usage  # and no name is written twice, which the typed path cannot see by itself:
+        assert horde_module._names_written_once(stats, {p: getattr(usage, p) for p in ("day", "month", "total")})
         for kind, shape in (("status", horde_module._Status), ("workers", horde_module._Worker)):
             assert horde_module._typed((real_horde / f"{kind}_{model_type}.json").read_bytes(), list[shape])
     typed, typed_hashes = load_horde(str(real_horde))
@@ -83,14 +86,17 @@ def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.
     assert typed["text"].workers is not None and typed["text"].workers.height > 100
 
 
-def test_a_mistyped_worker_field_becomes_null_and_keeps_the_row() -> None:
+def test_a_mistyped_worker_is_reported_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
     workers = [
-        {"id": "w1", "name": "a", "online": True, "threads": "two", "models": ["m1", "m2"]},
-        {"id": "w2", "name": "b", "online": True, "threads": 1, "models": "m3"},
-        {"id": "w3", "name": "c", "online": False, "threads": 4, "models": []},
+        {"id": "w1", "name": "a", "online": True, "maintenance_mode": False, "threads": "two", "models": ["m1"]},
+        {"id": "w2", "name": "b", "online": True, "maintenance_mode": False, "threads": 1, "models": ["m2", "m3"]},
+        {"id": "w3", "name": "c", "online": False, "maintenance_mode": False, "threads": 4, "models": []},
     ]
-    frame = workers_frame("workers", json.dumps(workers).encode())
-    assert frame.select("worker_id", "threads", "model").rows() == [("w1", None, "m1"), ("w1", None, "m2")]
+    frame = workers_frame("workers_text.json", json.dumps(workers).encode())
+    assert frame.select("worker_id", "threads", "model").rows() == [("w2", 1, "m2"), ("w2", 1, "m3")]
+    (record,) = [r for r in caplog.records if r.getMessage() == "input problem"]
+    assert (record.file, record.entry) == ("workers_text.json", "w1")  # type: ignore[attr-defined]
+    assert "'threads' must be an integer in [0, 2^53), got \"two\"" in record.reason  # type: ignore[attr-defined]
 
 
 # --- the HTTP source against a real local server -------------------------------------------------------
@@ -162,7 +168,7 @@ def test_a_hung_response_times_out(httpserver: HTTPServer) -> None:
     serve_snapshot(httpserver, SAMPLE_DATA / "horde", fault)
     with HttpFetcher(timeout=0.3, attempts=2, sleep=lambda _: None) as fetcher, pytest.raises(FetchError) as caught:
         load_horde(httpserver.url_for("/api"), fetcher)
-    assert "ReadTimeout" in str(caught.value) and "2 attempt(s)" in str(caught.value)
+    assert "timed out" in str(caught.value) and "2 attempt(s)" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +221,8 @@ def test_empty_and_huge_names_are_handled() -> None:
         "stats", json.dumps({"day": {"": 5, long_name: 1}, "month": {long_name: 3}, "total": {}}).encode()
     )
     assert usage.rows() == [(long_name, 1, 3, 0)]
-    workers = workers_frame("workers", json.dumps([{"id": "w1", "online": True, "models": ["", long_name]}]).encode())
+    worker = {"id": "w1", "online": True, "maintenance_mode": False, "models": ["", long_name]}
+    workers = workers_frame("workers", json.dumps([worker]).encode())
     assert workers["model"].to_list() == [long_name]
     records = load_records(str(SAMPLE_DATA / "model_reference"))["text_generation"].records
     frames, _ = horde_frames(

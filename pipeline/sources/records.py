@@ -29,7 +29,17 @@ from pipeline.schemas import (
 from pipeline.sources.collector import collector_paused
 from pipeline.sources.columns import field_columns, list_series
 from pipeline.sources.digest import sha256_while
+from pipeline.sources.files import is_present, regular_file_bytes
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.untrusted_json import (
+    NOT_UNICODE,
+    TOO_DEEP,
+    Unusable,
+    checked_text,
+    entry_problem,
+    printable,
+    value_end,
+)
 from pipeline.text_aliases import folded_text_aliases
 
 log = logging.getLogger(__name__)
@@ -74,7 +84,11 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-_DECODER: Final = json.JSONDecoder()
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant)
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 _WHITESPACE_CHARS: Final = frozenset(" \t\n\r")
 #: Entries decoded and turned into columns at a time: bounds memory on million-record files.
@@ -102,14 +116,17 @@ def top_level_entries(text: str, source_file: str) -> Iterator[tuple[str, Any]]:
     """The ``(name, record)`` pairs of a JSON object, in file order, duplicates included.
 
     Decodes one entry at a time with the standard library's C scanner (no hook on nested objects, no dict of
-    every record at once); malformed JSON raises with the file name, line and column.
+    every record at once); malformed JSON raises with the file name, line and column. A record nested deeper
+    than MAX_NESTING or holding text that is not valid Unicode comes as ``Unusable`` (reported, never used).
     """
     position = _skip(text, 0)
     if text[position : position + 1] != "{":
         if text[position : position + 1] in ("[", '"') or text[position : position + 1].isdigit():
             try:
                 kind = type(_DECODER.raw_decode(text, position)[0]).__name__
-            except json.JSONDecodeError:
+            except RecursionError:
+                kind = "list"
+            except ValueError:
                 kind = "something else"
             raise ReferenceInputError(f"{source_file}: expected a JSON object {{name: record}}, got {kind}")
         raise _malformed(source_file, text, position, "Expecting '{'")
@@ -125,9 +142,22 @@ def top_level_entries(text: str, source_file: str) -> Iterator[tuple[str, Any]]:
                 position = _skip(text, position)
                 if text[position : position + 1] != ":":
                     raise _malformed(source_file, text, position, "Expecting ':' delimiter")
-                value, position = _DECODER.raw_decode(text, _skip(text, position + 1))
+                start = _skip(text, position + 1)
+                try:
+                    value, position = _DECODER.raw_decode(text, start)
+                except RecursionError:  # 100k levels: skipped without recursion, the record reported
+                    value, position = Unusable(TOO_DEEP), value_end(text, start)
+                except json.JSONDecodeError:
+                    raise
+                except ValueError as error:  # NaN or Infinity
+                    raise _malformed(source_file, text, start, str(error)) from None
+                else:
+                    problem = entry_problem(value, text, start, position)
+                    value = Unusable(problem) if problem else value
             except json.JSONDecodeError as error:
                 raise _malformed(source_file, text, error.pos, error.msg) from None
+            if printable(key) != key:  # a name that is not valid text: reported by its escaped spelling
+                key, value = printable(key), Unusable(f"name {NOT_UNICODE}")
             yield key, value
             position = _skip(text, position)
             delimiter = text[position : position + 1]
@@ -175,6 +205,9 @@ class _ChunkColumns:
     download_urls: list[list[str] | None]
     download_sizes: list[list[int | None] | None]
     downloads_ok: list[bool]
+    #: Why an entry cannot be used at all (too deep, not valid text), else None; None for the whole chunk when no
+    #: entry has such a problem.
+    unusable: list[str | None] | None
     #: True when the decoder already enforced every field kind (the typed path): no per-value checks needed.
     typed: bool
 
@@ -204,7 +237,13 @@ def _dict_columns(names: list[str], values: list[Any]) -> _ChunkColumns:
             continue
         urls[index] = [d["file_url"] for d in downloads if d.get("file_url")]
         sizes[index] = [d.get("size_bytes") for d in downloads if d.get("file_url")]
-    return _ChunkColumns(names, [type(value) is dict for value in values], fields, urls, sizes, valid, typed=False)
+    unusable = (
+        [value.reason if type(value) is Unusable else None for value in values]
+        if Unusable in set(map(type, values))
+        else None
+    )
+    is_object = [type(value) is dict for value in values]
+    return _ChunkColumns(names, is_object, fields, urls, sizes, valid, unusable, typed=False)
 
 
 def _struct_columns(names: list[str], records: list[Any]) -> _ChunkColumns:
@@ -217,7 +256,7 @@ def _struct_columns(names: list[str], records: list[Any]) -> _ChunkColumns:
         downloads = fields["config"][index].download
         urls[index] = [d.file_url for d in downloads if d.file_url]
         sizes[index] = [d.size_bytes for d in downloads if d.file_url]
-    return _ChunkColumns(names, [True] * count, fields, urls, sizes, [True] * count, typed=True)
+    return _ChunkColumns(names, [True] * count, fields, urls, sizes, [True] * count, None, typed=True)
 
 
 def _kind_reasons(columns: dict[str, list[Any]]) -> list[pl.Expr]:
@@ -251,11 +290,17 @@ def _validated_chunk(category: str, chunk: _ChunkColumns) -> tuple[pl.DataFrame,
     """(a reason per entry, "" when valid; the entries as record columns) for one chunk of entries."""
     columns = chunk.fields
     checks = pl.DataFrame(
-        {"name": chunk.names, "is_object": chunk.is_object, "downloads_ok": chunk.downloads_ok},
-        schema={"name": pl.String, "is_object": pl.Boolean, "downloads_ok": pl.Boolean},
+        {
+            "name": chunk.names,
+            "is_object": chunk.is_object,
+            "downloads_ok": chunk.downloads_ok,
+            "unusable": chunk.unusable if chunk.unusable is not None else [None] * len(chunk.names),
+        },
+        schema={"name": pl.String, "is_object": pl.Boolean, "downloads_ok": pl.Boolean, "unusable": pl.String},
     )
     reasons: list[pl.Expr] = [
-        pl.when(~pl.col("is_object")).then(pl.lit("record is not a JSON object")),
+        pl.when(pl.col("unusable").is_not_null()).then("unusable"),
+        pl.when(~pl.col("is_object") & pl.col("unusable").is_null()).then(pl.lit("record is not a JSON object")),
         pl.when(pl.col("is_object") & ~pl.col("downloads_ok")).then(
             pl.lit("config.download must be a list of {file_url: str, size_bytes: int}")
         ),
@@ -349,7 +394,7 @@ def typed_entries(raw: bytes) -> tuple[list[str], list[Any]] | None:
     record = msgspec.defstruct("Record", _TYPED_FIELDS, namespace={"__post_init__": counted}, gc=False)
     try:
         entries = msgspec.json.decode(raw, type=dict[str, record])  # type: ignore[valid-type]
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     if decoded != len(entries):  # a record was decoded and then replaced by a repeat of its name
         return None
@@ -377,11 +422,7 @@ def _decoded(raw: bytes, source_file: str, duplicate_keys: list[str]) -> tuple[s
     digest, typed = sha256_while(raw, lambda: typed_entries(raw))
     if typed is not None:
         return digest, _typed_chunks(*typed)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ReferenceInputError(f"{source_file}: not UTF-8 text at byte {error.start}") from None
-    return digest, _checked_chunks(top_level_entries(text, source_file), duplicate_keys)
+    return digest, _checked_chunks(top_level_entries(checked_text(raw), source_file), duplicate_keys)
 
 
 def records_frame(
@@ -497,17 +538,19 @@ def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator
                 yield category, url, body
         return
     folder = Path(source)
+    # Every path is checked before any file is read: a folder, FIFO or device in a category's place is an error
+    # naming it (never "absent", which would retire the category's keys), and no read waits on a FIFO.
+    present = [category for category, file_name in CATEGORY_FILES.items() if is_present(folder / file_name)]
     for category in REQUIRED_CATEGORIES:
-        path = folder / CATEGORY_FILES[category]
-        if not path.is_file():
+        if category not in present:
             raise ReferenceInputError(
-                f"{path}: required file is missing; MODEL_REFERENCE_SOURCE must be a folder holding "
-                f"{', '.join(CATEGORY_FILES[c] for c in REQUIRED_CATEGORIES)} (e.g. sample_data/model_reference)"
+                f"{folder / CATEGORY_FILES[category]}: required file is missing; MODEL_REFERENCE_SOURCE must be a "
+                f"folder holding {', '.join(CATEGORY_FILES[c] for c in REQUIRED_CATEGORIES)} "
+                "(e.g. sample_data/model_reference)"
             )
-    for category, file_name in CATEGORY_FILES.items():
-        path = folder / file_name
-        if path.is_file():
-            yield category, str(path), path.read_bytes()
+    for category in present:
+        path = folder / CATEGORY_FILES[category]
+        yield category, str(path), regular_file_bytes(path)
 
 
 @collector_paused()
