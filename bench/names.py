@@ -123,6 +123,13 @@ HOSTILE = {
     "v1. x 33,000": "v1." * 33_000,
     "2024-05- x 12,500": "2024-05-" * 12_500,
     "/ x 100,000": "/" * 100_000,
+    # issue 17's token shapes: shard suffixes, repacked quants, dotted numbers, glued sizes, old split files
+    "00001-of- x 11,000": "00001-of-" * 11_000,
+    "Q4_0_8_ x 14,000": "Q4_0_8_" * 14_000,
+    "1. x 50,000": "1." * 50_000,
+    "r7b x 33,000": "r7b" * 33_000,
+    "split- x 16,000": "split-" * 16_000,
+    "A3B-2.5-x x 11,000": "A3B-2.5-x" * 11_000,
 }
 
 

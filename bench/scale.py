@@ -93,6 +93,94 @@ def child_history(snapshots_dir: str, days: str) -> dict[str, object]:
     }
 
 
+def child_history_cost(inputs_dir: str, repeat: str) -> dict[str, object]:
+    """SPEC §10's cost per run against the rest of compute, on the same loaded inputs, in CPU seconds (what the
+    work costs, whatever else the machine runs) and wall seconds; the minimum of ``repeat`` rounds. The previous
+    state is a committed-like one from the day before, read back from Parquet as a run reads it."""
+    import datetime as dt
+
+    import polars as pl
+
+    from pipeline.batch import analysis_rules, load_inputs
+    from pipeline.history import with_history
+    from pipeline.outputs import run_outputs
+    from pipeline.schemas import MODEL_STATE_SCHEMA
+    from pipeline.settings import load_settings
+    from pipeline.sources.http import HttpFetcher
+
+    inputs = Path(inputs_dir)
+    settings = load_settings(model_reference_source=str(inputs / "model_reference"), horde_source=str(inputs / "horde"))
+    with HttpFetcher(timeout=30, attempts=1) as fetcher:
+        loaded = load_inputs(settings, fetcher)
+    rules = analysis_rules(settings)
+    run_at = dt.datetime(2026, 2, 2, 6, tzinfo=dt.UTC)
+    first = with_history(run_outputs(loaded.records, loaded.horde, rules, computed_at=0), {}, run_at)
+    folder = Path(tempfile.mkdtemp(prefix="horde-state-"))
+    for (table, category), frame in first.tables.items():
+        if table == "model_state":
+            frame.write_parquet(folder / f"{category}.parquet", compression="zstd", compression_level=3)
+    rounds = []
+    for _ in range(int(repeat)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        outputs = run_outputs(loaded.records, loaded.horde, rules, computed_at=0)
+        wall_compute, cpu_compute = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter(), time.process_time()
+        previous = {
+            path.stem: pl.read_parquet(path, columns=MODEL_STATE_SCHEMA.names()) for path in folder.glob("*.parquet")
+        }
+        with_history(outputs, previous, run_at + dt.timedelta(days=1))
+        rounds.append((cpu_compute, time.process_time() - cpu, wall_compute, time.perf_counter() - wall))
+    return {
+        "compute_cpu": min(r[0] for r in rounds),
+        "history_cpu": min(r[1] for r in rounds),
+        "compute_wall": min(r[2] for r in rounds),
+        "history_wall": min(r[3] for r in rounds),
+    }
+
+
+def child_history_command(snapshots_dir: str, category: str) -> dict[str, object]:
+    """``horde-analytics history --category C NAME`` over the history: one model's timeline (called in a child)."""
+    import polars as pl
+
+    from pipeline.sinks.history_store import model_timeline
+    from pipeline.sinks.parquet_snapshot import latest_table
+
+    snapshots = Path(snapshots_dir)
+    risk = latest_table(snapshots, "deletion_risk", category)
+    assert risk is not None
+    name = risk.filter(~pl.col("grouped"))["name"][risk.height // 4]  # a model from the middle of the table
+    del risk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    timeline = model_timeline(snapshots, category, name)
+    assert timeline is not None
+    rows = timeline.collect(engine="streaming")
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": rows.height,
+        "name": name,
+        "rss_before_mb": before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def child_history_command_alone(snapshots_dir: str, category: str, name: str) -> dict[str, object]:
+    """The ``history`` command's work alone in a fresh process: its time and whole-process peak RSS."""
+    import polars as pl  # noqa: F401  (imported before the clock starts, as the CLI has it)
+
+    from pipeline.sinks.history_store import model_timeline
+
+    started = time.perf_counter()
+    timeline = model_timeline(Path(snapshots_dir), category, name)
+    assert timeline is not None
+    rows = timeline.collect(engine="streaming")
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": rows.height,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def replicate_history(snapshots: Path, days: int) -> int:
     """Turn one run's snapshot into ``days`` daily snapshots of every table; returns files written."""
     import datetime as dt
@@ -184,6 +272,27 @@ def main() -> None:
             f"{models[scale] / median['run_s']:>10,.0f} {growth}{spread}"
         )
         sys.stdout.flush()
+    for scale in args.scales:
+        # SPEC §10's part of compute (model_state, the history fields, changes); the first run on an empty store
+        # has no previous state, the later ones do
+        parts = [(run["history"], run["compute"] - run["history"]) for run in runs[scale] if "history" in run]
+        if parts:
+            extra = statistics.median(history for history, _ in parts)
+            rest = statistics.median(rest for _, rest in parts)
+            print(
+                f"{scale:>5}x history fields, model_state, changes: {extra:.3f} s"
+                f" = {extra / rest:.1%} of the rest of compute"
+            )
+
+    for scale in args.scales:
+        cost = in_child("child_history_cost", str(workdir / f"inputs-{scale}"), str(max(args.repeat, 3)))
+        figures = {key: float(value) for key, value in cost.items()}  # type: ignore[arg-type]
+        print(
+            f"{scale:>5}x history per run (min of {max(args.repeat, 3)}): CPU {figures['history_cpu']:.3f} s ="
+            f" {figures['history_cpu'] / figures['compute_cpu']:.1%} of compute's {figures['compute_cpu']:.2f} s;"
+            f" wall {figures['history_wall']:.3f} s = {figures['history_wall'] / figures['compute_wall']:.1%}"
+            f" of {figures['compute_wall']:.2f} s"
+        )
 
     if args.history_days:
         scale = args.history_scale
@@ -201,6 +310,12 @@ def main() -> None:
             f"history query ({args.history_days} daily snapshots of {scale}x, last 90 days without workers): "
             f"{result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB, {result['rows']:,} models, "
             f"max {result['max_days']} days"
+        )
+        probe = in_child("child_history_command", str(snapshots), "text_generation")
+        alone = in_child("child_history_command_alone", str(snapshots), "text_generation", str(probe["name"]))
+        print(
+            f"history command ({args.history_days} daily snapshots of {scale}x, one text model): "
+            f"{alone['seconds']:.2f} s, peak RSS {alone['peak_rss_mb']:.0f} MB (whole process), {alone['rows']} runs"
         )
     print(f"(generated data kept in {workdir})")
 

@@ -13,6 +13,7 @@ COMMANDS = {
     "query": ("jobs.query", "filter the latest deletion-risk snapshot by preset"),
     "report": ("jobs.report", "an HTML page and PNG charts from the latest snapshot"),
     "audit": ("jobs.audit", "what is wrong in the reference (latest snapshot), filtered"),
+    "history": ("jobs.history", "one model's timeline over the committed runs; --rebuild the state"),
 }
 USAGE = (
     "usage: horde-analytics {"

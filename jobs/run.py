@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from jobs._cli import (
     EXIT_FAILED,
@@ -20,9 +22,11 @@ from jobs._cli import (
 )
 from jobs.audit import format_counts_line
 from pipeline.batch import NothingToRepublishError, RunReport, republish, run_once
+from pipeline.history import changed_models
 from pipeline.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, masked_text, masked_url, secret_urls
+from pipeline.sinks.history_store import OutOfOrderRunError
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_cache import PublishError, RedisConfigError, RedisPublisher
@@ -39,7 +43,25 @@ def build_parser() -> ArgumentParser:
         action="store_true",
         help="publish the latest committed run to Redis again, computing nothing (after an exit 4)",
     )
+    parser.add_argument(
+        "--as-of",
+        type=run_time_argument,
+        help="stamp the run with this UTC time, YYYY-MM-DDTHH:MM:SSZ (backfill from archived Horde snapshots)",
+    )
+    parser.add_argument(
+        "--rebuild-after",
+        action="store_true",
+        help="accept an --as-of older than the newest committed run, then rebuild model_state from history",
+    )
     return parser
+
+
+def run_time_argument(text: str) -> datetime:
+    """``--as-of``: a UTC time to the second, ``2026-01-31T06:00:00Z``."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UTC time like 2026-01-31T06:00:00Z") from None
 
 
 def format_summary(report: RunReport) -> str:
@@ -58,6 +80,9 @@ def format_summary(report: RunReport) -> str:
         counts = f"{stats.total_models:>7} {grouped_total:>8} {stats.nsfw_count:>6} {at_risk:>8} {critical:>9}"
         lines.append(f"{category:<18} {counts}")
     lines += [format_counts_line(c, found) for (table, c), found in sorted(outputs.tables.items()) if table == "audit"]
+    for (table, category), frame in sorted(outputs.tables.items()):
+        if table == "changes":  # SPEC §10
+            lines.append(f"{category}: {changed_models(frame)} models changed state since the last run")
     problems = report.problems.height
     lines.append(f"input problems: {problems}" + (" (see the log)" if problems else ""))
     if report.published_keys:
@@ -99,14 +124,23 @@ def _failed(settings: Settings, message: str, code: int) -> int:
     return code
 
 
-def execute(settings: Settings, stop: StopRequest | None = None) -> RunReport | int:
-    """One guarded run: the report, or an exit code (SPEC §1: 1 failed, 2 configuration, 3 lock, 128+N signal)."""
+def execute(
+    settings: Settings,
+    stop: StopRequest | None = None,
+    *,
+    as_of: datetime | None = None,
+    rebuild_after: bool = False,
+) -> RunReport | int:
+    """One guarded run: the report, or an exit code (SPEC §1: 1 failed, 2 configuration or a backfill older than
+    the newest committed run without ``rebuild_after``, 3 lock, 128+N signal)."""
     try:
         publisher = make_publisher(settings)
     except RedisConfigError as error:
         return _failed(settings, str(error), EXIT_USAGE)
     try:
-        return run_once(settings, publisher=publisher, stop=stop)
+        return run_once(settings, publisher=publisher, stop=stop, as_of=as_of, rebuild_after=rebuild_after)
+    except OutOfOrderRunError as error:
+        return _failed(settings, f"run: {error}", EXIT_USAGE)
     except (SnapshotLockedError, LockHeldError, LockLostError) as error:
         return _failed(settings, str(error), EXIT_LOCKED)
     except RunInterrupted as error:
@@ -151,7 +185,7 @@ def main(argv: Sequence[str]) -> int:
     if args.republish:
         return execute_republish(settings)
     with stop_on_signals(StopRequest()) as stop:
-        report = execute(settings, stop)
+        report = execute(settings, stop, as_of=args.as_of, rebuild_after=args.rebuild_after)
     if isinstance(report, int):
         return report
     print(statistics_json(report) if args.json else format_summary(report))

@@ -36,9 +36,6 @@ SEVERITIES: Final = (ERROR, WARNING, INFO)
 #: name's size; an MoE name's stored value counts as "about half" within this share of half its total.
 SIZE_TOLERANCE: Final = 0.10
 _B: Final = 1_000_000_000
-#: An active-parameter marker (``Qwen3-30B-A3B``, ``zephyr-141b-A35b``): read only while the parsed names have no
-#: ``active_b`` column (SPEC §3.1 adds it to the parser; once there, the parser's reading is the one used).
-_ACTIVE_MARKER: Final = r"(?i)[0-9]b[-_]a[0-9]+(?:\.[0-9]+)?b(?:[^a-z0-9]|$)"
 #: Names listed in a ``duplicate_download`` detail before "and N more".
 _NAMES_SHOWN: Final = 5
 #: Family fields whose members must agree (SPEC §11 ``family_inconsistent``).
@@ -107,9 +104,8 @@ def _billions(count: pl.Expr) -> pl.Expr:
 
 def _size_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
     """``size_mismatch``, ``moe_size_convention`` and ``unsized_name`` from stored parameters and parsed sizes."""
-    has_active_b = "active_b" in text.collect_schema().names()
-    active = pl.col("active_b").is_not_null() if has_active_b else pl.col("name").str.contains(_ACTIVE_MARKER)
-    is_moe = pl.col("experts").is_not_null() | active
+    # MoE: the parser read experts (8x7B) or an active-parameter marker (30B-A3B) from the name (SPEC §3.1).
+    is_moe = pl.col("experts").is_not_null() | pl.col("active_b").is_not_null()
     stored = pl.col("parameters").cast(pl.Float64)
     total = pl.col("size_b") * _B
     sized = pl.col("parameters").is_not_null() & (pl.col("size_b") > 0)
@@ -344,7 +340,7 @@ def reference_audit(
     then in the records' order.
 
     ``records`` are the category's records; for text, with the parsed name columns and family keys (``size_b``,
-    ``experts``, ``_family_key``, and ``active_b`` when the parser gives it).
+    ``experts``, ``active_b``, ``_family_key``).
     """
     parts = _record_findings(records, category, preferred_file_hosts)
     if problems.height:

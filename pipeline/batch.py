@@ -21,10 +21,12 @@ from typing import Any, Protocol
 import polars as pl
 
 from pipeline.deletion_risk import RiskRules
+from pipeline.history import with_history
 from pipeline.interrupts import StopRequest
 from pipeline.outputs import AnalysisRules, RunOutputs, run_outputs
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
+from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
 from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
@@ -54,6 +56,7 @@ def analysis_rules(settings: Settings) -> AnalysisRules:
             text_critical_worker_threshold=settings.text_critical_worker_threshold,
             preferred_file_hosts=settings.preferred_file_hosts,
             text_ignore_download_hosts=settings.text_ignore_download_hosts,
+            stale_worker_days=settings.stale_worker_days,
         ),
     )
 
@@ -93,7 +96,7 @@ class RunReport:
     published_keys: list[str] = field(default_factory=list)
     #: why a committed run was not published to Redis (exit 4), None when it was or no Redis is configured
     not_published: str | None = None
-    #: seconds per stage: load, compute, snapshot, commit, publish
+    #: seconds per stage: load, compute, snapshot, commit, publish; and history, the part of compute SPEC §10 adds
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -155,15 +158,26 @@ class NothingToRepublishError(RuntimeError):
     """The store has no committed run, or its latest run holds no Redis values."""
 
 
-def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: StopRequest | None = None) -> RunReport:
+def run_once(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    stop: StopRequest | None = None,
+    as_of: datetime | None = None,
+    rebuild_after: bool = False,
+) -> RunReport:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
 
     Raises (committing nothing: this run's files are removed) when any step before the manifest fails, when
     the lock was lost (LockLostError) or a stop was requested (RunInterrupted). Once committed, a failed
     publish does not raise: ``report.not_published`` says why.
+
+    ``as_of`` stamps the run with another time (a backfill, SPEC §10); one not after the newest committed run is
+    refused unless ``rebuild_after``: then it is committed but not published (Redis shows the newest run), and
+    ``model_state`` is rebuilt from history afterwards.
     """
     started = time.time()
-    run_at = datetime.fromtimestamp(started, tz=UTC)
+    run_at = as_of or datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     root = Path(settings.snapshot_dir)
     clock = Stopwatch(stop)
@@ -172,6 +186,8 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         log.log(level, event, extra=fields)
     with publisher.run_lock() if publisher is not None else nullcontext() as fence, snapshot_lock(root):
         sweep_uncommitted(root)
+        if not check_run_order(root, run_at, rebuild_after=rebuild_after):
+            publisher = None  # Redis is a projection of the newest committed run, not of a backfill
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
@@ -185,7 +201,10 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         outputs = run_outputs(
             inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
         )
+        history_started = time.perf_counter()
+        outputs = with_history(outputs, previous_states(root, run_at), run_at)
         clock.lap("compute")
+        clock.laps["history"] = round(time.perf_counter() - history_started, 4)  # part of compute (SPEC §10)
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
         report = RunReport(
             run_id=run_id,
@@ -217,6 +236,8 @@ def run_once(settings: Settings, *, publisher: Publisher | None = None, stop: St
         if publisher is not None and redis_values is not None:
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
+        if rebuild_after:
+            rebuild_states(root)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
 

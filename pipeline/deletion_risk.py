@@ -26,7 +26,7 @@ from pipeline.names.families import (
     with_united_lists,
 )
 from pipeline.names.patterns import VARIATION_BACKENDS
-from pipeline.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
+from pipeline.schemas import BACKEND_VARIATION_DTYPE, HISTORY_FIELDS, RISK_SCHEMA
 from pipeline.statistics import download_host, model_size_bytes
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
@@ -51,6 +51,7 @@ class RiskRules:
     text_critical_worker_threshold: int = 1
     preferred_file_hosts: tuple[str, ...] = ("huggingface.co",)
     text_ignore_download_hosts: bool = True
+    stale_worker_days: int = 30  # SPEC §10 preset ``stale_workers``
 
 
 def is_preferred_host(host: pl.Expr, preferred: tuple[str, ...]) -> pl.Expr:
@@ -285,11 +286,23 @@ def _info_struct(table: pl.DataFrame, with_variations: bool) -> pl.Expr:
             fields.append(pl.lit(None).alias(name))
         elif name in ("usage_hour", "usage_minute"):
             fields.append(pl.lit(None, dtype=pl.Int64).alias(name))  # not available from the AI Horde
+        elif name in HISTORY_FIELDS:
+            fields.append(_history_field(table, name))
         else:
             fields.append(pl.col(name))
     if "members" in table.columns:
         fields.append(pl.col("members"))  # grouped rows name their member models (an additive field)
     return pl.struct(*fields)
+
+
+def _history_field(table: pl.DataFrame, name: str) -> pl.Expr:
+    """A SPEC §10 field: null where the table carries no history; times written as Pydantic writes them."""
+    dtype = HISTORY_FIELDS[name]
+    if name not in table.columns:
+        return pl.lit(None, dtype=pl.String() if dtype.is_temporal() else dtype).alias(name)
+    if dtype.is_temporal():
+        return pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ").alias(name)
+    return pl.col(name)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,11 @@ def audit_key(prefix: str, category: str) -> str:
     return f"{prefix}:analytics:audit:{category}"
 
 
+def changes_key(prefix: str, category: str) -> str:
+    """The latest run's changes of ``category`` against the previous committed run (SPEC §10)."""
+    return f"{prefix}:analytics:changes:{category}"
+
+
 def published_keys_key(prefix: str) -> str:
     """The set of keys the last run published (so a run can retire keys it no longer writes)."""
     return f"{prefix}:analytics:published_keys"

@@ -5,6 +5,8 @@ Field names are the contract: they match the existing service so it reads our Re
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -137,6 +139,13 @@ class ModelDeletionRiskInfo(_Output):
     backend_variations: list[BackendVariation] | None = None
     is_critical: bool
     has_warning: bool
+    # SPEC §10, additive (the downstream service ignores them): evidence over time from committed runs.
+    first_seen: datetime | None = None
+    last_seen_with_workers: datetime | None = None
+    days_without_workers: int | None = None
+    at_risk_since: datetime | None = None
+    usage_month_previous: int | None = None
+    usage_month_change: int | None = None
 
 
 class CategoryDeletionRiskSummary(_Output):
@@ -180,3 +189,21 @@ class LastRun(_Output):
     finished_at: float
     input_hashes: dict[str, str]
     counts: dict[str, int]
+
+
+class ModelChange(_Output):
+    """One model's change since the previous committed run (SPEC §10); ``before``/``after`` as in CHANGES_SCHEMA."""
+
+    name: str
+    change: str
+    before: int | None
+    after: int | None
+
+
+class CategoryChanges(_Output):
+    """What ``{prefix}:analytics:changes:{category}`` holds: the latest run's changes of one category."""
+
+    run_id: str
+    category: str
+    counts: dict[str, int]
+    changes: list[ModelChange]

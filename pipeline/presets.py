@@ -26,6 +26,7 @@ PRESETS: Final[dict[str, Callable[[RiskRules], pl.Expr]]] = {
     "low_usage": lambda _: pl.col("low_usage"),
     "at_risk": lambda _: pl.col("at_risk"),
     "high_usage": lambda rules: _share >= rules.high_usage_threshold_percentage,
+    "stale_workers": lambda rules: pl.col("days_without_workers") >= rules.stale_worker_days,
 }
 
 

@@ -16,6 +16,7 @@ import polars as pl
 from pipeline.audit import KINDS, SEVERITIES
 from pipeline.categories import CATEGORY_FILES
 from pipeline.report_history import LineChart
+from pipeline.schemas import HISTORY_FIELDS
 
 #: The snapshot tables a report reads (``changes`` and ``audit`` only where the run wrote them).
 REPORT_TABLES: Final = ("baselines", "buckets", "merged", "deletion_risk", "changes", "audit")
@@ -52,8 +53,11 @@ CHANGE_WORDS: Final[dict[str, str]] = {
     "gained_workers": "gained workers",
     "usage_dropped": "month usage fell by half or more",
 }
-#: The history fields of a risk row (SPEC §10) the at-risk tables show, where the run wrote them.
-_HISTORY_COLUMNS: Final = ("days_without_workers", "at_risk_since", "usage_month_previous", "usage_month_change")
+#: The history fields of a risk row (SPEC §10) the at-risk tables show, where the run wrote them (first_seen and
+#: last_seen_with_workers are what days_without_workers is counted from).
+_HISTORY_COLUMNS: Final = tuple(
+    name for name in HISTORY_FIELDS.names() if name not in {"first_seen", "last_seen_with_workers"}
+)
 
 #: (table, category) -> that table of one run.
 Tables = Mapping[tuple[str, str], pl.DataFrame]

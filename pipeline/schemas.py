@@ -67,6 +67,7 @@ PARSED_NAME_SCHEMA: Final = pl.Schema(
         "size_b": pl.Float64(),
         "experts": pl.Int64(),
         "expert_size_b": pl.Float64(),
+        "active_b": pl.Float64(),  # additive (issue 17): an MoE name's stated active parameters (30B-A3B -> 3.0)
         "variants": pl.List(pl.String()),
         "version": pl.String(),
         "quant": pl.String(),
@@ -194,6 +195,18 @@ _FLAG_NAMES: Final = (
     "low_usage",
 )
 
+#: The additive history fields of a risk row (SPEC §10), in the order of ModelDeletionRiskInfo.
+HISTORY_FIELDS: Final = pl.Schema(
+    {
+        "first_seen": pl.Datetime("us", "UTC"),
+        "last_seen_with_workers": pl.Datetime("us", "UTC"),
+        "days_without_workers": pl.Int64(),
+        "at_risk_since": pl.Datetime("us", "UTC"),
+        "usage_month_previous": pl.Int64(),
+        "usage_month_change": pl.Int64(),
+    }
+)
+
 #: One flat deletion-risk row (SPEC §6); the flags are columns so presets are plain expressions.
 RISK_SCHEMA: Final = pl.Schema(
     {
@@ -222,6 +235,44 @@ RISK_SCHEMA: Final = pl.Schema(
         "download_count": pl.Int64(),
         "download_hosts": pl.List(pl.String()),
         "backend_variations": pl.List(BACKEND_VARIATION_DTYPE),
+        **HISTORY_FIELDS,
+    }
+)
+
+#: Daily points a model_state row keeps: a 7-day window touches at most 8 UTC dates, plus the latest older one.
+POINT_SLOTS: Final = 9
+
+#: What a run carries to the next, per model (``grouped`` false) and per text family (``grouped`` true), keyed
+#: by ``key`` (the model name; a family's first member). SPEC §10; see ``pipeline.history``.
+MODEL_STATE_SCHEMA: Final = pl.Schema(
+    {
+        "grouped": pl.Boolean(),
+        "key": pl.String(),
+        "name": pl.String(),
+        "first_seen": pl.Datetime("us", "UTC"),
+        "last_seen_with_workers": pl.Datetime("us", "UTC"),
+        "at_risk_since": pl.Datetime("us", "UTC"),
+        "worker_count": pl.Int64(),
+        "usage_month": pl.Int64(),
+        "at_risk": pl.Boolean(),
+        "risk_score": pl.Int64(),
+        # the 7-day comparison's ring of daily points, newest first (see pipeline.history): when each point's run
+        # ran (the same in every row) and this model's usage_month then (null where it was not in that run)
+        **{f"point_{slot}_at": pl.Datetime("us", "UTC") for slot in range(POINT_SLOTS)},
+        **{f"point_{slot}_usage_month": pl.Int64() for slot in range(POINT_SLOTS)},
+    }
+)
+
+#: What changed for a model since the previous committed run (SPEC §10); ``before``/``after`` are the numbers
+#: the change is about (usage_month for added/removed/usage_dropped, risk_score for the at-risk changes,
+#: worker_count for the worker changes).
+CHANGES_SCHEMA: Final = pl.Schema(
+    {
+        "category": pl.String(),
+        "name": pl.String(),
+        "change": pl.String(),
+        "before": pl.Int64(),
+        "after": pl.Int64(),
     }
 )
 

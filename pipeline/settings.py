@@ -161,6 +161,7 @@ class Settings(BaseSettings):
         ("huggingface.co",), validation_alias=_env("PREFERRED_FILE_HOSTS")
     )
     text_ignore_download_hosts: bool = Field(True, validation_alias=_env("TEXT_IGNORE_DOWNLOAD_HOSTS"))
+    stale_worker_days: int = Field(30, ge=0, validation_alias=_env("STALE_WORKER_DAYS"))
 
     # Where each value came from and the unknown HORDE_MODEL_REFERENCE_* names seen (set by load_settings).
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)

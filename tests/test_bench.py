@@ -56,6 +56,7 @@ def test_scale_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "    1x " in done.stdout and "history query (3 daily snapshots" in done.stdout
     assert "over 2 runs" in done.stdout
+    assert "history command (3 daily snapshots" in done.stdout and "of the rest of compute" in done.stdout
 
 
 def test_primitives_bench_runs() -> None:

@@ -278,6 +278,7 @@ def test_every_preset_filters_as_named() -> None:
         "low_usage",
         "at_risk",
         "high_usage",
+        "stale_workers",
     }
 
 

@@ -55,7 +55,7 @@ def test_real_family_summary_counts_the_family_rows(real_outputs: Any) -> None:
     view = real_outputs.deletion_risk[(TEXT, True, False)]
     families, summary = view.table, view.response().summary
     assert summary.total_models == families.height
-    assert summary.models_with_zero_month_usage == (families["usage_month"] == 0).sum() == 121
+    assert summary.models_with_zero_month_usage == (families["usage_month"] == 0).sum() == 108
     assert summary.models_with_no_active_workers == (families["worker_count"] == 0).sum()
     assert summary.models_at_risk == families["at_risk"].sum()
     assert summary.models_critical == families["is_critical"].sum()
@@ -213,12 +213,12 @@ def test_query_on_family_rows_agrees(
     assert main(["query", "--category", TEXT, "--grouped", "--json"]) == 0
     response = json.loads(capsys.readouterr().out)
     models = response["models"]
-    assert len(models) == response["summary"]["total_models"] == 568
+    assert len(models) == response["summary"]["total_models"] == 541
     for model in models:
         flags = model["deletion_risk_flags"]
         assert flags["zero_usage_month"] == (model["usage_month"] == 0), model["name"]
         assert flags["no_active_workers"] == (model["worker_count"] == 0), model["name"]
-    assert response["summary"]["models_with_zero_month_usage"] == sum(m["usage_month"] == 0 for m in models) == 121
+    assert response["summary"]["models_with_zero_month_usage"] == sum(m["usage_month"] == 0 for m in models) == 108
     assert main(["query", "--category", TEXT, "--grouped", "--preset", "no_workers", "--json"]) == 0
     no_workers = json.loads(capsys.readouterr().out)
     assert no_workers["models"] and all(m["deletion_risk_flags"]["no_active_workers"] for m in no_workers["models"])

@@ -20,7 +20,7 @@ def test_public_surface_is_sorted_and_importable() -> None:
 def test_pure_steps_do_not_import_io_libraries() -> None:
     code = (
         "import sys; import pipeline.names, pipeline.merge, pipeline.statistics, pipeline.deletion_risk, "
-        "pipeline.outputs, pipeline.presets, pipeline.names.families; "
+        "pipeline.outputs, pipeline.presets, pipeline.names.families, pipeline.history; "
         "bad = sorted(m for m in ('httpx', 'redis') if m in sys.modules); print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

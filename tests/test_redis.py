@@ -18,7 +18,7 @@ import redis
 from jobs.__main__ import main
 from pipeline import batch, keys
 from pipeline.hydrator import CacheHydrator, HydratorAlreadyRunningError
-from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
+from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse, CategoryStatistics, LastRun
 from pipeline.settings import load_settings
 from pipeline.sinks.lock import LockHeldError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests
@@ -50,6 +50,7 @@ def expected_keys(prefix: str) -> set[str]:
     found.add(keys.deletion_risk_key(prefix, "text_generation", False, variations=True))
     found.add(keys.last_run_key(prefix))
     found |= {keys.audit_key(prefix, c) for c in SAMPLE_CATEGORIES}
+    found |= {keys.changes_key(prefix, c) for c in ("image_generation", "text_generation")}  # SPEC §10
     return found
 
 
@@ -79,7 +80,13 @@ def test_a_run_publishes_every_key_and_each_decodes(redis_url: str, monkeypatch:
         if ":analytics:audit:" in key:  # SPEC §11: plain JSON, no downstream model
             assert json.loads(raw)["run_id"] == last_run.run_id
             continue
-        model = CategoryStatistics if ":stats:" in key else CategoryDeletionRiskResponse
+        model = (
+            CategoryStatistics
+            if ":stats:" in key
+            else CategoryChanges
+            if ":analytics:changes:" in key
+            else CategoryDeletionRiskResponse
+        )
         decoded = model.model_validate_json(raw)
         assert decoded.run_id == last_run.run_id
         assert 0 < client.ttl(key) <= 300

@@ -12,18 +12,11 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from jobs.run import build_parser as run_parser
 from pipeline.sinks.parquet_snapshot import latest_table
 from tests.conftest import SAMPLE_DATA
 
 #: The sample's text model whose every worker goes away on the last day (all its Horde spellings).
 LOST = "cydonia-24b-v2.1"
-
-
-# History (SPEC §10, issue 15) lands separately; until `run --as-of` exists this test cannot make its days.
-pytestmark = pytest.mark.skipif(
-    "--as-of" not in run_parser().format_help(), reason="needs `run --as-of` (SPEC §10, issue 15 not merged yet)"
-)
 
 
 def _horde_day(folder: Path, *, usage_factor: float, lose_workers: bool) -> Path:

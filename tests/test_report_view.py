@@ -11,6 +11,7 @@ import polars as pl
 
 from pipeline.audit import KINDS
 from pipeline.deletion_risk import FLAGS
+from pipeline.history import CHANGE_KINDS
 from pipeline.report import (
     AUDIT_EXAMPLES,
     CHANGE_WORDS,
@@ -42,6 +43,10 @@ def _risk(rows: list[dict[str, object]]) -> pl.DataFrame:
         **dict.fromkeys(FLAGS, False),
     }
     return pl.DataFrame([{**defaults, **row} for row in rows])
+
+
+def test_every_change_kind_has_words() -> None:
+    assert list(CHANGE_WORDS) == list(CHANGE_KINDS)
 
 
 def test_every_risk_flag_has_words_and_the_strongest_usage_flag_speaks_for_the_rest() -> None:

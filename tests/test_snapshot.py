@@ -34,6 +34,8 @@ EXPECTED_TABLES = {
     "deletion_risk",
     "unmatched",
     "audit",
+    "model_state",
+    "changes",
 }
 
 

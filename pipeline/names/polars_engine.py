@@ -5,7 +5,7 @@ Only distinct names are parsed; results are joined back onto the input.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import polars as pl
 
@@ -17,6 +17,8 @@ _MODEL: Final = "__model"
 _TOKEN: Final = "__token"
 _LOWER: Final = "__lower"
 _KIND: Final = "__kind"
+#: Token classes as an Enum: the per-row comparisons are integer ones.
+_KINDS: Final = pl.Enum(get_args(p.TokenClass))
 
 
 def backend_of(name: pl.Expr) -> pl.Expr:
@@ -86,39 +88,102 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
         .explode(_TOKEN, empty_as_null=True, keep_nulls=True)
         .with_columns(pl.col(_TOKEN).str.to_lowercase().alias(_LOWER))
     )
-    # Real names repeat a few hundred tokens ("8b", "instruct", "q4_k_m"): classify each distinct one once.
-    token_classes = (
-        tokens.select(pl.col(_LOWER).unique())
-        .drop_nulls()
-        .with_columns(_token_kind(pl.col(_LOWER)).alias(_KIND))
-        .with_columns(
-            pl.when(pl.col(_KIND).is_null())
-            .then(pl.col(_LOWER).replace_strict(p.VARIANTS, default=None, return_dtype=pl.String))
-            .alias("__variant")
-        )
-    )
+    # Real names repeat a few hundred tokens ("8b", "instruct", "q4_k_m"): classify each distinct one once, and
+    # work out there everything that depends on the token alone, so per-row work is integer and boolean.
     kind = pl.col(_KIND)
     lower = pl.col(_LOWER)
+    token_classes = (
+        tokens.select(lower.unique())
+        .drop_nulls()
+        .with_columns(_token_kind(lower).cast(_KINDS).alias(_KIND))
+        .with_columns(
+            pl.when(kind.is_null())
+            .then(lower.replace_strict(p.VARIANTS, default=None, return_dtype=pl.String))
+            .alias("__variant"),
+            pl.when(kind == "quant_q").then(lower.str.to_uppercase()).when(kind == "quant").then(lower).alias("quant"),
+            pl.when(kind == "format")
+            .then(lower.replace_strict(p.FORMATS, default=None, return_dtype=pl.String))
+            .alias("format"),
+            # where a glued token's size starts (r7b -> 1), applied to each row by slicing
+            pl.when(kind == "glued").then(lower.str.extract(p.GLUED_PARTS, 1).str.len_chars()).alias("__glue_at"),
+            kind.is_in(["moe", "size", "glued"]).fill_null(False).alias("__sized"),
+        )
+        .with_columns(
+            pl.when(~pl.col("format").is_in(p.WEAK_FORMATS)).then(pl.col("format")).alias("__strong_format"),
+            # a base word whatever its neighbours: an unclassified non-variant word or a glued size's word
+            ((kind.is_null() & pl.col("__variant").is_null()) | (kind == "glued")).fill_null(False).alias("__word"),
+        )
+    )
+    token = pl.col(_TOKEN)
+    glue_at = pl.col("__glue_at")
+    # Context, from neighbouring rows (each name's rows are contiguous and in name order, so a fill along the
+    # whole column, cut where the name id changes, stands in for a window per name): an integer right after a
+    # version token continues it (neural-chat-7b-v3-1). A dotted number is a release version when no base word
+    # stands right before it (vicuna-13b-1.1, Pantheon-RP-1.8-24b) or when the next base word or size after it is
+    # a base word (hermes-2.5-mistral-7b); else it names a generation (Llama-3.1-8B, Llama-3.1-8B-Lexi).
+    same_name_as_previous = pl.col(_ID).shift(1) == pl.col(_ID)
+    integer = kind == "integer"
+    continues_version = integer & (kind.shift(1) == "version") & same_name_as_previous
+    base_word = pl.col("__word") | (integer & ~continues_version.fill_null(False)).fill_null(False)
+    marker = base_word | pl.col("__sized")
+    next_marker_name = pl.when(marker).then(pl.col(_ID)).shift(-1).backward_fill()
+    next_marker_is_base = pl.when(marker).then(base_word).shift(-1).backward_fill()
+    base_next = ((next_marker_name == pl.col(_ID)) & next_marker_is_base).fill_null(False)
+    base_word_before = (base_word.shift(1) & same_name_as_previous).fill_null(False)
+    dotted = kind == "dotted"
+    release = dotted & (~base_word_before | base_next)
     fields = (
         tokens.join(token_classes, on=_LOWER, how="left", maintain_order="left")
         .with_columns(
-            pl.when(kind.is_in(["moe", "size"])).then(pl.col(_TOKEN)).alias("__size_token"),
-            pl.when(kind == "version").then(lower).alias("version"),
-            pl.when(kind == "quant_q").then(lower.str.to_uppercase()).when(kind == "quant").then(lower).alias("quant"),
-            pl.when(kind == "format").then(lower.str.to_uppercase()).alias("format"),
-            pl.when(kind.is_null() & pl.col("__variant").is_null()).then(pl.col(_TOKEN)).alias("__base"),
+            pl.when(kind == "glued")
+            .then(token.str.slice(glue_at))
+            .when(pl.col("__sized"))
+            .then(token)
+            .alias("__size_token"),
+            pl.when(kind == "active").then(lower).alias("__active_token"),
+            pl.when((kind == "version") | release).then(lower).alias("version"),
+            pl.when(release)
+            .then(None)
+            .when(kind == "glued")
+            .then(token.str.head(glue_at))
+            .when(base_word | dotted)
+            .then(token)
+            .alias("__base"),
+            pl.when(pl.col("__variant").is_not_null()).then(token).alias("__variant_token"),
         )
         .group_by(_ID)
         .agg(
             pl.col(_MODEL).first(),
-            pl.col("__size_token", "version", "quant", "format").drop_nulls().first(),
+            pl.col("__size_token", "__active_token", "version", "quant", "__strong_format", "format")
+            .drop_nulls()
+            .first(),
             pl.col("__variant").drop_nulls().unique(maintain_order=True).alias("variants"),
             pl.col("__base").drop_nulls().alias("__base"),
+            pl.col("__variant_token").drop_nulls(),
+            pl.col("__variant").drop_nulls().alias("__variant_all"),
         )
+        # a name of variant words only (Alpha-8B, Chat-7B-Instruct): the first is its name, the rest its variants
+        .with_columns(
+            pl.when(pl.col("__base").list.len() == 0)
+            .then(pl.col("__variant_token").list.head(1))
+            .otherwise(pl.col("__base"))
+            .alias("__base"),
+            pl.when(pl.col("__base").list.len() == 0)
+            .then(pl.col("__variant_all").list.slice(1).list.unique(maintain_order=True))
+            .otherwise(pl.col("variants"))
+            .alias("variants"),
+        )
+        .drop("__variant_token", "__variant_all")
+        # the first format not in WEAK_FORMATS, else the first
+        .with_columns(pl.coalesce("__strong_format", "format").alias("format"))
+        .drop("__strong_format")
     )
+    key_base = pl.col("base").str.replace_all(p.KEY_GLUE, p.KEY_GLUE_POLARS)
+    major = pl.col("version").str.extract(p.VERSION_MAJOR, 0)
     size_lower = pl.col("__size_token").str.to_lowercase()
     moe = size_lower.str.extract_groups(p.MOE_PARTS)
     plain = size_lower.str.extract_groups(p.SIZE_PARTS)
+    active = pl.col("__active_token").str.extract_groups(p.ACTIVE_PARTS)
     experts = moe.struct.field("1").cast(pl.Int64)
     expert_size = _billions(moe.struct.field("2"), moe.struct.field("3"))
     return (
@@ -127,6 +192,7 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("__size_token").str.to_uppercase().alias("size_label"),
             experts.alias("experts"),
             expert_size.alias("expert_size_b"),
+            _billions(active.struct.field("1"), active.struct.field("2")).alias("active_b"),
             pl.when(experts.is_not_null())
             .then(experts.cast(pl.Float64) * expert_size)
             .otherwise(_billions(_plain_value(plain), plain.struct.field("3")))
@@ -136,13 +202,15 @@ def _model_fields(models: pl.LazyFrame) -> pl.LazyFrame:
             pl.when(pl.col("base").is_not_null())
             .then(
                 pl.when(pl.col("size_label").is_not_null())
-                .then(pl.col("base") + p.BASE_SEPARATOR + pl.col("size_label"))
-                .otherwise(pl.col("base"))
+                .then(key_base + p.BASE_SEPARATOR + pl.col("size_label"))
+                .when(major.is_not_null())
+                .then(key_base + p.BASE_SEPARATOR + major)
+                .otherwise(key_base)
                 .str.to_lowercase()
             )
             .alias("family_key")
         )
-        .drop(_ID, "__base", "__size_token")
+        .drop(_ID, "__base", "__size_token", "__active_token")
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from itertools import islice
 from typing import Any, Final
 
 from pipeline.names import patterns as p
@@ -17,6 +18,11 @@ _PARSEABLE: Final = re.compile(p.PARSEABLE)
 _CLASSIFIER: Final = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in p.TOKEN_CLASSES))
 _MOE: Final = re.compile(p.MOE_PARTS)
 _SIZE: Final = re.compile(p.SIZE_PARTS)
+_ACTIVE: Final = re.compile(p.ACTIVE_PARTS)
+_GLUED: Final = re.compile(p.GLUED_PARTS)
+_KEY_GLUE: Final = re.compile(p.KEY_GLUE)
+_VERSION_MAJOR: Final = re.compile(p.VERSION_MAJOR)
+_SIZE_KINDS: Final = ("moe", "size", "glued")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,7 @@ class ParsedName:
     size_b: float | None = None
     experts: int | None = None
     expert_size_b: float | None = None
+    active_b: float | None = None
     variants: tuple[str, ...] | None = None
     version: str | None = None
     quant: str | None = None
@@ -59,29 +66,74 @@ def _parse(name: str) -> ParsedName:
     rest = name[backend_match.end() :] if backend_match else name
     parts = rest.split("/")
     author = (parts[0] or None) if len(parts) > 1 else None
-    size_token = version = quant = file_format = None
+    # First pass: each token's class.
+    # finditer stops after MAX_TOKENS: a hostile name of 50,000 tokens is not cut into all of them first
+    tokens = [match.group() for match in islice(_TOKEN.finditer(parts[-1]), p.MAX_TOKENS)]
+    lowers = [token.lower() for token in tokens]
+    kinds: list[str | None] = []
+    for lowered in lowers:
+        match = _CLASSIFIER.fullmatch(lowered)
+        kinds.append(match.lastgroup if match else None)
+    # Context, as the vectorized engine reads it from neighbouring rows: an integer right after a version token
+    # continues it (neural-chat-7b-v3-1). A dotted number is a release version when no base word stands right
+    # before it (vicuna-13b-1.1, Pantheon-RP-1.8-24b) or when the next base word or size after it is a base word
+    # (hermes-2.5-mistral-7b); else it names a generation (Llama-3.1-8B, Llama-3.1-8B-Lexi, Mistral-Small-3.1).
+    continues_version = [kind == "integer" and i > 0 and kinds[i - 1] == "version" for i, kind in enumerate(kinds)]
+    base_word = [
+        kind == "glued"
+        or (kind is None and lowered not in p.VARIANTS)
+        or (kind == "integer" and not continues_version[i])
+        for i, (lowered, kind) in enumerate(zip(lowers, kinds, strict=True))
+    ]
+    base_next = [False] * len(kinds)
+    following = False  # whether the next base word or size (after the token) is a base word
+    for index in range(len(kinds) - 1, -1, -1):
+        base_next[index] = following
+        if base_word[index]:
+            following = True
+        elif kinds[index] in _SIZE_KINDS:
+            following = False
+    release = [
+        kind == "dotted" and (index == 0 or not base_word[index - 1] or base_next[index])
+        for index, kind in enumerate(kinds)
+    ]
+    size_token = active_token = version = quant = file_format = None
     variants: list[str] = []
     base_tokens: list[str] = []
-    for token in _TOKEN.findall(parts[-1])[: p.MAX_TOKENS]:
-        lowered = token.lower()
-        match = _CLASSIFIER.fullmatch(lowered)
-        kind = match.lastgroup if match else None
+    variant_tokens: list[str] = []
+    for index, (token, lowered, kind) in enumerate(zip(tokens, lowers, kinds, strict=True)):
         if kind is None:
             variant = p.VARIANTS.get(lowered)
             if variant is None:
                 base_tokens.append(token)
-            elif variant not in variants:
-                variants.append(variant)
+            else:
+                variant_tokens.append(token)
+                if variant not in variants:
+                    variants.append(variant)
         elif kind in ("moe", "size"):
             size_token = size_token or token
-        elif kind == "version":
+        elif kind == "glued":
+            glued = _GLUED.match(token)
+            assert glued is not None  # the "glued" class guarantees the shape
+            base_tokens.append(glued.group(1))
+            size_token = size_token or glued.group(2)
+        elif kind == "integer":
+            if base_word[index]:
+                base_tokens.append(token)
+        elif kind == "active":
+            active_token = active_token or lowered
+        elif kind == "version" or release[index]:
             version = version or lowered
+        elif kind == "dotted":
+            base_tokens.append(token)
         elif kind == "quant_q":
             quant = quant or lowered.upper()
         elif kind == "quant":
             quant = quant or lowered
         elif kind == "format":
-            file_format = file_format or lowered.upper()
+            spelled = p.FORMATS[lowered]
+            if file_format is None or (file_format in p.WEAK_FORMATS and spelled not in p.WEAK_FORMATS):
+                file_format = spelled
 
     size_label = size_b = experts = expert_size_b = None
     if size_token is not None:
@@ -97,10 +149,26 @@ def _parse(name: str) -> ParsedName:
             assert plain is not None  # the "size" class guarantees the shape
             whole, decimals, unit, trailing = plain.groups()
             size_b = _billions(f"{whole}.{decimals or trailing or '0'}", unit)
+    active_b = None
+    if active_token is not None:
+        active = _ACTIVE.match(active_token)
+        assert active is not None  # the "active" class guarantees the shape
+        active_b = _billions(active.group(1), active.group(2))
+    if not base_tokens and variant_tokens:
+        # a name of variant words only (Alpha-8B, Chat-7B-Instruct): the first is its name, the rest its variants
+        base_tokens = variant_tokens[:1]
+        variants = list(dict.fromkeys(p.VARIANTS[token.lower()] for token in variant_tokens[1:]))
     base = p.BASE_SEPARATOR.join(base_tokens) or None
     family_key = None
     if base is not None:
-        family_key = (base + p.BASE_SEPARATOR + size_label if size_label else base).lower()
+        key_base = _KEY_GLUE.sub(p.KEY_GLUE_PYTHON, base)
+        major = _VERSION_MAJOR.match(version) if version is not None else None
+        if size_label:
+            family_key = (key_base + p.BASE_SEPARATOR + size_label).lower()
+        elif major is not None:
+            family_key = (key_base + p.BASE_SEPARATOR + major.group()).lower()
+        else:
+            family_key = key_base.lower()
     return ParsedName(
         backend=backend_match.group(1) if backend_match else None,
         author=author,
@@ -109,6 +177,7 @@ def _parse(name: str) -> ParsedName:
         size_b=size_b,
         experts=experts,
         expert_size_b=expert_size_b,
+        active_b=active_b,
         variants=tuple(variants),
         version=version,
         quant=quant,

@@ -41,6 +41,8 @@ TABLES: Final = (
     "deletion_risk",
     "unmatched",
     "audit",
+    "model_state",
+    "changes",
 )
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).

@@ -18,6 +18,7 @@ from redis.retry import Retry
 
 from pipeline import keys
 from pipeline.audit import audit_json
+from pipeline.history import changes_json
 from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
 from pipeline.settings import Settings, masked_url
 from pipeline.sinks.lock import RedisLock
@@ -149,6 +150,12 @@ class RedisPublisher:
             if table == "audit":  # SPEC §11; expires like the statistics it sits beside
                 audit = audit_json(findings, category=category, run_id=report.run_id)
                 found[keys.audit_key(prefix, category)] = (audit, self._expiry(self.settings.statistics_cache_ttl))
+        for (table, category), frame in report.outputs.tables.items():
+            if table == "changes":  # SPEC §10: the latest run's changes, in the same transaction
+                found[keys.changes_key(prefix, category)] = (
+                    changes_json(frame, category=category, run_id=report.run_id),
+                    self._expiry(self.settings.deletion_risk_cache_ttl),
+                )
         return found
 
     def run_values(self, report: RunReport) -> RedisValues:

@@ -1,0 +1,152 @@
+"""History in the snapshot store (SPEC §10): the previous committed state, a model's timeline, the state rebuilt
+from every committed run. Only committed runs (those with a manifest) are read: a killed or failed run never
+contributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from pipeline.deletion_risk import FLAGS
+from pipeline.history import model_state
+from pipeline.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
+from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, manifests
+
+#: What ``history`` prints per committed run (SPEC §10), in this order.
+TIMELINE_COLUMNS: Final = (
+    "run_at",
+    "worker_count",
+    "usage_day",
+    "usage_month",
+    "at_risk",
+    "risk_score",
+    "flags",
+    "days_without_workers",
+    "at_risk_since",
+)
+# The columns of a risk file the timeline reads (the hive ``category`` is in the path). Naming only these keeps the
+# scan to them (a schema of every risk column made it 3x slower at 100x); files of older runs lack the newer
+# columns, which read as null, and columns added later are ignored.
+_TIMELINE_SOURCE: Final = pl.Schema(
+    {
+        name: {**RISK_SCHEMA, **RUN_COLUMNS}[name]
+        for name in ("name", "grouped", *TIMELINE_COLUMNS, *FLAGS)
+        if name != "flags"
+    }
+)
+
+
+def run_time(manifest: dict[str, Any]) -> datetime:
+    """When a committed run ran (its ``--as-of`` time for a backfill)."""
+    return datetime.fromisoformat(manifest["run_at"])
+
+
+def newest_run_time(root: Path) -> datetime | None:
+    """The time of the newest committed run, or None for an empty store."""
+    found = manifests(root)
+    return run_time(found[-1]) if found else None
+
+
+class OutOfOrderRunError(ValueError):
+    """A run (a backfill) not newer than the newest committed run, without ``--rebuild-after``."""
+
+
+def check_run_order(root: Path, run_at: datetime, *, rebuild_after: bool) -> bool:
+    """True when ``run_at`` is newer than every committed run; False for an accepted backfill (``rebuild_after``);
+    raises OutOfOrderRunError otherwise (runs are ordered by their time, SPEC §10)."""
+    newest = newest_run_time(root)
+    if newest is None or run_at > newest:
+        return True
+    if rebuild_after:
+        return False
+    raise OutOfOrderRunError(
+        f"run time {run_at.isoformat()} is not after the newest committed run ({newest.isoformat()}) in {root}; "
+        "pass --rebuild-after to backfill it and rebuild model_state from history, e.g. "
+        "`horde-analytics run --as-of 2026-01-01T00:00:00Z --rebuild-after`"
+    )
+
+
+def _state(root: Path, entry: dict[str, Any]) -> pl.DataFrame:
+    return pl.read_parquet(root / entry["path"], columns=MODEL_STATE_SCHEMA.names())
+
+
+def previous_states(root: Path, run_at: datetime) -> dict[str, pl.DataFrame]:
+    """category -> ``model_state`` of the newest committed run before ``run_at`` that has one."""
+    found: dict[str, pl.DataFrame] = {}
+    for manifest in reversed(manifests(root)):
+        if run_time(manifest) >= run_at:
+            continue
+        for category, entry in manifest["tables"].get("model_state", {}).items():
+            if category not in found:
+                found[category] = _state(root, entry)
+    return found
+
+
+def model_timeline(root: Path, category: str, name: str, *, grouped: bool = False) -> pl.LazyFrame | None:
+    """One model's (or family's) row in every committed run, oldest first, lazily over the store."""
+    paths = [
+        str(root / entry["path"])
+        for manifest in manifests(root)
+        for cat, entry in manifest["tables"].get("deletion_risk", {}).items()
+        if cat == category
+    ]
+    if not paths:
+        return None
+    risk = pl.scan_parquet(paths, schema=_TIMELINE_SOURCE, missing_columns="insert", extra_columns="ignore")
+    flags = pl.concat_list([pl.when(pl.col(flag)).then(pl.lit(flag)) for flag in FLAGS]).list.drop_nulls()
+    return (
+        risk.filter(pl.col("name") == name, pl.col("grouped") == grouped)
+        .with_columns(flags.alias("flags"))
+        .select(TIMELINE_COLUMNS)
+        .sort("run_at")  # runs are ordered by their time (SPEC §10); a string run_id column would double the scan
+    )
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What ``rebuild_states`` did: states compared, and those written because they differed or were missing."""
+
+    runs: int
+    states: int
+    rewritten: list[str]
+
+
+def _rewrite_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    path = root / MANIFEST_DIR / f"{manifest['run_id']}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def rebuild_states(root: Path) -> Rebuilt:
+    """Recompute ``model_state`` from every committed run in run order, writing each one that differs from the
+    stored state (or is missing). Call under the snapshot lock."""
+    states: dict[str, pl.DataFrame] = {}
+    compared = 0
+    rewritten: list[str] = []
+    found = manifests(root)
+    for manifest in found:
+        run_at = run_time(manifest)
+        changed = False
+        for category, entry in sorted(manifest["tables"].get("deletion_risk", {}).items()):
+            risk = pl.read_parquet(root / entry["path"])
+            state = model_state(states.get(category), risk, run_at)
+            stored_entry = manifest["tables"].get("model_state", {}).get(category)
+            compared += 1
+            if stored_entry is None or not _state(root, stored_entry).equals(state, null_equal=True):
+                writer = SnapshotWriter(root=root, run_id=manifest["run_id"], run_at=run_at)
+                writer.write("model_state", category, state)
+                manifest["tables"].setdefault("model_state", {})[category] = writer.written["model_state"][category]
+                rewritten.append(f"{manifest['run_id']}/{category}")
+                changed = True
+            states[category] = state
+        if changed:
+            _rewrite_manifest(root, manifest)
+    return Rebuilt(runs=len(found), states=compared, rewritten=rewritten)
