@@ -58,6 +58,8 @@ CHANGE_WORDS: Final[dict[str, str]] = {
 _HISTORY_COLUMNS: Final = tuple(
     name for name in HISTORY_FIELDS.names() if name not in {"first_seen", "last_seen_with_workers"}
 )
+_USAGE_HISTORY: Final = tuple(name for name in _HISTORY_COLUMNS if name.startswith("usage_month"))
+_WORKER_HISTORY: Final = tuple(name for name in _HISTORY_COLUMNS if name not in _USAGE_HISTORY)
 
 #: (table, category) -> that table of one run.
 Tables = Mapping[tuple[str, str], pl.DataFrame]
@@ -128,7 +130,9 @@ def flag_reasons() -> pl.Expr:
 def most_at_risk(risk: pl.DataFrame, *, grouped: bool, limit: int = TABLE_ROWS) -> pl.DataFrame:
     """The at-risk rows of one view, highest risk score first, then least used, then by name: name, reasons,
     numbers, and the history fields (§10) the run wrote."""
-    history = [column for column in _HISTORY_COLUMNS if column in risk.columns]
+    # worker history, then this month's usage beside the usage a week before and the change (SPEC §10)
+    workers = [pl.col(c).dt.date() if c == "at_risk_since" else pl.col(c) for c in _WORKER_HISTORY if c in risk.columns]
+    trend = [pl.col(column) for column in _USAGE_HISTORY if column in risk.columns]
     members = [pl.col("members").list.len().alias("members")] if grouped and "members" in risk.columns else []
     return (
         risk.filter((pl.col("grouped") == grouped) & pl.col("at_risk"))
@@ -141,8 +145,9 @@ def most_at_risk(risk: pl.DataFrame, *, grouped: bool, limit: int = TABLE_ROWS) 
             "risk_score",
             "is_critical",
             "worker_count",
-            *[pl.col(column).dt.date() if column == "at_risk_since" else pl.col(column) for column in history],
+            *workers,
             "usage_month",
+            *trend,
         )
         .rename({"usage_month_previous": "usage_month_week_before"}, strict=False)
     )

@@ -95,11 +95,11 @@ def test_report_in_chromium_filters_and_sorts_without_errors(browser: Any, repor
     assert _visible_cells(page, table, 0) == names
 
     # sorting: a click on a numeric heading orders by number ascending, a second click descending
-    heading = page.locator(f'table[aria-label="{table}"] thead th', has_text="usage this month")
+    heading = page.locator(f'table[aria-label="{table}"] thead th', has_text="usage (month)")
     column = page.eval_on_selector_all(
         f'table[aria-label="{table}"] thead th', "heads => heads.map(h => h.textContent)"
     )
-    index = column.index("usage this month")
+    index = column.index("usage (month)")
     heading.click()
     assert heading.get_attribute("aria-sort") == "ascending"
     ascending = [int(value.replace(",", "")) for value in _visible_cells(page, table, index)]

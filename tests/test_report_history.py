@@ -64,7 +64,7 @@ def test_report_shows_history_changes_and_usage_over_time(
     assert "Usage over time appears once" not in page
 
     # the at-risk tables carry the history columns, with the snapshot's values
-    for heading in ("days without workers", "at risk since", "usage a week before", "change"):
+    for heading in ("days w/o workers", "at risk since", "a week before", "change"):
         assert f"<th>{heading}</th>" in text
     risk = latest_table(tmp_path / "snapshots", "deletion_risk", "text_generation")
     assert risk is not None

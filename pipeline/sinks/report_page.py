@@ -18,7 +18,7 @@ import polars as pl
 from pipeline.report import LONG_TAIL_SHARES, CategorySection, TableView
 
 _STYLE: Final = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; } h3 { margin: 1.5rem 0 0.3rem; }
 nav a { margin-right: 0.8rem; } p.note { color: #555; margin: 0.2rem 0 0.6rem; }
 .scroll { width: fit-content; max-width: 100%; max-height: 32rem; overflow: auto; border: 1px solid #ddd;
@@ -104,10 +104,10 @@ _HEADINGS: Final = {
     "risk_score": "risk score",
     "is_critical": "critical",
     "worker_count": "workers",
-    "usage_month": "usage this month",
-    "usage_month_week_before": "usage a week before",
+    "usage_month": "usage (month)",
+    "usage_month_week_before": "a week before",
     "usage_month_change": "change",
-    "days_without_workers": "days without workers",
+    "days_without_workers": "days w/o workers",
     "at_risk_since": "at risk since",
 }
 #: Columns whose numbers are changes: shown signed and coloured.
