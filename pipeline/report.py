@@ -405,11 +405,11 @@ def category_section(
 def report_sections(
     tables: Tables, usage_charts: Mapping[str, tuple[LineChart, ...]] | None = None, history_note: str | None = None
 ) -> list[CategorySection]:
-    """One section per category the run wrote any report table for, in the category table's order."""
-    present = {category for _, category in tables}
+    """One section per category the run wrote any report table for, in the category table's order; a note about
+    the history (once, under the first section's counts)."""
+    present = [category for category in CATEGORY_FILES if category in {category for _, category in tables}]
     charts = usage_charts or {}
     return [
-        category_section(category, tables, charts.get(category, ()), history_note)
-        for category in CATEGORY_FILES
-        if category in present
+        category_section(category, tables, charts.get(category, ()), history_note if index == 0 else None)
+        for index, category in enumerate(present)
     ]

@@ -89,6 +89,8 @@ def test_report_command_writes_a_self_contained_page(tmp_path: Path, capsys: pyt
     # every chart is embedded, and nothing is fetched: one inline script, no external source or stylesheet
     assert page.count('src="data:image/png;base64,') == len(pngs)
     assert page.count("<script>") == page.count("<script") == 1
+    # one run is no history yet: the page says once why there is no usage over time
+    assert page.count("Usage over time appears once committed runs span two or more days") == 1
     assert not re.search(r"<link|src=\"(?!data:)|url\(", page)
 
     # the figures are the snapshot's: at-risk and critical counts, and the at-risk table's first row
