@@ -154,7 +154,16 @@ def test_effective_settings_line_masks_the_password(
     assert password_redis.password not in json.dumps([fields for _, _, fields in events])
 
 
-_RUN_FIELDS = {"run_id", "computed_at", "started_at", "finished_at"}
+# Fields stamped with the run's own id or time (a first run's history dates are its run time, SPEC §10).
+_RUN_FIELDS = {
+    "run_id",
+    "computed_at",
+    "started_at",
+    "finished_at",
+    "first_seen",
+    "last_seen_with_workers",
+    "at_risk_since",
+}
 
 
 def _without_run_fields(value: Any) -> Any:
