@@ -12,7 +12,7 @@ import polars as pl
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
 from pipeline.logs import terminal_safe
 from pipeline.report import REPORT_TABLES, report_sections
-from pipeline.report_history import HISTORY_DAYS, LineChart, daily_runs, usage_charts, usage_points
+from pipeline.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
 
@@ -36,7 +36,7 @@ def _usage_over_time(root: Path, runs: list[dict[str, Any]]) -> tuple[dict[str, 
     days = daily_runs(runs)
     by_category: dict[str, dict[str, pl.DataFrame]] = {}
     for manifest in days:
-        for (_, category), risk in run_tables(root, manifest, ["deletion_risk"]).items():
+        for (_, category), risk in run_tables(root, manifest, ["deletion_risk"], POINT_COLUMNS).items():
             by_category.setdefault(category, {})[str(manifest["run_at"])[:10]] = risk
     charts = {
         category: usage_charts(category, usage_points(risk_by_day)) for category, risk_by_day in by_category.items()

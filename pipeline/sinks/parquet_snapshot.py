@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -274,19 +274,24 @@ def latest_table(root: Path, table: str, category: str) -> pl.DataFrame | None:
     return None
 
 
-def _read_entry(root: Path, entry: dict[str, Any]) -> pl.DataFrame:
-    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them."""
+def _read_entry(root: Path, entry: dict[str, Any], columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them;
+    only ``columns`` when given (read from the file, not read then dropped)."""
     path = _entry_path(root, entry)
     try:
-        return pl.scan_parquet(str(path), hive_partitioning=True).collect(engine=ENGINE)
+        scan = pl.scan_parquet(str(path), hive_partitioning=True)
+        return (scan if columns is None else scan.select(columns)).collect(engine=ENGINE)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SnapshotReadError(f"snapshot file {path} cannot be read ({type(error).__name__}: {error})") from None
 
 
-def run_tables(root: Path, manifest: dict[str, Any], tables: Iterable[str]) -> dict[tuple[str, str], pl.DataFrame]:
-    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote."""
+def run_tables(
+    root: Path, manifest: dict[str, Any], tables: Iterable[str], columns: Sequence[str] | None = None
+) -> dict[tuple[str, str], pl.DataFrame]:
+    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (only
+    ``columns`` of each when given)."""
     return {
-        (table, category): _read_entry(root, entry)
+        (table, category): _read_entry(root, entry, columns)
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }
