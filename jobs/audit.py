@@ -34,7 +34,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def latest_audit(root: Path) -> pl.DataFrame | None:
+def latest_audit(root: Path | str) -> pl.DataFrame | None:
     """Every category's findings of the newest committed run that has an audit, or None."""
     for manifest in reversed(manifests(root)):
         if manifest["tables"].get("audit"):
@@ -91,7 +91,7 @@ def main(argv: Sequence[str]) -> int:
     settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
     if isinstance(settings, int):
         return settings
-    findings = latest_audit(Path(settings.snapshot_dir))
+    findings = latest_audit(settings.snapshot_dir)
     if findings is None:
         print(
             f"horde-analytics audit: no audit snapshot in {settings.snapshot_dir}; run `horde-analytics run` first",

@@ -37,7 +37,7 @@ def timeline_json_lines(timeline: pl.DataFrame) -> str:
     return "\n".join(json.dumps(row, separators=(",", ":")) for row in text.iter_rows(named=True))
 
 
-def rebuild(root: Path) -> int:
+def rebuild(root: Path | str) -> int:
     """``--rebuild``: under the snapshot lock (a run must not commit meanwhile)."""
     try:
         with snapshot_lock(root):
@@ -59,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
     settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
     if isinstance(settings, int):
         return settings
-    root = Path(settings.snapshot_dir)
+    root = settings.snapshot_dir  # a folder or s3://bucket/prefix
     if args.rebuild:
         return rebuild(root)
     if args.category is None or args.name is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
@@ -92,7 +91,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"horde-analytics query: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        risk = latest_table(Path(settings.snapshot_dir), "deletion_risk", args.category)
+        risk = latest_table(settings.snapshot_dir, "deletion_risk", args.category)
         if risk is None:
             print(
                 f"horde-analytics query: no deletion-risk snapshot for {args.category} in {settings.snapshot_dir};"

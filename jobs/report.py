@@ -15,6 +15,7 @@ from pipeline.report import REPORT_TABLES, report_sections
 from pipeline.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
+from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 
 
 def build_parser() -> ArgumentParser:
@@ -25,12 +26,17 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--snapshot-dir", help="where the snapshots are (SNAPSHOT_DIR)")
     parser.add_argument(
         "--out",
-        help="the report folder: absent, empty or an earlier report, replaced when done (default: SNAPSHOT_DIR/report)",
+        help=(
+            "the report folder: absent, empty or an earlier report, replaced when done"
+            " (default: SNAPSHOT_DIR/report; ./report for an s3:// store)"
+        ),
     )
     return parser
 
 
-def _usage_over_time(root: Path, runs: list[dict[str, Any]]) -> tuple[dict[str, tuple[LineChart, ...]], str | None]:
+def _usage_over_time(
+    root: SnapshotStore, runs: list[dict[str, Any]]
+) -> tuple[dict[str, tuple[LineChart, ...]], str | None]:
     """category -> usage-over-time charts from the newest committed run of each day (SPEC §9, §10), and a note
     when the history is too short to draw them."""
     days = daily_runs(runs)
@@ -56,11 +62,12 @@ def main(argv: Sequence[str]) -> int:
     settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
     if isinstance(settings, int):
         return settings
-    root = Path(settings.snapshot_dir)
+    root = open_store(settings.snapshot_dir)
     runs = manifests(root)
     if not runs:
         print(
-            f"horde-analytics report: no committed snapshot in {root}; run `horde-analytics run` first", file=sys.stderr
+            f"horde-analytics report: no committed snapshot in {root.location}; run `horde-analytics run` first",
+            file=sys.stderr,
         )
         return EXIT_FAILED
     latest = runs[-1]
@@ -70,10 +77,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"horde-analytics report: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_FAILED
     except pl.exceptions.PolarsError as error:  # committed files that are Parquet but not the tables it needs
-        message = f"the snapshot of run {latest['run_id']} in {root} is not readable as report tables"
+        message = f"the snapshot of run {latest['run_id']} in {root.location} is not readable as report tables"
         print(f"horde-analytics report: {message} ({terminal_safe(str(error))})", file=sys.stderr)
         return EXIT_FAILED
-    out_dir = Path(args.out) if args.out else root / "report"
+    # an object store is not a place to write a page into: its report goes to ./report unless --out says where
+    default_out = root.root / "report" if isinstance(root, FolderStore) else Path("report")
+    out_dir = Path(args.out) if args.out else default_out
     try:
         page = write_report(sections, out_dir, run_id=latest["run_id"], run_at=latest["run_at"])
     except (ReportUnavailableError, ReportFolderError) as error:

@@ -36,8 +36,10 @@ from pipeline.sinks.parquet_snapshot import (
     sweep_uncommitted,
 )
 from pipeline.sinks.redis_cache import PublishError, RedisValues
+from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
+from pipeline.sources.previous_run import PreviousRecords, records_input
 from pipeline.sources.records import load_records
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,9 @@ class RunInputs:
     input_hashes: dict[str, str]
 
 
-def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
-    """Read and validate records and Horde data (raises on unusable input)."""
+def load_inputs(settings: Settings, fetcher: HttpFetcher, previous: PreviousRecords | None = None) -> RunInputs:
+    """Read and validate records and Horde data (raises on unusable input); a reference file whose bytes are
+    the ``previous`` run's is read back from its snapshot (SPEC §9)."""
     # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
     # with the allocators (measured at 1000x scale).
     horde, horde_hashes = load_horde(
@@ -120,8 +123,9 @@ def load_inputs(settings: Settings, fetcher: HttpFetcher) -> RunInputs:
         settings.model_reference_source,
         max_bad_record_fraction=settings.max_bad_record_fraction,
         fetcher=fetcher,
+        reuse=previous,
     )
-    hashes = {f"records:{category}": item.input_hash for category, item in records.items()} | horde_hashes
+    hashes = {records_input(category): item.input_hash for category, item in records.items()} | horde_hashes
     return RunInputs(records=records, horde=horde, input_hashes=hashes)
 
 
@@ -165,6 +169,7 @@ def run_once(
     stop: StopRequest | None = None,
     as_of: datetime | None = None,
     rebuild_after: bool = False,
+    reuse_inputs: bool = True,
 ) -> RunReport:
     """Load, compute, snapshot, commit and publish one run (order: SPEC §12).
 
@@ -179,22 +184,29 @@ def run_once(
     started = time.time()
     run_at = as_of or datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    root = Path(settings.snapshot_dir)
+    store = open_store(settings.snapshot_dir)
     clock = Stopwatch(stop)
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
-    with publisher.run_lock() if publisher is not None else nullcontext() as fence, snapshot_lock(root):
-        sweep_uncommitted(root)
-        if not check_run_order(root, run_at, rebuild_after=rebuild_after):
+    with (
+        publisher.run_lock() if publisher is not None else nullcontext() as fence,
+        # the store's own lock (flock, or the lock object of a bucket) is taken whether Redis fences the run or
+        # not, as `history --rebuild` and runs without Redis take only that one (SPEC §9)
+        snapshot_lock(store) as store_fence,
+    ):
+        sweep_uncommitted(store)
+        if not check_run_order(store, run_at, rebuild_after=rebuild_after):
             publisher = None  # Redis is a projection of the newest committed run, not of a backfill
         with HttpFetcher(
             timeout=settings.horde_api_timeout,
             attempts=settings.horde_api_retries,
             max_bytes=settings.horde_api_max_bytes,
-            cache_dir=root / "_http_cache",
+            # the HTTP cache is a local convenience: an object store (a pod without lasting disk) gets none
+            cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
-            inputs = load_inputs(settings, fetcher)
+            # SPEC §9: unchanged reference files are read back from the previous run (reuse_inputs=False decodes all)
+            inputs = load_inputs(settings, fetcher, PreviousRecords.latest(store) if reuse_inputs else None)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
@@ -202,7 +214,7 @@ def run_once(
             inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
         )
         history_started = time.perf_counter()
-        outputs = with_history(outputs, previous_states(root, run_at), run_at)
+        outputs = with_history(outputs, previous_states(store, run_at), run_at)
         clock.lap("compute")
         clock.laps["history"] = round(time.perf_counter() - history_started, 4)  # part of compute (SPEC §10)
         counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
@@ -216,10 +228,12 @@ def run_once(
             counts=counts,
             timings=clock.laps,
         )
-        writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
+        writer = SnapshotWriter(root=store, run_id=run_id, run_at=run_at)
         try:
             for (table, category), frame in sorted(outputs.tables.items()):
                 writer.write(table, category, frame)
+            for category, item in sorted(inputs.records.items()):
+                writer.write("problems", category, item.problems)
             report.finished_at = time.time()
             redis_values: RedisValues | None = None
             if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
@@ -228,7 +242,9 @@ def run_once(
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
-            writer.commit(input_hashes=inputs.input_hashes, counts=counts)
+            store_fence.verify()  # the lock object of an object store, likewise
+            entries = {records_input(category): item.entries for category, item in inputs.records.items()}
+            writer.commit(input_hashes=inputs.input_hashes, counts=counts, input_entries=entries)
         except BaseException:
             writer.abort()
             raise
@@ -237,7 +253,7 @@ def run_once(
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
         if rebuild_after:
-            rebuild_states(root)
+            rebuild_states(store)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
 
@@ -261,13 +277,13 @@ def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]
     Returns the run id and the keys published. Raises LockHeldError / LockLostError, PublishError (also when
     Redis cannot give the lock), NothingToRepublishError.
     """
-    root = Path(settings.snapshot_dir)
+    root = open_store(settings.snapshot_dir)
     with publisher.run_lock() as fence:
         if fence is None:
             raise PublishError("redis is unusable: nothing republished")
         committed = manifests(root)  # read under the lock: no run can commit a newer one meanwhile
         if not committed:
-            raise NothingToRepublishError(f"no committed run in {root} to republish")
+            raise NothingToRepublishError(f"no committed run in {root.location} to republish")
         latest = committed[-1]
         try:
             document = read_artifact(root, latest, "redis")

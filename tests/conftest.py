@@ -22,6 +22,9 @@ ENV_REDIS_URL = os.environ.get("REDIS_URL")
 STRICT = os.environ.get("HORDE_ANALYTICS_STRICT", "").lower() in {"1", "true", "yes"}
 _SKIPPED_SERVICES: list[str] = []
 
+#: The S3-compatible server fixtures (``s3_server``, ``s3_location``) live beside the tests that use them.
+pytest_plugins = ("tests.s3_server",)
+
 
 def skip_or_fail(reason: str) -> None:
     """Skip (locally) or fail (in CI) with ``reason``."""

@@ -36,6 +36,7 @@ EXPECTED_TABLES = {
     "audit",
     "model_state",
     "changes",
+    "problems",  # not in SPEC §7.2 yet: the input problems, which incremental runs read back (SPEC §9)
 }
 
 

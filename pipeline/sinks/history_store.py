@@ -6,7 +6,6 @@ contributes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from pipeline.deletion_risk import FLAGS
 from pipeline.history import model_state
 from pipeline.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
 from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, manifests
+from pipeline.sinks.store import SnapshotStore, open_store
 
 #: What ``history`` prints per committed run (SPEC §10), in this order.
 TIMELINE_COLUMNS: Final = (
@@ -48,7 +48,7 @@ def run_time(manifest: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(manifest["run_at"])
 
 
-def newest_run_time(root: Path) -> datetime | None:
+def newest_run_time(root: Path | str | SnapshotStore) -> datetime | None:
     """The time of the newest committed run, or None for an empty store."""
     found = manifests(root)
     return run_time(found[-1]) if found else None
@@ -58,7 +58,7 @@ class OutOfOrderRunError(ValueError):
     """A run (a backfill) not newer than the newest committed run, without ``--rebuild-after``."""
 
 
-def check_run_order(root: Path, run_at: datetime, *, rebuild_after: bool) -> bool:
+def check_run_order(root: Path | str | SnapshotStore, run_at: datetime, *, rebuild_after: bool) -> bool:
     """True when ``run_at`` is newer than every committed run; False for an accepted backfill (``rebuild_after``);
     raises OutOfOrderRunError otherwise (runs are ordered by their time, SPEC §10)."""
     newest = newest_run_time(root)
@@ -67,39 +67,52 @@ def check_run_order(root: Path, run_at: datetime, *, rebuild_after: bool) -> boo
     if rebuild_after:
         return False
     raise OutOfOrderRunError(
-        f"run time {run_at.isoformat()} is not after the newest committed run ({newest.isoformat()}) in {root}; "
+        f"run time {run_at.isoformat()} is not after the newest committed run ({newest.isoformat()}) in "
+        f"{open_store(root).location}; "
         "pass --rebuild-after to backfill it and rebuild model_state from history, e.g. "
         "`horde-analytics run --as-of 2026-01-01T00:00:00Z --rebuild-after`"
     )
 
 
-def _state(root: Path, entry: dict[str, Any]) -> pl.DataFrame:
-    return pl.read_parquet(root / entry["path"], columns=MODEL_STATE_SCHEMA.names())
+def _state(store: SnapshotStore, entry: dict[str, Any]) -> pl.DataFrame:
+    return pl.read_parquet(
+        store.scan_target(entry["path"]), columns=MODEL_STATE_SCHEMA.names(), storage_options=store.storage_options
+    )
 
 
-def previous_states(root: Path, run_at: datetime) -> dict[str, pl.DataFrame]:
+def previous_states(root: Path | str | SnapshotStore, run_at: datetime) -> dict[str, pl.DataFrame]:
     """category -> ``model_state`` of the newest committed run before ``run_at`` that has one."""
     found: dict[str, pl.DataFrame] = {}
-    for manifest in reversed(manifests(root)):
+    store = open_store(root)
+    for manifest in reversed(manifests(store)):
         if run_time(manifest) >= run_at:
             continue
         for category, entry in manifest["tables"].get("model_state", {}).items():
             if category not in found:
-                found[category] = _state(root, entry)
+                found[category] = _state(store, entry)
     return found
 
 
-def model_timeline(root: Path, category: str, name: str, *, grouped: bool = False) -> pl.LazyFrame | None:
+def model_timeline(
+    root: Path | str | SnapshotStore, category: str, name: str, *, grouped: bool = False
+) -> pl.LazyFrame | None:
     """One model's (or family's) row in every committed run, oldest first, lazily over the store."""
+    store = open_store(root)
     paths = [
-        str(root / entry["path"])
-        for manifest in manifests(root)
+        store.scan_target(entry["path"])
+        for manifest in manifests(store)
         for cat, entry in manifest["tables"].get("deletion_risk", {}).items()
         if cat == category
     ]
     if not paths:
         return None
-    risk = pl.scan_parquet(paths, schema=_TIMELINE_SOURCE, missing_columns="insert", extra_columns="ignore")
+    risk = pl.scan_parquet(
+        paths,
+        schema=_TIMELINE_SOURCE,
+        missing_columns="insert",
+        extra_columns="ignore",
+        storage_options=store.storage_options,
+    )
     flags = pl.concat_list([pl.when(pl.col(flag)).then(pl.lit(flag)) for flag in FLAGS]).list.drop_nulls()
     return (
         risk.filter(pl.col("name") == name, pl.col("grouped") == grouped)
@@ -118,35 +131,33 @@ class Rebuilt:
     rewritten: list[str]
 
 
-def _rewrite_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    path = root / MANIFEST_DIR / f"{manifest['run_id']}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+def _rewrite_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
+    store.put(f"{MANIFEST_DIR}/{manifest['run_id']}.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
-def rebuild_states(root: Path) -> Rebuilt:
+def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
     """Recompute ``model_state`` from every committed run in run order, writing each one that differs from the
     stored state (or is missing). Call under the snapshot lock."""
     states: dict[str, pl.DataFrame] = {}
     compared = 0
     rewritten: list[str] = []
-    found = manifests(root)
+    store = open_store(root)
+    found = manifests(store)
     for manifest in found:
         run_at = run_time(manifest)
         changed = False
         for category, entry in sorted(manifest["tables"].get("deletion_risk", {}).items()):
-            risk = pl.read_parquet(root / entry["path"])
+            risk = pl.read_parquet(store.scan_target(entry["path"]), storage_options=store.storage_options)
             state = model_state(states.get(category), risk, run_at)
             stored_entry = manifest["tables"].get("model_state", {}).get(category)
             compared += 1
-            if stored_entry is None or not _state(root, stored_entry).equals(state, null_equal=True):
-                writer = SnapshotWriter(root=root, run_id=manifest["run_id"], run_at=run_at)
+            if stored_entry is None or not _state(store, stored_entry).equals(state, null_equal=True):
+                writer = SnapshotWriter(root=store, run_id=manifest["run_id"], run_at=run_at)
                 writer.write("model_state", category, state)
                 manifest["tables"].setdefault("model_state", {})[category] = writer.written["model_state"][category]
                 rewritten.append(f"{manifest['run_id']}/{category}")
                 changed = True
             states[category] = state
         if changed:
-            _rewrite_manifest(root, manifest)
+            _rewrite_manifest(store, manifest)
     return Rebuilt(runs=len(found), states=compared, rewritten=rewritten)

@@ -141,9 +141,15 @@ class RedisPublisher:
                 _compact(stats),
                 self._expiry(self.settings.statistics_cache_ttl),
             )
+        # Each value is built once: views that share their table and shape (image grouped and ungrouped, where
+        # grouping changes nothing, SPEC §5) share one JSON string.
+        built: dict[tuple[Any, ...], str] = {}
         for (category, grouped, variations), risk in report.outputs.deletion_risk.items():
+            shape = (id(risk.table), risk.category, risk.with_variations, risk.run_id, risk.limit, risk.total_count)
+            if shape not in built:
+                built[shape] = risk.json()
             found[keys.deletion_risk_key(prefix, category, grouped, variations)] = (
-                risk.json(),
+                built[shape],
                 self._expiry(self.settings.deletion_risk_cache_ttl),
             )
         for (table, category), findings in report.outputs.tables.items():

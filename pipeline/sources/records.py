@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -555,11 +556,23 @@ def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator
 
 @collector_paused()
 def load_records(
-    source: str, *, max_bad_record_fraction: float = 0.5, fetcher: HttpFetcher | None = None
+    source: str,
+    *,
+    max_bad_record_fraction: float = 0.5,
+    fetcher: HttpFetcher | None = None,
+    reuse: Callable[[str, str, str], LoadedCategory | None] | None = None,
 ) -> dict[str, LoadedCategory]:
-    """Every category present at ``source``, validated; raises ReferenceInputError when one is unusable."""
+    """Every category present at ``source``, validated; raises ReferenceInputError when one is unusable.
+
+    ``reuse(category, source_file, sha256)`` may return the category as an earlier run loaded the same bytes
+    (incremental runs, SPEC §9); None decodes them.
+    """
     loaded: dict[str, LoadedCategory] = {}
     for category, label, raw in reference_files(source, fetcher):
+        reused = reuse(category, label, hashlib.sha256(raw).hexdigest()) if reuse is not None else None
+        if reused is not None:
+            loaded[category] = reused
+            continue
         duplicate_keys: list[str] = []
         digest, chunks = _decoded(raw, label, duplicate_keys)
         del raw  # decoded: the bytes can go (1 GB at 1000x scale)

@@ -1,0 +1,116 @@
+"""Incremental runs (SPEC §9): a reference file whose bytes are the previous committed run's is read back from
+that run's snapshot instead of decoded, and every output is the same as a cold run's."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from pipeline.batch import RunReport, run_once
+from pipeline.categories import CATEGORY_FILES
+from pipeline.settings import load_settings
+from pipeline.sinks.parquet_snapshot import latest_table, manifests
+from tests.conftest import SAMPLE_DATA
+
+REUSED = "input unchanged: records read from the previous run"
+#: Columns that name the run itself, so differ between any two runs.
+RUN_FIELDS = ("run_id", "run_at", "computed_at")
+
+
+def reused_categories(caplog: pytest.LogCaptureFixture) -> set[str]:
+    return {getattr(record, "category", "") for record in caplog.records if record.getMessage() == REUSED}
+
+
+def run(snapshots: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> RunReport:
+    monkeypatch.setenv("SNAPSHOT_DIR", str(snapshots))
+    return run_once(load_settings(), **options)
+
+
+def without_run_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop(RUN_FIELDS, strict=False)
+
+
+def test_a_warm_run_reads_unchanged_records_back_and_matches_a_cold_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    first = run(tmp_path / "warm", monkeypatch, as_of=datetime(2026, 1, 1, tzinfo=UTC))
+    assert reused_categories(caplog) == set(), "a store without history decodes everything"
+    # the same history in both stores, then the same second run: read back in one, decoded in the other
+    shutil.copytree(tmp_path / "warm", tmp_path / "cold")
+    second_run = datetime(2026, 1, 2, tzinfo=UTC)
+    cold = run(tmp_path / "cold", monkeypatch, as_of=second_run, reuse_inputs=False)
+    assert reused_categories(caplog) == set()
+    warm = run(tmp_path / "warm", monkeypatch, as_of=second_run)
+    loaded = {category for table, category in first.outputs.tables if table == "records"}
+    assert reused_categories(caplog) == loaded and loaded
+
+    assert warm.input_hashes == cold.input_hashes
+    assert set(warm.outputs.tables) == set(cold.outputs.tables)
+    for key, frame in cold.outputs.tables.items():
+        try:
+            assert_frame_equal(without_run_fields(warm.outputs.tables[key]), without_run_fields(frame))
+        except AssertionError as error:
+            raise AssertionError(f"table {key} differs: {error}") from None
+    assert_frame_equal(warm.problems, cold.problems)
+    assert warm.problems.height > 0, "the sample data has input problems: they are carried over too"
+    exclude = set(RUN_FIELDS)
+    assert set(warm.outputs.statistics) == set(cold.outputs.statistics)
+    for key, stats in cold.outputs.statistics.items():
+        assert warm.outputs.statistics[key].model_dump(exclude=exclude) == stats.model_dump(exclude=exclude), key
+    assert set(warm.outputs.deletion_risk) == set(cold.outputs.deletion_risk)
+    for key, view in cold.outputs.deletion_risk.items():
+        warm_response = warm.outputs.deletion_risk[key].response().model_dump(exclude=exclude)
+        assert warm_response == view.response().model_dump(exclude=exclude), key
+    # the stored tables of the warm run equal the cold run's, problems included
+    for category in loaded:
+        for table in ("records", "problems", "deletion_risk"):
+            cold_table = latest_table(tmp_path / "cold", table, category)
+            warm_table = latest_table(tmp_path / "warm", table, category)
+            if cold_table is None:
+                assert warm_table is None
+                continue
+            assert warm_table is not None
+            assert_frame_equal(
+                without_run_fields(warm_table).drop("run_date"), without_run_fields(cold_table).drop("run_date")
+            )
+
+
+def test_a_changed_file_is_decoded_again_and_the_others_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(SAMPLE_DATA / "model_reference", reference)
+    monkeypatch.setenv("MODEL_REFERENCE_SOURCE", str(reference))
+    first = run(tmp_path / "snapshots", monkeypatch)
+    changed = reference / CATEGORY_FILES["image_generation"]
+    changed.write_bytes(changed.read_bytes() + b"\n")  # the same records, other bytes: another hash
+    caplog.set_level(logging.INFO)
+    second = run(tmp_path / "snapshots", monkeypatch)
+    reused = reused_categories(caplog)
+    assert "image_generation" not in reused and "text_generation" in reused
+    assert second.input_hashes["records:image_generation"] != first.input_hashes["records:image_generation"]
+    assert manifests(tmp_path / "snapshots")[-1]["input_hashes"] == second.input_hashes
+
+
+def test_an_unreadable_previous_snapshot_means_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "snapshots"
+    first = run(root, monkeypatch)
+    entry = manifests(root)[-1]["tables"]["records"]["text_generation"]
+    (root / entry["path"]).write_bytes(b"not parquet")
+    caplog.set_level(logging.INFO)
+    second = run(root, monkeypatch)
+    assert "text_generation" not in reused_categories(caplog)
+    assert any("previous run's records unreadable" in record.getMessage() for record in caplog.records)
+    assert_frame_equal(
+        second.outputs.tables[("records", "text_generation")], first.outputs.tables[("records", "text_generation")]
+    )
