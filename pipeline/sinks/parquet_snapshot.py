@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -270,15 +270,15 @@ def latest_table(root: Path | str | SnapshotStore, table: str, category: str) ->
     return None
 
 
-def _read_entry(store: SnapshotStore, entry: dict[str, Any]) -> pl.DataFrame:
-    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them."""
+def _read_entry(store: SnapshotStore, entry: dict[str, Any], columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them;
+    only ``columns`` when given (read from the file, not read then dropped)."""
     key = str(entry["path"])
     if not store.exists(key):
         raise _missing(store, key)
     try:
-        return pl.scan_parquet(
-            store.scan_target(key), hive_partitioning=True, storage_options=store.storage_options
-        ).collect(engine=ENGINE)
+        scan = pl.scan_parquet(store.scan_target(key), hive_partitioning=True, storage_options=store.storage_options)
+        return (scan if columns is None else scan.select(columns)).collect(engine=ENGINE)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SnapshotReadError(
             f"snapshot file {store.where(key)} cannot be read ({type(error).__name__}: {error})"
@@ -286,12 +286,16 @@ def _read_entry(store: SnapshotStore, entry: dict[str, Any]) -> pl.DataFrame:
 
 
 def run_tables(
-    root: Path | str | SnapshotStore, manifest: dict[str, Any], tables: Iterable[str]
+    root: Path | str | SnapshotStore,
+    manifest: dict[str, Any],
+    tables: Iterable[str],
+    columns: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], pl.DataFrame]:
-    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote."""
+    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (only
+    ``columns`` of each when given)."""
     store = open_store(root)
     return {
-        (table, category): _read_entry(store, entry)
+        (table, category): _read_entry(store, entry, columns)
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }
