@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
+from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
 from pipeline.logs import terminal_safe
 from pipeline.report import REPORT_TABLES, report_sections
 from pipeline.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
@@ -56,12 +56,10 @@ def _usage_over_time(
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parsed_or_exit(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
-    if isinstance(settings, int):
-        return settings
+    setup = snapshot_reader_setup(build_parser(), argv)
+    if isinstance(setup, int):
+        return setup
+    args, settings = setup
     root = open_store(settings.snapshot_dir)
     runs = manifests(root)
     if not runs:
