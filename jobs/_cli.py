@@ -48,3 +48,17 @@ def settings_or_exit(**overrides: Any) -> Settings | int:
     except SettingsError as error:
         print(f"horde-analytics: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def snapshot_reader_setup(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[argparse.Namespace, Settings] | int:
+    """The arguments and settings of a command that reads the snapshot store (its ``--snapshot-dir`` wins), or
+    EXIT_USAGE after printing why."""
+    args = parsed_or_exit(parser, argv)
+    if isinstance(args, int):
+        return args
+    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
+    if isinstance(settings, int):
+        return settings
+    return args, settings

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, parsed_or_exit, settings_or_exit
+from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, snapshot_reader_setup
 from pipeline.audit import KINDS, SEVERITIES, severity_counts
 from pipeline.categories import CATEGORY_FILES
 from pipeline.sinks.parquet_snapshot import run_tables
@@ -86,12 +86,10 @@ def format_counts_line(category: str, findings: pl.DataFrame) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parsed_or_exit(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
-    if isinstance(settings, int):
-        return settings
+    setup = snapshot_reader_setup(build_parser(), argv)
+    if isinstance(setup, int):
+        return setup
+    args, settings = setup
     findings = latest_audit(settings.snapshot_dir)
     if findings is None:
         print(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
+from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
 from pipeline.categories import CATEGORY_FILES
 from pipeline.sinks.history_store import model_timeline, rebuild_states
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
@@ -53,12 +53,10 @@ def rebuild(root: Path | str) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parsed_or_exit(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
-    if isinstance(settings, int):
-        return settings
+    setup = snapshot_reader_setup(build_parser(), argv)
+    if isinstance(setup, int):
+        return setup
+    args, settings = setup
     root = settings.snapshot_dir  # a folder or s3://bucket/prefix
     if args.rebuild:
         return rebuild(root)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
+from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
 from pipeline.categories import CATEGORY_FILES
 from pipeline.deletion_risk import DeletionRiskView, in_risk_order
 from pipeline.logs import TERMINAL_ESCAPES, terminal_safe, terminal_safe_json
@@ -78,12 +78,10 @@ def table_text(rows: pl.DataFrame, *, limit: int | None, preset: str | None) -> 
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parsed_or_exit(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
-    if isinstance(settings, int):
-        return settings
+    setup = snapshot_reader_setup(build_parser(), argv)
+    if isinstance(setup, int):
+        return setup
+    args, settings = setup
     rules = analysis_rules(settings).risk
     try:
         preset = preset_filter(args.preset, rules) if args.preset else None

@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
+from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
 from pipeline.logs import terminal_safe
 from pipeline.report import REPORT_TABLES, report_sections
-from pipeline.sinks.parquet_snapshot import SnapshotReadError, run_tables
+from pipeline.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
+from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
-from pipeline.sinks.run_index import latest_manifest
-from pipeline.sinks.store import FolderStore, open_store
+from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 
 
 def build_parser() -> ArgumentParser:
@@ -33,23 +34,43 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def _usage_over_time(
+    root: SnapshotStore, runs: list[dict[str, Any]]
+) -> tuple[dict[str, tuple[LineChart, ...]], str | None]:
+    """category -> usage-over-time charts from the newest committed run of each day (SPEC §9, §10), and a note
+    when the history is too short to draw them."""
+    days = daily_runs(runs)
+    by_category: dict[str, dict[str, pl.DataFrame]] = {}
+    for manifest in days:
+        for (_, category), risk in run_tables(root, manifest, ["deletion_risk"], POINT_COLUMNS).items():
+            by_category.setdefault(category, {})[str(manifest["run_at"])[:10]] = risk
+    charts = {
+        category: usage_charts(category, usage_points(risk_by_day)) for category, risk_by_day in by_category.items()
+    }
+    if len(days) < 2:
+        return charts, (
+            f"Usage over time appears once committed runs span two or more days (one point per day, the last "
+            f"{HISTORY_DAYS} days); this store has runs on {len(days)} day(s)."
+        )
+    return charts, None
+
+
 def main(argv: Sequence[str]) -> int:
-    args = parsed_or_exit(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    settings = settings_or_exit(snapshot_dir=args.snapshot_dir)
-    if isinstance(settings, int):
-        return settings
+    setup = snapshot_reader_setup(build_parser(), argv)
+    if isinstance(setup, int):
+        return setup
+    args, settings = setup
     root = open_store(settings.snapshot_dir)
-    latest = latest_manifest(root)  # a folder store: through its run index (SPEC §13)
-    if latest is None:
+    runs = manifests(root)
+    if not runs:
         print(
             f"horde-analytics report: no committed snapshot in {root.location}; run `horde-analytics run` first",
             file=sys.stderr,
         )
         return EXIT_FAILED
+    latest = runs[-1]
     try:
-        sections = report_sections(run_tables(root, latest, REPORT_TABLES))
+        sections = report_sections(run_tables(root, latest, REPORT_TABLES), *_usage_over_time(root, runs))
     except SnapshotReadError as error:
         print(f"horde-analytics report: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_FAILED

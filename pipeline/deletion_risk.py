@@ -160,7 +160,7 @@ def in_risk_order(rows: FrameT, *, most_at_risk_first: bool = False) -> FrameT:
     descending = [True, False]
     if most_at_risk_first:
         keys, descending = [pl.col("risk_score"), *keys], [True, False, False]
-    if "members" in rows.collect_schema():
+    if isinstance(rows.collect_schema().get("members"), pl.List):
         # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show
         # "Qwen2.5-14B"): their first member, unique per family, breaks the tie so the order does not change from
         # run to run.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -132,6 +133,23 @@ def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(binary, tmp_path, password="s3cret-Hunter2")
     server.start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of one test alone (it may be stopped, paused, made a replica or filled up)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
+    assert binary is not None
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(binary, folder)
+    server.start()
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
     server.stop()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import resource
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from pipeline.settings import load_settings
 from pipeline.sinks.lock import LockLostError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests, read_artifact
 from pipeline.sinks.redis_cache import RedisPublisher
-from tests.conftest import RedisServer, free_port, skip_or_fail
+from tests.conftest import RedisServer, free_port
 from tests.run_helpers import (
     CliRun,
     GatedHorde,
@@ -35,23 +34,6 @@ from tests.run_helpers import (
 )
 
 PREFIX = "horde:model_ref"  # the default: the isolated environment sets no REDIS_KEY_PREFIX
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test alone (it may be stopped, paused, made a replica or filled up)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
-    assert binary is not None
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(binary, folder)
-    server.start()
-    yield server
-    if server.process is not None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 @pytest.fixture

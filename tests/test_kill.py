@@ -3,9 +3,7 @@ succeeds and sweeps the killed run's files."""
 
 from __future__ import annotations
 
-import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,25 +11,11 @@ import redis
 
 from jobs.__main__ import main
 from pipeline import keys
-from tests.conftest import RedisServer, skip_or_fail
+from tests.conftest import RedisServer
 from tests.run_helpers import CliRun, child_env, committed_ids, redis_run_ids, uncommitted_files, wait_until
 
 PREFIX = "horde:model_ref"
 STAGES = ("load", "compute", "snapshot", "commit", "publish")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
-    assert binary is not None
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(binary, folder)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("stage", STAGES)

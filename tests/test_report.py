@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
+from pipeline.deletion_risk import FLAGS
 from pipeline.report import TOP_ROWS, CategorySection, Chart, most_at_risk, usage_long_tail
 from pipeline.sinks.parquet_snapshot import latest_table
 from pipeline.sinks.report_files import report_html, write_report
@@ -37,12 +38,13 @@ def test_most_at_risk_orders_by_score_then_least_used() -> None:
             "is_critical": [False, True, False, False, True],
             "usage_month": [5, 9, 1, 0, 0],
             "worker_count": [1, 0, 1, 3, 0],
+            **{flag: [False] * 5 for flag in FLAGS},
         }
     )
     assert most_at_risk(risk, grouped=False)["name"].to_list() == ["b", "c", "a"]
     assert most_at_risk(risk, grouped=True)["name"].to_list() == ["fam"]
     many = pl.concat([risk.head(1).with_columns(pl.lit(f"m{i}").alias("name")) for i in range(TOP_ROWS + 5)])
-    assert most_at_risk(many, grouped=False).height == TOP_ROWS
+    assert most_at_risk(many, grouped=False, limit=TOP_ROWS).height == TOP_ROWS
 
 
 def test_report_escapes_hostile_names() -> None:
@@ -52,7 +54,8 @@ def test_report_escapes_hostile_names() -> None:
         category="text_generation", facts={}, charts=(), long_tail=None, at_risk=rows, at_risk_families=None
     )
     page = report_html([section], {}, run_id="r<1>", run_at="now")
-    assert "<script" not in page and "&lt;script&gt;" in page and "r&lt;1&gt;" in page
+    assert hostile not in page and "&lt;script&gt;alert(" in page and "r&lt;1&gt;" in page
+    assert page.count("<script") == 1  # the page's own inline script only
 
 
 def test_charts_draw_hostile_names(tmp_path: Path) -> None:
@@ -80,23 +83,28 @@ def test_report_command_writes_a_self_contained_page(tmp_path: Path, capsys: pyt
     page = page_path.read_text()
 
     pngs = sorted(page_path.parent.glob("*.png"))
-    assert {p.stem for p in pngs} >= {"image_generation-baselines", "text_generation-buckets", "text_generation-usage"}
+    assert {p.stem for p in pngs} >= {"text_generation-buckets", "text_generation-usage"}
     for png in pngs:
         assert png.read_bytes().startswith(PNG_SIGNATURE)
-    # every chart is embedded, and nothing is fetched: no script, no external source or stylesheet
+    # every chart is embedded, and nothing is fetched: one inline script, no external source or stylesheet
     assert page.count('src="data:image/png;base64,') == len(pngs)
-    assert not re.search(r"<script|<link|src=\"(?!data:)|url\(", page)
+    assert page.count("<script>") == page.count("<script") == 1
+    # one run is no history yet: the page says once why there is no usage over time
+    assert page.count("Usage over time appears once committed runs span two or more days") == 1
+    assert not re.search(r"<link|src=\"(?!data:)|url\(", page)
 
     # the figures are the snapshot's: at-risk and critical counts, and the at-risk table's first row
     risk = latest_table(tmp_path / "snapshots", "deletion_risk", "image_generation")
     assert risk is not None
     models = risk.filter(~pl.col("grouped"))
-    image = page.split("<h2>image_generation</h2>", 1)[1].split("<h2>", 1)[0]
+    image = page.split('<h2 id="image_generation">image_generation</h2>', 1)[1].split("<h2", 1)[0]
+    # baselines as a chart where most baselines have several models, else as a sentence
+    assert "image_generation-baselines" in {p.stem for p in pngs} or "Baselines: " in image
     assert f'<td>at risk</td><td class="n">{int(models["at_risk"].sum()):,}</td>' in image
     assert f'<td>critical</td><td class="n">{int(models["is_critical"].sum()):,}</td>' in image
     top = most_at_risk(risk, grouped=False).row(0, named=True)
     assert f"<td>{top['name']}</td>" in image.split("At-risk models", 1)[1]
-    assert "At-risk families" in page.split("<h2>text_generation</h2>", 1)[1]
+    assert "At-risk families" in page.split('<h2 id="text_generation">', 1)[1]
 
     # a second report replaces the first whole (a chart the earlier report listed in its marker goes too),
     # leaving no staging folder behind

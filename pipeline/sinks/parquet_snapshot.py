@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -323,11 +323,14 @@ def entry_scan(
     return scan.filter(pl.col("run_id") == run_id) if COMPACTED_KEY in entry else scan
 
 
-def _read_entry(store: SnapshotStore, run_id: str, entry: dict[str, Any]) -> pl.DataFrame:
-    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them."""
+def _read_entry(
+    store: SnapshotStore, run_id: str, entry: dict[str, Any], columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them;
+    only ``columns`` when given (read from the file, not read then dropped)."""
     scan = entry_scan(store, run_id, entry)
     try:
-        return scan.collect(engine=ENGINE)
+        return (scan if columns is None else scan.select(columns)).collect(engine=ENGINE)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SnapshotReadError(
             f"snapshot file {store.where(_entry_key(entry))} cannot be read ({type(error).__name__}: {error})"
@@ -335,13 +338,16 @@ def _read_entry(store: SnapshotStore, run_id: str, entry: dict[str, Any]) -> pl.
 
 
 def run_tables(
-    root: Path | str | SnapshotStore, manifest: dict[str, Any], tables: Iterable[str]
+    root: Path | str | SnapshotStore,
+    manifest: dict[str, Any],
+    tables: Iterable[str],
+    columns: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], pl.DataFrame]:
     """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (its own file
-    or, after compaction, its rows of the day's file)."""
+    or, after compaction, its rows of the day's file; only ``columns`` of each when given)."""
     store = open_store(root)
     return {
-        (table, category): _read_entry(store, manifest["run_id"], entry)
+        (table, category): _read_entry(store, manifest["run_id"], entry, columns)
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }
