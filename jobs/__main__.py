@@ -13,6 +13,7 @@ COMMANDS = {
     "query": ("jobs.query", "filter the latest deletion-risk snapshot by preset"),
     "report": ("jobs.report", "an HTML page and PNG charts from the latest snapshot"),
     "audit": ("jobs.audit", "what is wrong in the reference (latest snapshot), filtered"),
+    "compact": ("jobs.compact", "retention and compaction of the snapshot store (runs do it after each commit)"),
     "history": ("jobs.history", "one model's timeline over the committed runs; --rebuild the state"),
 }
 USAGE = (

@@ -15,7 +15,8 @@ import polars as pl
 from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, snapshot_reader_setup
 from pipeline.audit import KINDS, SEVERITIES, severity_counts
 from pipeline.categories import CATEGORY_FILES
-from pipeline.sinks.parquet_snapshot import manifests, run_tables
+from pipeline.sinks.parquet_snapshot import run_tables
+from pipeline.sinks.run_index import manifests_newest_first
 
 
 def build_parser() -> ArgumentParser:
@@ -36,7 +37,7 @@ def build_parser() -> ArgumentParser:
 
 def latest_audit(root: Path | str) -> pl.DataFrame | None:
     """Every category's findings of the newest committed run that has an audit, or None."""
-    for manifest in reversed(manifests(root)):
+    for manifest in manifests_newest_first(root):  # through the run index: read one by one, newest first
         if manifest["tables"].get("audit"):
             frames = run_tables(root, manifest, ["audit"]).values()
             return pl.concat(frames, how="diagonal_relaxed")

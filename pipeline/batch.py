@@ -26,7 +26,7 @@ from pipeline.history import with_history
 from pipeline.interrupts import StopRequest
 from pipeline.models import LastRun
 from pipeline.outputs import RunOutputs, run_outputs
-from pipeline.rules import analysis_rules
+from pipeline.rules import analysis_rules, retention_policy
 from pipeline.schemas import HordeFrames, LoadedCategory
 from pipeline.settings import Settings, settings_log_events
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
@@ -40,6 +40,8 @@ from pipeline.sinks.parquet_snapshot import (
 )
 from pipeline.sinks.previous_run import PreviousRecords
 from pipeline.sinks.redis_cache import PublishError, RedisValues
+from pipeline.sinks.retention import index_committed_run, maintain_after_commit
+from pipeline.sinks.run_index import reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
@@ -195,6 +197,13 @@ def run_once(
         # not, as `history --rebuild` and runs without Redis take only that one (SPEC §9)
         snapshot_lock(store) as store_fence,
     ):
+        # Retention, compaction and the run index (SPEC §13) are for a folder store; a bucket is read through its
+        # manifests (README "History that stays small").
+        folder = store.root if isinstance(store, FolderStore) else None
+        if folder is not None:
+            reconcile_index(folder)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
+        else:
+            log.debug("store maintenance and run index skipped: not a folder store", extra={"store": store.location})
         sweep_uncommitted(store)
         if not check_run_order(store, run_at, rebuild_after=rebuild_after):
             publisher = None  # Redis is a projection of the newest committed run, not of a backfill
@@ -249,11 +258,15 @@ def run_once(
             writer.abort()
             raise
         clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
+        if folder is not None:
+            index_committed_run(folder, run_id)  # readers find runs through the index (SPEC §13)
         if publisher is not None and redis_values is not None:
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
         if rebuild_after:
             rebuild_states(store)
+        if folder is not None:  # retention and compaction, still under the lock (SPEC §13)
+            maintain_after_commit(folder, retention_policy(settings))
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
 

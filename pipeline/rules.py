@@ -37,6 +37,20 @@ class AnalysisRules:
     risk: RiskRules = field(default_factory=RiskRules)
 
 
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """What the snapshot store keeps (SPEC §13): every run for ``keep_all_days`` (``SNAPSHOT_KEEP_ALL_DAYS``), then
+    the last run of each UTC day for ``keep_daily_days`` (``SNAPSHOT_KEEP_DAILY_DAYS``); 0 = forever."""
+
+    keep_all_days: int = 7
+    keep_daily_days: int = 365
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """The retention of a run, from settings."""
+    return RetentionPolicy(settings.snapshot_keep_all_days, settings.snapshot_keep_daily_days)
+
+
 def analysis_rules(settings: Settings) -> AnalysisRules:
     """The rule values of a run, from settings (each field under its own name)."""
     risk = RiskRules(**{rule.name: getattr(settings, rule.name) for rule in fields(RiskRules)})

@@ -22,7 +22,7 @@ from urllib.parse import unquote, unquote_plus
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pipeline.rules import AnalysisRules, RiskRules
+from pipeline.rules import AnalysisRules, RetentionPolicy, RiskRules
 
 LEGACY_PREFIX = "HORDE_MODEL_REFERENCE_"
 #: The Redis URL the service uses when ``..._REDIS__USE_REDIS`` is true and no URL is given.
@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("horde:model_ref", min_length=1, validation_alias=_env("REDIS_KEY_PREFIX"))
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
+    # Retention (SPEC §13): every run for this many days, then one run per UTC day for this many; 0 = forever.
+    # Defaults: pipeline.rules.RetentionPolicy, where they are stated once.
+    snapshot_keep_all_days: int = Field(
+        RetentionPolicy.keep_all_days, ge=0, validation_alias=_env("SNAPSHOT_KEEP_ALL_DAYS")
+    )
+    snapshot_keep_daily_days: int = Field(
+        RetentionPolicy.keep_daily_days, ge=0, validation_alias=_env("SNAPSHOT_KEEP_DAILY_DAYS")
+    )
     # The run lock's expiry: renewed every third of it while the run is alive, so it only runs out for a run
     # that stopped (paused, hung, killed); such a run then commits and publishes nothing (SPEC §12).
     redis_lock_ttl_seconds: float = Field(60.0, ge=0.5, le=3600, validation_alias=_env("REDIS_LOCK_TTL_SECONDS"))

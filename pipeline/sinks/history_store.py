@@ -13,11 +13,13 @@ from typing import Any, Final
 
 import polars as pl
 
+from pipeline.categories import CATEGORY_FILES
 from pipeline.deletion_risk import FLAGS
 from pipeline.history import model_state
 from pipeline.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, manifests
-from pipeline.sinks.store import SnapshotStore, open_store
+from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, entry_scan, manifests
+from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
+from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 
 #: What ``history`` prints per committed run (SPEC §10), in this order.
 TIMELINE_COLUMNS: Final = (
@@ -49,8 +51,13 @@ def run_time(manifest: dict[str, Any]) -> datetime:
 
 
 def newest_run_time(root: Path | str | SnapshotStore) -> datetime | None:
-    """The time of the newest committed run, or None for an empty store."""
-    found = manifests(root)
+    """The time of the newest committed run, or None for an empty store (a folder store: through its run index,
+    SPEC §13)."""
+    store = open_store(root)
+    if isinstance(store, FolderStore):
+        indexed = runs(load_index(store.root))
+        return indexed["run_at"][-1] if indexed.height else None
+    found = manifests(store)
     return run_time(found[-1]) if found else None
 
 
@@ -74,22 +81,25 @@ def check_run_order(root: Path | str | SnapshotStore, run_at: datetime, *, rebui
     )
 
 
-def _state(store: SnapshotStore, entry: dict[str, Any]) -> pl.DataFrame:
-    return pl.read_parquet(
-        store.scan_target(entry["path"]), columns=MODEL_STATE_SCHEMA.names(), storage_options=store.storage_options
-    )
+def _state(store: SnapshotStore, run_id: str, entry: dict[str, Any]) -> pl.DataFrame:
+    # its own file, or its rows of a compacted file (SPEC §13)
+    scan = entry_scan(store, run_id, entry, hive_partitioning=False)
+    return scan.select(MODEL_STATE_SCHEMA.names()).collect()
 
 
 def previous_states(root: Path | str | SnapshotStore, run_at: datetime) -> dict[str, pl.DataFrame]:
-    """category -> ``model_state`` of the newest committed run before ``run_at`` that has one."""
+    """category -> ``model_state`` of the newest committed run before ``run_at`` that has one (manifests read
+    newest first, only as far back as needed)."""
     found: dict[str, pl.DataFrame] = {}
     store = open_store(root)
-    for manifest in reversed(manifests(store)):
+    for manifest in manifests_newest_first(store):
         if run_time(manifest) >= run_at:
             continue
         for category, entry in manifest["tables"].get("model_state", {}).items():
             if category not in found:
-                found[category] = _state(store, entry)
+                found[category] = _state(store, manifest["run_id"], entry)
+        if set(found) >= set(CATEGORY_FILES):
+            break  # every category found: older manifests are not read
     return found
 
 
@@ -98,6 +108,17 @@ def model_timeline(
 ) -> pl.LazyFrame | None:
     """One model's (or family's) row in every committed run, oldest first, lazily over the store."""
     store = open_store(root)
+    if isinstance(store, FolderStore):
+        entries = load_index(store.root).filter(pl.col("table") == "deletion_risk", pl.col("category") == category)
+        indexed = scan_indexed(  # through the run index; each run's rows once, wherever compaction put them (§13)
+            store.root,
+            entries,
+            schema=pl.Schema({**_TIMELINE_SOURCE, "run_id": RUN_COLUMNS["run_id"]}),  # run_id: a run's rows by id
+            missing_columns="insert",
+            extra_columns="ignore",
+            hive_partitioning=False,
+        )
+        return None if indexed is None else _timeline(indexed, name, grouped)
     paths = [
         store.scan_target(entry["path"])
         for manifest in manifests(store)
@@ -113,6 +134,10 @@ def model_timeline(
         extra_columns="ignore",
         storage_options=store.storage_options,
     )
+    return _timeline(risk, name, grouped)
+
+
+def _timeline(risk: pl.LazyFrame, name: str, grouped: bool) -> pl.LazyFrame:
     flags = pl.concat_list([pl.when(pl.col(flag)).then(pl.lit(flag)) for flag in FLAGS]).list.drop_nulls()
     return (
         risk.filter(pl.col("name") == name, pl.col("grouped") == grouped)
@@ -147,11 +172,12 @@ def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
         run_at = run_time(manifest)
         changed = False
         for category, entry in sorted(manifest["tables"].get("deletion_risk", {}).items()):
-            risk = pl.read_parquet(store.scan_target(entry["path"]), storage_options=store.storage_options)
+            risk = entry_scan(store, manifest["run_id"], entry, hive_partitioning=False).collect()
             state = model_state(states.get(category), risk, run_at)
             stored_entry = manifest["tables"].get("model_state", {}).get(category)
             compared += 1
-            if stored_entry is None or not _state(store, stored_entry).equals(state, null_equal=True):
+            stored = None if stored_entry is None else _state(store, manifest["run_id"], stored_entry)
+            if stored is None or not stored.equals(state, null_equal=True):
                 writer = SnapshotWriter(root=store, run_id=manifest["run_id"], run_at=run_at)
                 writer.write("model_state", category, state)
                 manifest["tables"].setdefault("model_state", {})[category] = writer.written["model_state"][category]

@@ -22,23 +22,27 @@ import msgspec
 import polars as pl
 
 from pipeline.collect_engine import ENGINE
+from pipeline.retention_plan import is_compacted_file
 from pipeline.schemas import RUN_COLUMNS
-from pipeline.sinks.store import SnapshotStore, open_store
+from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
 
 __all__ = [
     "ARTIFACTS",
+    "COMPACTED_KEY",
     "MANIFEST_DIR",
     "TABLES",
     "SnapshotLockLostError",
     "SnapshotLockedError",
     "SnapshotReadError",
     "SnapshotWriter",
+    "entry_scan",
     "history",
     "latest_table",
     "manifests",
     "read_artifact",
+    "read_manifest_file",
     "run_tables",
     "snapshot_lock",
     "sweep_uncommitted",
@@ -55,6 +59,9 @@ TABLES: Final = tuple(SNAPSHOT_TABLES)
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
 ARTIFACTS: Final = ("redis",)
+#: A manifest entry whose rows were compacted into the day's file (SPEC §13) names that file under this key instead
+#: of ``path``: the file holds other runs' rows too, so a reader must select this run's rows by ``run_id``.
+COMPACTED_KEY: Final = "compacted_path"
 _COMPRESSION: Final = "zstd"
 _COMPRESSION_LEVEL: Final = 3
 
@@ -201,7 +208,8 @@ def _manifest_problem(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | 
 def _safe_entry(store: SnapshotStore, manifest_key: str, table: str, category: str, entry: Any) -> bool:
     """True when ``entry`` names a file inside the store; a manifest never makes a reader open anything else
     (an absolute path, ``..``, a symlink that leads out of the store: ``SnapshotStore.contains``)."""
-    where = entry.get("path") if isinstance(entry, dict) else None
+    # after compaction (SPEC §13) an entry names the day's file under ``compacted_path`` instead of ``path``
+    where = (entry.get(COMPACTED_KEY) or entry.get("path")) if isinstance(entry, dict) else None
     safe = isinstance(where, str) and store.contains(where)
     if not safe:
         log.warning(
@@ -236,13 +244,37 @@ def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
     return _scanned_manifests(open_store(root))[0]
 
 
+def read_manifest_file(path: Path) -> dict[str, Any] | None:
+    """One manifest of a folder store (``{root}/_runs/{run_id}.json``), checked like ``manifests`` checks each
+    (unsafe entries dropped), or None when it is gone (silently) or unusable (reported with its path)."""
+    if not path.exists():
+        return None
+    store = FolderStore(path.parent.parent)
+    key = f"{MANIFEST_DIR}/{path.name}"
+    manifest, problem = _manifest_problem(store, key)
+    if manifest is None:
+        log.warning("snapshot manifest ignored: it cannot be read", extra={"manifest": str(path), "problem": problem})
+    return manifest
+
+
+def _entry_key(entry: dict[str, Any]) -> str:
+    """The store key of the file that holds one manifest entry's rows: its own, or after compaction the day's."""
+    return str(entry.get(COMPACTED_KEY) or entry["path"])
+
+
 def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:
     return SnapshotReadError(f"snapshot file {store.where(key)} is missing (named by a committed manifest)")
 
 
 def history(root: Path | str | SnapshotStore, table: str, category: str | None = None) -> pl.LazyFrame | None:
-    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``)."""
+    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``). A folder
+    store is read through its run index (SPEC §13), each run's rows once wherever compaction put them; an object
+    store through its manifests."""
     store = open_store(root)
+    if isinstance(store, FolderStore):
+        from pipeline.sinks.run_index import table_history
+
+        return table_history(store.root, table, category)
     keys = [
         str(entry["path"])
         for manifest in manifests(store)
@@ -261,27 +293,47 @@ def history(root: Path | str | SnapshotStore, table: str, category: str | None =
 
 
 def latest_table(root: Path | str | SnapshotStore, table: str, category: str) -> pl.DataFrame | None:
-    """``table`` for ``category`` from the newest committed run that wrote it, or None."""
+    """``table`` for ``category`` from the newest committed run that wrote it, or None (a folder store: through
+    its run index, SPEC §13)."""
     store = open_store(root)
+    if isinstance(store, FolderStore):
+        from pipeline.sinks.run_index import latest_table as indexed_latest_table
+
+        return indexed_latest_table(store.root, table, category)
     for manifest in reversed(manifests(store)):
         entry = manifest["tables"].get(table, {}).get(category)
         if entry is not None:
-            return _read_entry(store, entry)
+            return _read_entry(store, manifest["run_id"], entry)
     return None
 
 
-def _read_entry(store: SnapshotStore, entry: dict[str, Any], columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them;
-    only ``columns`` when given (read from the file, not read then dropped)."""
-    key = str(entry["path"])
+def entry_scan(
+    root: Path | str | SnapshotStore, run_id: str, entry: dict[str, Any], *, hive_partitioning: bool = True
+) -> pl.LazyFrame:
+    """The rows of run ``run_id`` that one manifest entry names (with the hive columns ``category``, ``run_date``
+    unless ``hive_partitioning`` is False): its own file, or after compaction (SPEC §13) its rows of the day's
+    file. SnapshotReadError when the committed file is gone."""
+    store = open_store(root)
+    key = _entry_key(entry)
     if not store.exists(key):
         raise _missing(store, key)
+    scan = pl.scan_parquet(
+        store.scan_target(key), hive_partitioning=hive_partitioning, storage_options=store.storage_options
+    )
+    return scan.filter(pl.col("run_id") == run_id) if COMPACTED_KEY in entry else scan
+
+
+def _read_entry(
+    store: SnapshotStore, run_id: str, entry: dict[str, Any], columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them;
+    only ``columns`` when given (read from the file, not read then dropped)."""
+    scan = entry_scan(store, run_id, entry)
     try:
-        scan = pl.scan_parquet(store.scan_target(key), hive_partitioning=True, storage_options=store.storage_options)
         return (scan if columns is None else scan.select(columns)).collect(engine=ENGINE)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SnapshotReadError(
-            f"snapshot file {store.where(key)} cannot be read ({type(error).__name__}: {error})"
+            f"snapshot file {store.where(_entry_key(entry))} cannot be read ({type(error).__name__}: {error})"
         ) from None
 
 
@@ -291,11 +343,11 @@ def run_tables(
     tables: Iterable[str],
     columns: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], pl.DataFrame]:
-    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (only
-    ``columns`` of each when given)."""
+    """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (its own file
+    or, after compaction, its rows of the day's file; only ``columns`` of each when given)."""
     store = open_store(root)
     return {
-        (table, category): _read_entry(store, entry, columns)
+        (table, category): _read_entry(store, manifest["run_id"], entry, columns)
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }
@@ -316,7 +368,10 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
     for table in TABLES:
         for key in store.list(table):
             name = key.rsplit("/", 1)[-1]
-            orphan = name.endswith(".tmp") or (name.endswith(".parquet") and name.removesuffix(".parquet") not in kept)
+            # Compacted day files (``compact-*``) belong to many runs: the maintenance of the store removes them.
+            orphan = name.endswith(".tmp") or (
+                name.endswith(".parquet") and name.removesuffix(".parquet") not in kept and not is_compacted_file(name)
+            )
             if orphan and key.count("/") == 3:  # {table}/category=*/run_date=*/{file}: nothing else is ours
                 store.delete(key)
                 removed.append(key)

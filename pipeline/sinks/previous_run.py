@@ -18,7 +18,8 @@ import polars as pl
 
 from pipeline import keys
 from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
-from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
+from pipeline.sinks.parquet_snapshot import SnapshotReadError, run_tables
+from pipeline.sinks.run_index import latest_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ class PreviousRecords:
     def latest(cls, root: Path | str | SnapshotStore) -> PreviousRecords:
         """The latest committed run of the store (none when the store has no committed run)."""
         store = open_store(root)
-        committed = manifests(store)
-        return cls(store, committed[-1] if committed else None)
+        return cls(store, latest_manifest(store))  # a folder store: through its run index (SPEC §13)
 
     def __call__(self, category: str, source_file: str, input_hash: str) -> LoadedCategory | None:
         """``category`` as loading ``source_file`` would give it, when its bytes hash as the previous run's."""
