@@ -217,6 +217,10 @@ def replicate_history(snapshots: Path, days: int) -> int:
             writer.write(table, category, frame)
             written += 1
         writer.commit(input_hashes=manifest["input_hashes"], counts=manifest["counts"])
+    # A store the job writes keeps its run index up to date (SPEC §13); one written directly gets it here.
+    from pipeline.sinks.run_index import reconcile_index
+
+    reconcile_index(snapshots)
     return written
 
 
