@@ -22,6 +22,15 @@ SAMPLE_DATA = REPO / "sample_data"
 ENV_REDIS_URL = os.environ.get("REDIS_URL")
 STRICT = os.environ.get("HORDE_ANALYTICS_STRICT", "").lower() in {"1", "true", "yes"}
 _SKIPPED_SERVICES: list[str] = []
+#: (API path, ``type`` query) -> the snapshot file a local Horde API serves for it (SPEC §2.2 layout).
+HORDE_API_FILES: dict[tuple[str, str | None], str] = {
+    ("/api/v2/status/models", "image"): "status_image.json",
+    ("/api/v2/status/models", "text"): "status_text.json",
+    ("/api/v2/stats/img/models", None): "stats_image.json",
+    ("/api/v2/stats/text/models", None): "stats_text.json",
+    ("/api/v2/workers", "image"): "workers_image.json",
+    ("/api/v2/workers", "text"): "workers_text.json",
+}
 
 #: The S3-compatible server fixtures (``s3_server``, ``s3_location``) live beside the tests that use them.
 pytest_plugins = ("tests.s3_server",)

@@ -21,16 +21,7 @@ from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sources.horde import HordeInputError, horde_frames, load_horde, status_frame, usage_frame, workers_frame
 from pipeline.sources.http import FetchError, HttpFetcher
 from pipeline.sources.records import load_records
-from tests.conftest import SAMPLE_DATA
-
-API_FILES = {
-    ("/api/v2/status/models", "image"): "status_image.json",
-    ("/api/v2/status/models", "text"): "status_text.json",
-    ("/api/v2/stats/img/models", None): "stats_image.json",
-    ("/api/v2/stats/text/models", None): "stats_text.json",
-    ("/api/v2/workers", "image"): "workers_image.json",
-    ("/api/v2/workers", "text"): "workers_text.json",
-}
+from tests.conftest import HORDE_API_FILES, SAMPLE_DATA
 
 
 def serve_snapshot(httpserver: HTTPServer, folder: Path, fault: Any = None) -> list[str]:
@@ -49,9 +40,9 @@ def serve_snapshot(httpserver: HTTPServer, folder: Path, fault: Any = None) -> l
             answer = fault(request, attempts[request.full_path])
             if answer is not None:
                 return answer
-        if key not in API_FILES:
+        if key not in HORDE_API_FILES:
             return Response("not found", status=404)
-        return Response((folder / API_FILES[key]).read_bytes(), content_type="application/json")
+        return Response((folder / HORDE_API_FILES[key]).read_bytes(), content_type="application/json")
 
     httpserver.expect_request(re.compile("/api/.*")).respond_with_handler(handler)
     return log

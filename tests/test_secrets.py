@@ -18,7 +18,7 @@ from werkzeug import Request, Response
 from jobs.__main__ import main
 from pipeline.logs import ConsoleFormatter, JsonFormatter, SecretMaskingFilter
 from pipeline.settings import masked_text, masked_url
-from tests.conftest import SAMPLE_DATA, RedisServer, free_port
+from tests.conftest import HORDE_API_FILES, SAMPLE_DATA, RedisServer, free_port
 
 SECRET = "s3cret-Hunter2"  # the password_redis fixture's password
 
@@ -144,14 +144,6 @@ def test_unreachable_redis_does_not_print_its_password(
 
 
 USER, PASSWORD, TOKEN = "analyst", "Ref-Pass-31337", "Tok-Secret-4242"
-HORDE_FILES = {
-    ("/api/v2/status/models", "image"): "status_image.json",
-    ("/api/v2/status/models", "text"): "status_text.json",
-    ("/api/v2/stats/img/models", None): "stats_image.json",
-    ("/api/v2/stats/text/models", None): "stats_text.json",
-    ("/api/v2/workers", "image"): "workers_image.json",
-    ("/api/v2/workers", "text"): "workers_text.json",
-}
 
 
 def serve_sources(httpserver: HTTPServer) -> list[str]:
@@ -167,7 +159,7 @@ def serve_sources(httpserver: HTTPServer) -> list[str]:
             path = SAMPLE_DATA / "model_reference" / request.path.removeprefix("/ref/")
             return Response(path.read_bytes()) if path.is_file() else Response("not found", status=404)
         kind = request.args.get("type") if "status" in request.path or "workers" in request.path else None
-        name = HORDE_FILES.get((request.path, kind))
+        name = HORDE_API_FILES.get((request.path, kind))
         if name is None:
             return Response("not found", status=404)
         return Response((SAMPLE_DATA / "horde" / name).read_bytes(), content_type="application/json")
