@@ -119,13 +119,19 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """Our own redis-server; skipped (failed under STRICT) when the binary is missing."""
+def redis_server_binary() -> str:
+    """The redis-server on PATH; skipped (failed under STRICT) when it is missing."""
     binary = shutil.which("redis-server")
     if binary is None:
         skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
     assert binary is not None
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Our own redis-server; skipped (failed under STRICT) when the binary is missing."""
+    binary = redis_server_binary()
     server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
@@ -135,10 +141,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A password-protected redis-server of our own (for the masking tests)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
-    assert binary is not None
+    binary = redis_server_binary()
     server = RedisServer(binary, tmp_path, password="s3cret-Hunter2")
     server.start()
     yield server
@@ -148,10 +151,7 @@ def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of one test alone (it may be stopped, paused, made a replica or filled up)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        skip_or_fail("redis-server not found on PATH (apt-get install redis-server)")
-    assert binary is not None
+    binary = redis_server_binary()
     folder = tmp_path / "redis"
     folder.mkdir()
     server = RedisServer(binary, folder)
