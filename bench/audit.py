@@ -34,14 +34,14 @@ def main() -> None:
     import generate
     import polars as pl
 
-    from pipeline.audit import reference_audit
-    from pipeline.categories import TEXT_GENERATION
-    from pipeline.collect_engine import ENGINE
-    from pipeline.names.families import text_names, with_family_ids, with_parsed_names
-    from pipeline.outputs import run_outputs
-    from pipeline.rules import AnalysisRules
+    from pipeline.contracts.categories import TEXT_GENERATION
+    from pipeline.contracts.rules import AnalysisRules
     from pipeline.sources.horde import load_horde
     from pipeline.sources.records import load_records
+    from pipeline.steps.audit import reference_audit
+    from pipeline.steps.collect_engine import ENGINE
+    from pipeline.steps.names.families import text_names, with_family_ids, with_parsed_names
+    from pipeline.steps.outputs import run_outputs
 
     inputs = (args.workdir or Path(tempfile.mkdtemp(prefix="horde-audit-bench-"))) / f"inputs-{args.scale}"
     if not (inputs / "horde" / "workers_text.json").exists():

@@ -40,9 +40,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.batch import run_once  # noqa: E402
-from pipeline.retention_plan import RetentionPolicy, compact_file_name  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
+from pipeline.contracts.settings import load_settings  # noqa: E402
+from pipeline.shell.batch import run_once  # noqa: E402
 from pipeline.sinks.parquet_snapshot import (  # noqa: E402
     COMPACTED_KEY,
     MANIFEST_DIR,
@@ -54,6 +53,7 @@ from pipeline.sinks.parquet_snapshot import (  # noqa: E402
 )
 from pipeline.sinks.retention import maintain_store  # noqa: E402
 from pipeline.sinks.run_index import INDEX_PATH, reconcile_index  # noqa: E402
+from pipeline.steps.retention_plan import RetentionPolicy, compact_file_name  # noqa: E402
 
 RUNS_PER_DAY = 360  # 86,400 s / 240 s
 NEWEST = datetime(2027, 12, 31, 23, 56, tzinfo=UTC)

@@ -74,9 +74,9 @@ def run_engine(engine: str, path: Path) -> dict[str, float]:
     """Median seconds of RUNS runs of one engine variant, and the process's peak RSS."""
     import polars as pl
 
-    from pipeline.collect_engine import ENGINE
-    from pipeline.names import parsed_name_frame, parsed_names
-    from pipeline.names.python_engine import _parse, parse_name
+    from pipeline.steps.collect_engine import ENGINE
+    from pipeline.steps.names import parsed_name_frame, parsed_names
+    from pipeline.steps.names.python_engine import _parse, parse_name
 
     names = json.loads(path.read_text())
     frame = pl.DataFrame({"name": names}, schema={"name": pl.String})
@@ -135,8 +135,8 @@ HOSTILE = {
 
 def hostile_timings() -> dict[str, tuple[float, float]]:
     """Milliseconds per hostile name: (vectorized, fallback), each the best of 3 (cold cache for the fallback)."""
-    from pipeline.names import parsed_name_frame
-    from pipeline.names.python_engine import _parse
+    from pipeline.steps.names import parsed_name_frame
+    from pipeline.steps.names.python_engine import _parse
 
     parsed_name_frame(["warm-up-7B"], "polars")
     timings = {}

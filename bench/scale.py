@@ -43,8 +43,8 @@ def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
     """One full run in this process; returns timings (called in a child)."""
     inputs, snapshots = Path(inputs_dir), Path(snapshots_dir)
     started = time.perf_counter()
-    from pipeline.batch import run_once
-    from pipeline.settings import load_settings
+    from pipeline.contracts.settings import load_settings
+    from pipeline.shell.batch import run_once
 
     imported = time.perf_counter() - started
     settings = load_settings(
@@ -106,12 +106,12 @@ def child_history_cost(inputs_dir: str, repeat: str) -> dict[str, object]:
 
     import polars as pl
 
-    from pipeline.batch import analysis_rules, load_inputs
-    from pipeline.history import with_history
-    from pipeline.outputs import run_outputs
-    from pipeline.schemas import MODEL_STATE_SCHEMA
-    from pipeline.settings import load_settings
+    from pipeline.contracts.schemas import MODEL_STATE_SCHEMA
+    from pipeline.contracts.settings import load_settings
+    from pipeline.shell.batch import analysis_rules, load_inputs
     from pipeline.sources.http import HttpFetcher
+    from pipeline.steps.history import with_history
+    from pipeline.steps.outputs import run_outputs
 
     inputs = Path(inputs_dir)
     settings = load_settings(model_reference_source=str(inputs / "model_reference"), horde_source=str(inputs / "horde"))

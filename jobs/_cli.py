@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from pipeline.settings import Settings, SettingsError, load_settings
+from pipeline.contracts.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 #: The run was committed to the snapshot store but Redis was not updated (SPEC §1).

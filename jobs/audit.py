@@ -13,10 +13,10 @@ from typing import Any
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, snapshot_reader_setup
-from pipeline.audit import KINDS, SEVERITIES, severity_counts
-from pipeline.categories import CATEGORY_FILES
+from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.sinks.parquet_snapshot import run_tables
 from pipeline.sinks.run_index import manifests_newest_first
+from pipeline.steps.audit import KINDS, SEVERITIES, severity_counts
 
 
 def build_parser() -> ArgumentParser:

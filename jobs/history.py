@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
-from pipeline.categories import CATEGORY_FILES
+from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.sinks.history_store import model_timeline, rebuild_states
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
 

@@ -16,9 +16,9 @@ from jobs._cli import (
     settings_or_exit,
 )
 from jobs.run import execute, make_publisher
-from pipeline.hydrator import CacheHydrator
-from pipeline.logs import configure_logging
-from pipeline.settings import Settings, masked_text, secret_urls
+from pipeline.contracts.settings import Settings, masked_text, secret_urls
+from pipeline.shell.hydrator import CacheHydrator
+from pipeline.shell.logs import configure_logging
 from pipeline.sinks.redis_cache import InvalidationBus, RedisConfigError, redis_client
 
 log = logging.getLogger("jobs.hydrate")

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from jobs._cli import EXIT_OK, ArgumentParser, parsed_or_exit
-from pipeline.names import ENGINES, parsed_name_frame
-from pipeline.schemas import PARSED_NAME_SCHEMA
+from pipeline.contracts.schemas import PARSED_NAME_SCHEMA
+from pipeline.steps.names import ENGINES, parsed_name_frame
 
 
 def build_parser() -> ArgumentParser:

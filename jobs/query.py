@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
-from pipeline.categories import CATEGORY_FILES
-from pipeline.deletion_risk import DeletionRiskView, in_risk_order
-from pipeline.logs import TERMINAL_ESCAPES, terminal_safe, terminal_safe_json
-from pipeline.presets import PRESETS, UnknownPresetError, preset_filter
-from pipeline.rules import analysis_rules
+from pipeline.contracts.categories import CATEGORY_FILES
+from pipeline.contracts.rules import analysis_rules
+from pipeline.shell.logs import TERMINAL_ESCAPES, terminal_safe, terminal_safe_json
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, latest_table
+from pipeline.steps.deletion_risk import DeletionRiskView, in_risk_order
+from pipeline.steps.presets import PRESETS, UnknownPresetError, preset_filter
 
 _TABLE_COLUMNS = ("name", "usage_month", "usage_percentage_of_category", "worker_count", "risk_score", "is_critical")
 

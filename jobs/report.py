@@ -10,12 +10,12 @@ from typing import Any
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
-from pipeline.logs import terminal_safe
-from pipeline.report import REPORT_TABLES, report_sections
-from pipeline.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
+from pipeline.shell.logs import terminal_safe
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
 from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
+from pipeline.steps.report import REPORT_TABLES, report_sections
+from pipeline.steps.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
 
 
 def build_parser() -> ArgumentParser:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pipeline.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
-from pipeline.merge import merged_models
-from pipeline.models import (
+from pipeline.contracts.models import (
     BaselineStats,
     CategoryDeletionRiskResponse,
     CategoryDeletionRiskSummary,
@@ -22,20 +20,22 @@ from pipeline.models import (
     ParameterBucketStats,
     TagStats,
 )
-from pipeline.names import ParsedName, parse_name, parsed_name_frame, parsed_names
-from pipeline.outputs import RunOutputs, run_outputs
-from pipeline.presets import PRESETS, preset_filter
-from pipeline.rules import AnalysisRules, RiskRules, analysis_rules
-from pipeline.settings import Settings, load_settings
+from pipeline.contracts.rules import AnalysisRules, RiskRules, analysis_rules
+from pipeline.contracts.settings import Settings, load_settings
+from pipeline.steps.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
+from pipeline.steps.merge import merged_models
+from pipeline.steps.names import ParsedName, parse_name, parsed_name_frame, parsed_names
+from pipeline.steps.outputs import RunOutputs, run_outputs
+from pipeline.steps.presets import PRESETS, preset_filter
 
 if TYPE_CHECKING:
-    from pipeline.batch import RunResult, run_once
+    from pipeline.shell.batch import RunResult, run_once
     from pipeline.sources.horde import load_horde
     from pipeline.sources.records import load_records
 
 _SHELL = {
-    "RunResult": "pipeline.batch",
-    "run_once": "pipeline.batch",
+    "RunResult": "pipeline.shell.batch",
+    "run_once": "pipeline.shell.batch",
     "load_horde": "pipeline.sources.horde",
     "load_records": "pipeline.sources.records",
 }

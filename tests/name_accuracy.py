@@ -4,7 +4,7 @@
 
 prints the figures the README quotes and every name that is read wrong. Two names are one family when their
 grouping keys are equal (the parsed ``family_key``, or the lower-cased name when it does not parse, as
-``pipeline.names.families.grouping_key`` groups them); pairwise precision = of the pairs the parser puts
+``pipeline.steps.names.families.grouping_key`` groups them); pairwise precision = of the pairs the parser puts
 together, the share the labels put together; recall = the reverse.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.names import ENGINES, Engine, parsed_name_frame
+from pipeline.steps.names import ENGINES, Engine, parsed_name_frame
 
 LABELED = Path(__file__).parent / "data" / "labeled_names.tsv"
 #: The labeled fields, in file order (after ``name``).

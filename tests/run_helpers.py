@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import redis
 
-from pipeline import keys
+from pipeline.contracts import keys
 from pipeline.sinks.parquet_snapshot import ARTIFACTS, TABLES, manifests
 from tests.conftest import SAMPLE_DATA
 

@@ -15,16 +15,16 @@ import redis
 
 from jobs.__main__ import main
 from jobs.audit import printable
-from pipeline import keys
-from pipeline.audit import KINDS, SEVERITIES, reference_audit
-from pipeline.batch import run_once
-from pipeline.names import parse_name
-from pipeline.outputs import RunOutputs, run_outputs
-from pipeline.rules import AnalysisRules
-from pipeline.schemas import AUDIT_SCHEMA
-from pipeline.settings import load_settings
+from pipeline.contracts import keys
+from pipeline.contracts.rules import AnalysisRules
+from pipeline.contracts.schemas import AUDIT_SCHEMA
+from pipeline.contracts.settings import load_settings
+from pipeline.shell.batch import run_once
 from pipeline.sources.horde import load_horde
 from pipeline.sources.records import load_records, records_frame
+from pipeline.steps.audit import KINDS, SEVERITIES, reference_audit
+from pipeline.steps.names import parse_name
+from pipeline.steps.outputs import RunOutputs, run_outputs
 
 IMAGE, TEXT = "image_generation", "text_generation"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -404,6 +404,6 @@ def test_audit_bench_runs_at_1x(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_the_audit_is_a_pure_step() -> None:
-    code = "import sys, pipeline.audit; print(sorted(m for m in ('httpx', 'redis') if m in sys.modules))"
+    code = "import sys, pipeline.steps.audit; print(sorted(m for m in ('httpx', 'redis') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

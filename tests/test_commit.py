@@ -15,10 +15,10 @@ import pytest
 import redis
 
 from jobs.__main__ import main
-from pipeline import keys
-from pipeline.batch import run_once
-from pipeline.interrupts import RunInterrupted, StopRequest
-from pipeline.settings import load_settings
+from pipeline.contracts import keys
+from pipeline.contracts.settings import load_settings
+from pipeline.shell.batch import run_once
+from pipeline.shell.interrupts import RunInterrupted, StopRequest
 from pipeline.sinks.lock import LockLostError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests, read_artifact
 from pipeline.sinks.redis_cache import RedisPublisher
@@ -389,7 +389,7 @@ def test_a_stop_after_the_tables_were_written_removes_them(
     settings = load_settings()
     stop = StopRequest()
     handler = _StopAfterStage(stop, "snapshot")
-    batch_log = logging.getLogger("pipeline.batch")
+    batch_log = logging.getLogger("pipeline.shell.batch")
     batch_log.addHandler(handler)
     batch_log.setLevel(logging.INFO)
     try:

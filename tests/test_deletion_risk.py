@@ -8,15 +8,15 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.deletion_risk import FLAGS, deletion_risk_response, deletion_risk_table, is_preferred_host
-from pipeline.merge import merged_models
-from pipeline.models import DeletionRiskFlags, ModelDeletionRiskInfo
-from pipeline.names.families import parameter_count, with_family_ids, with_parsed_names
-from pipeline.presets import PRESETS, UnknownPresetError, preset_filter
-from pipeline.rules import RiskRules
-from pipeline.schemas import RISK_SCHEMA
+from pipeline.contracts.models import DeletionRiskFlags, ModelDeletionRiskInfo
+from pipeline.contracts.rules import RiskRules
+from pipeline.contracts.schemas import RISK_SCHEMA
 from pipeline.sources.horde import horde_frames
 from pipeline.sources.records import records_frame
+from pipeline.steps.deletion_risk import FLAGS, deletion_risk_response, deletion_risk_table, is_preferred_host
+from pipeline.steps.merge import merged_models
+from pipeline.steps.names.families import parameter_count, with_family_ids, with_parsed_names
+from pipeline.steps.presets import PRESETS, UnknownPresetError, preset_filter
 
 GIB = 1024**3
 

@@ -9,13 +9,13 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.deletion_risk import FLAGS, deletion_risk_summary, deletion_risk_table
-from pipeline.merge import merged_models
-from pipeline.names.families import parameter_count, with_family_ids, with_parsed_names
-from pipeline.outputs import run_outputs
-from pipeline.rules import AnalysisRules, RiskRules
+from pipeline.contracts.rules import AnalysisRules, RiskRules
 from pipeline.sources.horde import horde_frames, load_horde
 from pipeline.sources.records import load_records, records_frame
+from pipeline.steps.deletion_risk import FLAGS, deletion_risk_summary, deletion_risk_table
+from pipeline.steps.merge import merged_models
+from pipeline.steps.names.families import parameter_count, with_family_ids, with_parsed_names
+from pipeline.steps.outputs import run_outputs
 
 GIB = 1024**3
 TEXT = "text_generation"

@@ -14,14 +14,14 @@ import pytest
 import redis
 
 from jobs.__main__ import main
-from pipeline import keys
-from pipeline.history import changes, history_fields, model_state
-from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse
-from pipeline.presets import preset_filter
-from pipeline.rules import RiskRules
-from pipeline.schemas import POINT_SLOTS
-from pipeline.settings import load_settings
+from pipeline.contracts import keys
+from pipeline.contracts.models import CategoryChanges, CategoryDeletionRiskResponse
+from pipeline.contracts.rules import RiskRules
+from pipeline.contracts.schemas import POINT_SLOTS
+from pipeline.contracts.settings import load_settings
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, latest_table, manifests, run_tables
+from pipeline.steps.history import changes, history_fields, model_state
+from pipeline.steps.presets import preset_filter
 from tests.conftest import SAMPLE_DATA
 
 IMAGE = "image_generation"

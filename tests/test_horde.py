@@ -13,14 +13,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from jobs.__main__ import main
-from pipeline.merge import merged_models
-from pipeline.names import parse_name
-from pipeline.outputs import run_outputs
-from pipeline.rules import AnalysisRules
+from pipeline.contracts.rules import AnalysisRules
 from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sources.horde import HordeInputError, horde_frames, load_horde, status_frame, usage_frame, workers_frame
 from pipeline.sources.http import FetchError, HttpFetcher
 from pipeline.sources.records import load_records
+from pipeline.steps.merge import merged_models
+from pipeline.steps.names import parse_name
+from pipeline.steps.outputs import run_outputs
 from tests.conftest import HORDE_API_FILES, SAMPLE_DATA
 
 
@@ -410,7 +410,7 @@ def test_real_text_risk_views(real_run: Any) -> None:
 
 
 def test_a_key_claimed_twice_goes_to_the_exact_name_then_the_first_record() -> None:
-    from pipeline.merge import match_keys
+    from pipeline.steps.merge import match_keys
 
     # Many records, so the unique() runs over several partitions and threads.
     filler = [f"org{i}/Filler-{i}B" for i in range(20_000)]

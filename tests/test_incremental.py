@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.batch import RunResult, run_once
-from pipeline.categories import CATEGORY_FILES
-from pipeline.settings import load_settings
+from pipeline.contracts.categories import CATEGORY_FILES
+from pipeline.contracts.settings import load_settings
+from pipeline.shell.batch import RunResult, run_once
 from pipeline.sinks.parquet_snapshot import latest_table, manifests
 from tests.conftest import SAMPLE_DATA
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from jobs.__main__ import main
-from pipeline import keys
+from pipeline.contracts import keys
 from tests.conftest import RedisServer
 from tests.run_helpers import CliRun, child_env, committed_ids, redis_run_ids, uncommitted_files, wait_until
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jobs.__main__ import main as cli
-from pipeline.names import ENGINES, Engine, parsed_name_frame
+from pipeline.steps.names import ENGINES, Engine, parsed_name_frame
 from tests.name_accuracy import FIELDS, load_labeled, main, pair_scores, score
 
 #: Issue 17's targets for the family grouping on the labeled set.

@@ -13,9 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.__main__ import main
-from pipeline.names import ENGINES, Engine, parse_name, parsed_name_frame, parsed_names
-from pipeline.names import patterns as p
-from pipeline.names.families import (
+from pipeline.contracts.rules import AnalysisRules
+from pipeline.contracts.schemas import PARSED_NAME_SCHEMA
+from pipeline.sources.records import load_records
+from pipeline.steps.names import ENGINES, Engine, parse_name, parsed_name_frame, parsed_names
+from pipeline.steps.names import patterns as p
+from pipeline.steps.names.families import (
     families,
     family_records,
     parameter_count,
@@ -23,11 +26,8 @@ from pipeline.names.families import (
     with_family_ids,
     with_parsed_names,
 )
-from pipeline.names.python_engine import _parse
-from pipeline.outputs import run_outputs
-from pipeline.rules import AnalysisRules
-from pipeline.schemas import PARSED_NAME_SCHEMA
-from pipeline.sources.records import load_records
+from pipeline.steps.names.python_engine import _parse
+from pipeline.steps.outputs import run_outputs
 
 
 @pytest.fixture(params=ENGINES)

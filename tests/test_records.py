@@ -468,7 +468,7 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
 def test_input_hashes_are_the_sha256_of_the_bytes_read(monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
-    from pipeline.categories import CATEGORY_FILES
+    from pipeline.contracts.categories import CATEGORY_FILES
     from pipeline.sources.horde import load_horde
     from tests.conftest import SAMPLE_DATA
 

@@ -16,10 +16,11 @@ import pytest
 import redis
 
 from jobs.__main__ import main
-from pipeline import batch, keys
-from pipeline.hydrator import CacheHydrator, HydratorAlreadyRunningError
-from pipeline.models import CategoryChanges, CategoryDeletionRiskResponse, CategoryStatistics, LastRun
-from pipeline.settings import Settings, load_settings
+from pipeline.contracts import keys
+from pipeline.contracts.models import CategoryChanges, CategoryDeletionRiskResponse, CategoryStatistics, LastRun
+from pipeline.contracts.settings import Settings, load_settings
+from pipeline.shell import batch
+from pipeline.shell.hydrator import CacheHydrator, HydratorAlreadyRunningError
 from pipeline.sinks.lock import LockHeldError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sinks.previous_run import PreviousRecords
@@ -185,9 +186,9 @@ def test_caches_serve_from_memory_when_redis_is_down() -> None:
 
 
 def _sample_statistics_json() -> str:
-    from pipeline.outputs import run_outputs
-    from pipeline.rules import AnalysisRules
+    from pipeline.contracts.rules import AnalysisRules
     from pipeline.sources.records import load_records
+    from pipeline.steps.outputs import run_outputs
 
     loaded = load_records(str(SAMPLE_DATA / "model_reference"))
     return run_outputs(loaded, None, AnalysisRules(), 1).statistics[("image_generation", False)].model_dump_json()

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from pipeline import AnalysisRules, RiskRules, Settings, analysis_rules, load_settings
-from pipeline.categories import CATEGORY_FILES, HORDE_MODEL_TYPES, HORDE_TYPES, policy
-from pipeline.deletion_risk import in_risk_order
+from pipeline.contracts.categories import CATEGORY_FILES, HORDE_MODEL_TYPES, HORDE_TYPES, policy
+from pipeline.steps.deletion_risk import in_risk_order
 
 
 def test_the_policy_states_what_differs_between_categories() -> None:

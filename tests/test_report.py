@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.deletion_risk import FLAGS
-from pipeline.report import TOP_ROWS, CategorySection, Chart, most_at_risk, usage_long_tail
 from pipeline.sinks.parquet_snapshot import latest_table
 from pipeline.sinks.report_files import report_html, write_report
+from pipeline.steps.deletion_risk import FLAGS
+from pipeline.steps.report import TOP_ROWS, CategorySection, Chart, most_at_risk, usage_long_tail
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.audit import KINDS
-from pipeline.deletion_risk import FLAGS
-from pipeline.history import CHANGE_KINDS
-from pipeline.report import (
+from pipeline.sinks.report_files import write_report
+from pipeline.steps.audit import KINDS
+from pipeline.steps.deletion_risk import FLAGS
+from pipeline.steps.history import CHANGE_KINDS
+from pipeline.steps.report import (
     AUDIT_EXAMPLES,
     CHANGE_WORDS,
     FLAG_WORDS,
@@ -24,8 +25,7 @@ from pipeline.report import (
     is_worth_a_chart,
     most_at_risk,
 )
-from pipeline.report_history import LineChart, daily_runs, usage_charts, usage_points
-from pipeline.sinks.report_files import write_report
+from pipeline.steps.report_history import LineChart, daily_runs, usage_charts, usage_points
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from pipeline.retention_plan import (
+from pipeline.steps.retention_plan import (
     USAGE_COMPARISON_DAYS,
     RetentionPolicy,
     compact_file_name,

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from jobs.__main__ import main
-from pipeline.settings import (
+from pipeline.contracts.settings import (
     LEGACY_PREFIX,
     SERVICE_DEFAULT_REDIS_URL,
     SettingsError,

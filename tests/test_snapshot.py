@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.batch import run_once
-from pipeline.settings import load_settings
+from pipeline.contracts.settings import load_settings
+from pipeline.shell.batch import run_once
 from pipeline.sinks.parquet_snapshot import TABLES, SnapshotWriter, history, latest_table, manifests
 
 # Written out from SPEC §7.2 on purpose (not imported): the test checks TABLES against the spec.
@@ -114,8 +114,8 @@ def test_a_killed_run_is_invisible_and_swept_by_the_next(tmp_path: Path) -> None
         """
         import os, signal
         from pipeline.sinks import parquet_snapshot
-        from pipeline.batch import run_once
-        from pipeline.settings import load_settings
+        from pipeline.shell.batch import run_once
+        from pipeline.contracts.settings import load_settings
         real = parquet_snapshot.SnapshotWriter.write
         calls = []
         def write(self, *args):

@@ -7,11 +7,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
-from pipeline.outputs import run_outputs
-from pipeline.rules import AnalysisRules
+from pipeline.contracts.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
+from pipeline.contracts.rules import AnalysisRules
 from pipeline.sources.records import load_records, records_frame
-from pipeline.statistics import PARAMETER_BUCKETS, category_statistics, statistics_tables
+from pipeline.steps.outputs import run_outputs
+from pipeline.steps.statistics import PARAMETER_BUCKETS, category_statistics, statistics_tables
 
 B = 1_000_000_000
 

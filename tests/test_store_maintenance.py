@@ -19,9 +19,8 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.batch import run_once
-from pipeline.retention_plan import RetentionPolicy, kept_runs
-from pipeline.settings import load_settings
+from pipeline.contracts.settings import load_settings
+from pipeline.shell.batch import run_once
 from pipeline.sinks.history_store import model_timeline
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables, snapshot_lock
 from pipeline.sinks.retention import index_committed_run, maintain_store
@@ -35,6 +34,7 @@ from pipeline.sinks.run_index import (
     reconcile_index,
     runs,
 )
+from pipeline.steps.retention_plan import RetentionPolicy, kept_runs
 from tests.conftest import REPO
 
 TABLES = ("deletion_risk", "records", "horde_usage")
@@ -203,7 +203,7 @@ CHILD = textwrap.dedent(
     """
     import sys, threading
     from pathlib import Path
-    from pipeline.retention_plan import RetentionPolicy
+    from pipeline.steps.retention_plan import RetentionPolicy
     from pipeline.sinks.retention import maintain_store
 
     root, step, nth = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

@@ -18,7 +18,7 @@ from pipeline.sinks.store import open_store
 def test_a_bucket_gets_no_index_and_compact_refuses_it(
     s3_location: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="pipeline.batch"):  # the skip is logged at debug (once per run)
+    with caplog.at_level(logging.DEBUG, logger="pipeline.shell.batch"):  # the skip is logged at debug (once per run)
         assert main(["run"]) == 0
     assert "store maintenance and run index skipped: not a folder store" in capsys.readouterr().err
     store = open_store(s3_location)

@@ -1,6 +1,6 @@
 """Every snapshot table has a declared schema, a run writes exactly it, and schema changes are additive only.
 
-When a table gains a column, declare it in ``pipeline/schemas.py`` and refresh the checked-in copy with
+When a table gains a column, declare it in ``pipeline/contracts/schemas.py`` and refresh the checked-in copy with
 ``.venv/bin/python tests/test_table_schemas.py`` (it refuses a change that is not additive).
 """
 
@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from pipeline import load_settings, run_once
-from pipeline.tables import SNAPSHOT_TABLES, schema_document, table_schema
+from pipeline.contracts.tables import SNAPSHOT_TABLES, schema_document, table_schema
 
 CHECKED_IN = Path(__file__).parent / "data" / "table_schemas.json"
 

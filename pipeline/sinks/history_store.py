@@ -13,13 +13,13 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.categories import CATEGORY_FILES
-from pipeline.deletion_risk import FLAGS
-from pipeline.history import model_state
-from pipeline.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
+from pipeline.contracts.categories import CATEGORY_FILES
+from pipeline.contracts.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
 from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, entry_scan, manifests
 from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
 from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
+from pipeline.steps.deletion_risk import FLAGS
+from pipeline.steps.history import model_state
 
 #: What ``history`` prints per committed run (SPEC §10), in this order.
 TIMELINE_COLUMNS: Final = (

@@ -21,12 +21,12 @@ from typing import Any, Final
 import msgspec
 import polars as pl
 
-from pipeline.collect_engine import ENGINE
-from pipeline.retention_plan import is_compacted_file
-from pipeline.schemas import RUN_COLUMNS
+from pipeline.contracts.schemas import RUN_COLUMNS
 from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
+from pipeline.steps.collect_engine import ENGINE
+from pipeline.steps.retention_plan import is_compacted_file
 
 __all__ = [
     "ARTIFACTS",
@@ -49,12 +49,12 @@ __all__ = [
     "table_key",
     "table_path",
 ]
-from pipeline.tables import SNAPSHOT_TABLES
+from pipeline.contracts.tables import SNAPSHOT_TABLES
 
 log = logging.getLogger(__name__)
 
 MANIFEST_DIR: Final = "_runs"
-#: The tables a run writes (SPEC §7.2), from the one registry (``pipeline.tables``, where each has its schema).
+#: The tables a run writes (SPEC §7.2), from the one registry (`pipeline.contracts.tables`, each with its schema).
 TABLES: Final = tuple(SNAPSHOT_TABLES)
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline import keys
-from pipeline.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
+from pipeline.contracts import keys
+from pipeline.contracts.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, run_tables
 from pipeline.sinks.run_index import latest_manifest
 from pipeline.sinks.store import SnapshotStore, open_store

@@ -16,15 +16,15 @@ from pydantic import BaseModel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline import keys
-from pipeline.audit import audit_json
-from pipeline.history import changes_json
-from pipeline.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
-from pipeline.settings import Settings, masked_url
+from pipeline.contracts import keys
+from pipeline.contracts.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
+from pipeline.contracts.settings import Settings, masked_url
 from pipeline.sinks.lock import RedisLock
+from pipeline.steps.audit import audit_json
+from pipeline.steps.history import changes_json
 
 if TYPE_CHECKING:
-    from pipeline.outputs import RunOutputs
+    from pipeline.steps.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
 

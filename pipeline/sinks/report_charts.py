@@ -13,8 +13,8 @@ import warnings
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from pipeline.report import Chart
-from pipeline.report_history import LineChart
+from pipeline.steps.report import Chart
+from pipeline.steps.report_history import LineChart
 
 _BAR_COLOUR = "#4a7ab0"
 _LABEL_CHARACTERS = 60

@@ -9,9 +9,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.report import CategorySection, Chart
-from pipeline.report_history import LineChart
 from pipeline.sinks.report_page import report_html
+from pipeline.steps.report import CategorySection, Chart
+from pipeline.steps.report_history import LineChart
 
 __all__ = ["ReportUnavailableError", "report_html", "write_report"]
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.report import LONG_TAIL_SHARES, CategorySection, TableView
+from pipeline.steps.report import LONG_TAIL_SHARES, CategorySection, TableView
 
 _STYLE: Final = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; padding: 0 1rem; color: #222; }

@@ -1,7 +1,7 @@
 """Retention and compaction of the snapshot store (SPEC §13), run under the snapshot lock after each commit and by
 ``horde-analytics compact``.
 
-The plan (which runs to keep, which days to compact) is ``pipeline.retention_plan``; this module carries it out,
+The plan (which runs to keep, which days to compact) is ``pipeline.steps.retention_plan``; this module carries it out,
 one UTC day at a time, in an order that keeps every reader exact when the process is killed at any point:
 
 1. a marker ``_maintenance/day=D`` says the day is in progress (the next maintenance redoes it);
@@ -31,8 +31,6 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.collect_engine import ENGINE
-from pipeline.retention_plan import RetentionPolicy, groups_to_compact, kept_runs
 from pipeline.sinks.parquet_snapshot import ARTIFACTS, COMPACTED_KEY, TABLES
 from pipeline.sinks.run_index import (
     JOURNAL_DIR,
@@ -46,6 +44,8 @@ from pipeline.sinks.run_index import (
     runs,
     write_index,
 )
+from pipeline.steps.collect_engine import ENGINE
+from pipeline.steps.retention_plan import RetentionPolicy, groups_to_compact, kept_runs
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.collect_engine import ENGINE
-from pipeline.schemas import RUN_COLUMNS
+from pipeline.contracts.schemas import RUN_COLUMNS
 from pipeline.sinks.parquet_snapshot import (
     COMPACTED_KEY,
     MANIFEST_DIR,
@@ -35,6 +34,7 @@ from pipeline.sinks.parquet_snapshot import (
     read_manifest_file,
 )
 from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
+from pipeline.steps.collect_engine import ENGINE
 
 log = logging.getLogger(__name__)
 

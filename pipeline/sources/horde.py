@@ -14,9 +14,9 @@ from typing import Annotated, Any, Final, TypeAlias
 import msgspec
 import polars as pl
 
-from pipeline.categories import HORDE_MODEL_TYPES
-from pipeline.keys import horde_hash_key
-from pipeline.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
+from pipeline.contracts.categories import HORDE_MODEL_TYPES
+from pipeline.contracts.keys import horde_hash_key
+from pipeline.contracts.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA, HordeFrames
 from pipeline.sources.field_columns import field_columns, list_series
 from pipeline.sources.files import is_present, regular_file_bytes
 from pipeline.sources.gc_pause import collector_paused

@@ -2,7 +2,7 @@
 
 Decoding: clean files take msgspec's typed path (``typed_entries``); a file it refuses is read entry by entry by
 ``json_entries.top_level_entries`` so that every bad record is named. Canonical form (baselines, backend copies):
-``pipeline.canonical_records``, a pure step.
+``pipeline.steps.canonical_records``, a pure step.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any, Final
 import msgspec
 import polars as pl
 
-from pipeline.canonical_records import canonical_records
-from pipeline.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES
-from pipeline.schemas import (
+from pipeline.contracts.categories import CATEGORY_FILES, IMAGE_GENERATION, REQUIRED_CATEGORIES
+from pipeline.contracts.schemas import (
     CASE_DUPLICATE_REASON,
     DUPLICATE_NAME_REASON,
     PROBLEM_SCHEMA,
@@ -40,6 +39,7 @@ from pipeline.sources.untrusted_json import (
     Unusable,
     checked_text,
 )
+from pipeline.steps.canonical_records import canonical_records
 
 log = logging.getLogger(__name__)
 

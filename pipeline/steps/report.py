@@ -13,11 +13,11 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.audit import KINDS, SEVERITIES
-from pipeline.categories import CATEGORY_FILES
-from pipeline.deletion_risk import in_risk_order
-from pipeline.report_history import LineChart
-from pipeline.schemas import HISTORY_FIELDS
+from pipeline.contracts.categories import CATEGORY_FILES
+from pipeline.contracts.schemas import HISTORY_FIELDS
+from pipeline.steps.audit import KINDS, SEVERITIES
+from pipeline.steps.deletion_risk import in_risk_order
+from pipeline.steps.report_history import LineChart
 
 #: The snapshot tables a report reads (``changes`` and ``audit`` only where the run wrote them).
 REPORT_TABLES: Final = ("baselines", "buckets", "merged", "deletion_risk", "changes", "audit")

@@ -9,9 +9,9 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.names.spellings import backend_of, short_name, without_backend
-from pipeline.schemas import COPY_DIFFERENCE_DTYPE, ORPHAN_COPY_REASON
+from pipeline.contracts.schemas import COPY_DIFFERENCE_DTYPE, ORPHAN_COPY_REASON
+from pipeline.steps.names.patterns import BACKEND_ALIAS_RULES
+from pipeline.steps.names.spellings import backend_of, short_name, without_backend
 
 #: Record column -> the field name a maintainer knows: what a backend copy must repeat of its canonical record.
 COMPARED_FIELDS: Final = {

@@ -21,14 +21,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from pipeline import keys
-from pipeline.history import with_history
-from pipeline.interrupts import StopRequest
-from pipeline.models import LastRun
-from pipeline.outputs import RunOutputs, run_outputs
-from pipeline.rules import analysis_rules, retention_policy
-from pipeline.schemas import HordeFrames, LoadedCategory
-from pipeline.settings import Settings, settings_log_events
+from pipeline.contracts import keys
+from pipeline.contracts.models import LastRun
+from pipeline.contracts.rules import analysis_rules, retention_policy
+from pipeline.contracts.schemas import HordeFrames, LoadedCategory
+from pipeline.contracts.settings import Settings, settings_log_events
+from pipeline.shell.interrupts import StopRequest
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
 from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.parquet_snapshot import (
@@ -46,6 +44,8 @@ from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.records import load_records
+from pipeline.steps.history import with_history
+from pipeline.steps.outputs import RunOutputs, run_outputs
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.collect_engine import sorted_lists
-from pipeline.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
-from pipeline.names.polars_engine import parsed_names
-from pipeline.names.spellings import display_spelling
+from pipeline.steps.collect_engine import sorted_lists
+from pipeline.steps.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
+from pipeline.steps.names.polars_engine import parsed_names
+from pipeline.steps.names.spellings import display_spelling
 
 _B: Final = 1_000_000_000
 #: Parsed fields renamed where a record column has the same name.

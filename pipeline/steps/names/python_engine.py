@@ -8,7 +8,7 @@ from functools import lru_cache
 from itertools import islice
 from typing import Final
 
-from pipeline.names import patterns as p
+from pipeline.steps.names import patterns as p
 
 _BACKEND: Final = re.compile(p.BACKEND_PREFIX)
 _TOKEN: Final = re.compile(p.TOKEN)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.baselines import is_known_baseline, normalized_baseline
-from pipeline.categories import policy
-from pipeline.schemas import COPY_DIFFERENCE_DTYPE
-from pipeline.text_aliases import folded_text_aliases
+from pipeline.contracts.categories import policy
+from pipeline.contracts.schemas import COPY_DIFFERENCE_DTYPE
+from pipeline.steps.baselines import is_known_baseline, normalized_baseline
+from pipeline.steps.text_aliases import folded_text_aliases
 
 
 def canonical_records(category: str, records: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.names import patterns as p
+from pipeline.steps.names import patterns as p
 
 
 def backend_of(name: pl.Expr) -> pl.Expr:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import ClassVar
 
-from pipeline.settings import Settings
+from pipeline.contracts.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pipeline.audit import reference_audit
-from pipeline.categories import policy
-from pipeline.collect_engine import ENGINE
-from pipeline.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
-from pipeline.merge import merged_models
-from pipeline.models import CategoryStatistics
-from pipeline.names.families import (
+from pipeline.contracts.categories import policy
+from pipeline.contracts.models import CategoryStatistics
+from pipeline.contracts.rules import AnalysisRules
+from pipeline.contracts.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
+from pipeline.steps.audit import reference_audit
+from pipeline.steps.collect_engine import ENGINE
+from pipeline.steps.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
+from pipeline.steps.merge import merged_models
+from pipeline.steps.names.families import (
     families,
     family_records,
     parameter_count,
@@ -21,9 +23,7 @@ from pipeline.names.families import (
     with_family_ids,
     with_parsed_names,
 )
-from pipeline.rules import AnalysisRules
-from pipeline.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
-from pipeline.statistics import StatisticsTables, category_statistics, statistics_tables
+from pipeline.steps.statistics import StatisticsTables, category_statistics, statistics_tables
 
 #: (category, grouped) and (category, grouped, variations): the keys of a run's published objects.
 StatisticsKey = tuple[str, bool]

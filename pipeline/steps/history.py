@@ -32,10 +32,8 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.collect_engine import ENGINE
-from pipeline.models import CategoryChanges
-from pipeline.outputs import RunOutputs
-from pipeline.schemas import (
+from pipeline.contracts.models import CategoryChanges
+from pipeline.contracts.schemas import (
     CHANGES_SCHEMA,
     HISTORY_FIELDS,
     MODEL_STATE_SCHEMA,
@@ -43,6 +41,8 @@ from pipeline.schemas import (
     RISK_SCHEMA,
     conformed,
 )
+from pipeline.steps.collect_engine import ENGINE
+from pipeline.steps.outputs import RunOutputs
 
 #: How far back ``usage_month_previous`` looks (SPEC §10: "at least 7 days older").
 COMPARISON_PERIOD: Final = timedelta(days=7)

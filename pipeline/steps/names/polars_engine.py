@@ -9,9 +9,9 @@ from typing import Any, Final, get_args
 
 import polars as pl
 
-from pipeline.names import patterns as p
-from pipeline.names.spellings import backend_of, without_backend
-from pipeline.schemas import PARSED_NAME_SCHEMA
+from pipeline.contracts.schemas import PARSED_NAME_SCHEMA
+from pipeline.steps.names import patterns as p
+from pipeline.steps.names.spellings import backend_of, without_backend
 
 _ID: Final = "__model_index"
 _MODEL: Final = "__model"

@@ -11,7 +11,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.schemas import (
+from pipeline.contracts.schemas import (
     AUDIT_SCHEMA,
     BASELINE_ROW_SCHEMA,
     BUCKET_ROW_SCHEMA,
@@ -58,7 +58,9 @@ def table_schema(table: str) -> pl.Schema:
     try:
         return SNAPSHOT_TABLES[table]
     except KeyError:
-        raise KeyError(f"snapshot table {table!r} is not declared in pipeline.tables.SNAPSHOT_TABLES") from None
+        raise KeyError(
+            f"snapshot table {table!r} is not declared in pipeline.contracts.tables.SNAPSHOT_TABLES"
+        ) from None
 
 
 def schema_document(schema: pl.Schema) -> list[list[str]]:

@@ -7,8 +7,8 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.deletion_risk import HOST_FLAGS
-from pipeline.rules import RiskRules
+from pipeline.contracts.rules import RiskRules
+from pipeline.steps.deletion_risk import HOST_FLAGS
 
 #: Usage share (percent) under which a model is a deletion candidate.
 CANDIDATE_SHARE_PERCENTAGE: Final = 0.01

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.settings import Settings
+    from pipeline.contracts.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from urllib.parse import unquote, unquote_plus
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pipeline.rules import AnalysisRules, RetentionPolicy, RiskRules
+from pipeline.contracts.rules import AnalysisRules, RetentionPolicy, RiskRules
 
 LEGACY_PREFIX = "HORDE_MODEL_REFERENCE_"
 #: The Redis URL the service uses when ``..._REDIS__USE_REDIS`` is true and no URL is given.
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     redis_socket_timeout: float = Field(2.0, gt=0, validation_alias=_env("REDIS_SOCKET_TIMEOUT"))
     snapshot_dir: str = Field("./snapshots", validation_alias=_env("SNAPSHOT_DIR"))
     # Retention (SPEC §13): every run for this many days, then one run per UTC day for this many; 0 = forever.
-    # Defaults: pipeline.rules.RetentionPolicy, where they are stated once.
+    # Defaults: pipeline.contracts.rules.RetentionPolicy, where they are stated once.
     snapshot_keep_all_days: int = Field(
         RetentionPolicy.keep_all_days, ge=0, validation_alias=_env("SNAPSHOT_KEEP_ALL_DAYS")
     )
@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     )
 
     # Analysis rules (SPEC §5, §6).
-    # Defaults: pipeline.rules, where they are stated once.
+    # Defaults: pipeline.contracts.rules, where they are stated once.
     top_tags_limit: int = Field(AnalysisRules.top_tags_limit, ge=1, validation_alias=_env("TOP_TAGS_LIMIT"))
     group_by_variant: bool = Field(AnalysisRules.group_by_variant, validation_alias=_env("GROUP_BY_VARIANT"))
     low_usage_threshold_percentage: float = Field(

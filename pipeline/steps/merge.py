@@ -6,11 +6,11 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.categories import policy
-from pipeline.collect_engine import sorted_lists
-from pipeline.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
-from pipeline.names.spellings import backend_of, backend_spelling
-from pipeline.schemas import HordeFrames
+from pipeline.contracts.categories import policy
+from pipeline.contracts.schemas import HordeFrames
+from pipeline.steps.collect_engine import sorted_lists
+from pipeline.steps.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
+from pipeline.steps.names.spellings import backend_of, backend_spelling
 
 # A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
 _SUFFIX_CLASSES: Final = ("quant_q", "quant", "format")

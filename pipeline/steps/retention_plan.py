@@ -18,7 +18,9 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.rules import RetentionPolicy as RetentionPolicy  # its defaults are stated once, with the other rules
+from pipeline.contracts.rules import (
+    RetentionPolicy as RetentionPolicy,  # its defaults are stated once, with the other rules
+)
 
 #: The usage comparison of SPEC §10 looks this many days back: the runs it may still pick are never removed.
 USAGE_COMPARISON_DAYS: Final = 7

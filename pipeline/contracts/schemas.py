@@ -1,6 +1,6 @@
 """Polars schemas of every input and output frame: the one list of column names.
 
-Column names are the field names of the Pydantic models in ``pipeline.models`` where a frame feeds one
+Column names are the field names of the Pydantic models in ``pipeline.contracts.models`` where a frame feeds one
 (a test ties the two together).
 """
 
@@ -57,7 +57,7 @@ DUPLICATE_NAME_REASON: Final = "duplicate name; the first wins"
 CASE_DUPLICATE_REASON: Final = "case-only duplicate name; the first wins"
 ORPHAN_COPY_REASON: Final = "backend-prefixed name without a canonical record; kept as a model of its own"
 
-#: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.names.ParsedName``.
+#: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.steps.names.ParsedName``.
 PARSED_NAME_SCHEMA: Final = pl.Schema(
     {
         "backend": pl.String(),
@@ -243,7 +243,7 @@ RISK_SCHEMA: Final = pl.Schema(
 POINT_SLOTS: Final = 9
 
 #: What a run carries to the next, per model (``grouped`` false) and per text family (``grouped`` true), keyed
-#: by ``key`` (the model name; a family's first member). SPEC §10; see ``pipeline.history``.
+#: by ``key`` (the model name; a family's first member). SPEC §10; see ``pipeline.steps.history``.
 MODEL_STATE_SCHEMA: Final = pl.Schema(
     {
         "grouped": pl.Boolean(),
@@ -256,7 +256,7 @@ MODEL_STATE_SCHEMA: Final = pl.Schema(
         "usage_month": pl.Int64(),
         "at_risk": pl.Boolean(),
         "risk_score": pl.Int64(),
-        # the 7-day comparison's ring of daily points, newest first (see pipeline.history): when each point's run
+        # the 7-day comparison's ring of daily points, newest first (see pipeline.steps.history): when each point's run
         # ran (the same in every row) and this model's usage_month then (null where it was not in that run)
         **{f"point_{slot}_at": pl.Datetime("us", "UTC") for slot in range(POINT_SLOTS)},
         **{f"point_{slot}_usage_month": pl.Int64() for slot in range(POINT_SLOTS)},

@@ -7,8 +7,8 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.collect_engine import ENGINE
-from pipeline.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
+from pipeline.contracts.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
+from pipeline.steps.collect_engine import ENGINE
 
 _B: Final = 1_000_000_000
 #: (label, min_params, max_params): half-open ``[min, max)`` in this order; the last has no upper edge.

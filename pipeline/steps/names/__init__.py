@@ -7,10 +7,10 @@ from typing import Literal
 
 import polars as pl
 
-from pipeline.collect_engine import ENGINE
-from pipeline.names.polars_engine import parsed_names
-from pipeline.names.python_engine import ParsedName, parse_name
-from pipeline.schemas import PARSED_NAME_SCHEMA
+from pipeline.contracts.schemas import PARSED_NAME_SCHEMA
+from pipeline.steps.collect_engine import ENGINE
+from pipeline.steps.names.polars_engine import parsed_names
+from pipeline.steps.names.python_engine import ParsedName, parse_name
 
 Engine = Literal["polars", "python"]
 ENGINES: tuple[Engine, ...] = ("polars", "python")

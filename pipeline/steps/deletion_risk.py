@@ -8,27 +8,27 @@ from typing import Final, TypeVar
 
 import polars as pl
 
-from pipeline.categories import policy
-from pipeline.collect_engine import ENGINE, sorted_lists
-from pipeline.merge import WORKER_IDS, worker_weighted_mean
-from pipeline.models import (
+from pipeline.contracts.categories import policy
+from pipeline.contracts.models import (
     CategoryDeletionRiskResponse,
     CategoryDeletionRiskSummary,
     DeletionRiskFlags,
     ModelDeletionRiskInfo,
 )
-from pipeline.names.families import (
+from pipeline.contracts.rules import RiskRules
+from pipeline.contracts.schemas import BACKEND_VARIATION_DTYPE, HISTORY_FIELDS, RISK_SCHEMA
+from pipeline.steps.collect_engine import ENGINE, sorted_lists
+from pipeline.steps.merge import WORKER_IDS, worker_weighted_mean
+from pipeline.steps.names.families import (
     FAMILY_ID,
     most_common_per_family,
     require_family_ids,
     sorted_members,
     with_united_lists,
 )
-from pipeline.names.patterns import VARIATION_BACKENDS
-from pipeline.names.spellings import display_spelling
-from pipeline.rules import RiskRules
-from pipeline.schemas import BACKEND_VARIATION_DTYPE, HISTORY_FIELDS, RISK_SCHEMA
-from pipeline.statistics import download_host, model_size_bytes
+from pipeline.steps.names.patterns import VARIATION_BACKENDS
+from pipeline.steps.names.spellings import display_spelling
+from pipeline.steps.statistics import download_host, model_size_bytes
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 

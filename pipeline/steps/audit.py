@@ -12,21 +12,21 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.baselines import is_known_baseline
-from pipeline.categories import policy
-from pipeline.collect_engine import ENGINE
-from pipeline.deletion_risk import is_preferred_host
-from pipeline.names.families import FAMILY_ID, FAMILY_KEY
-from pipeline.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.names.spellings import backend_of, short_name
-from pipeline.schemas import (
+from pipeline.contracts.categories import policy
+from pipeline.contracts.schemas import (
     AUDIT_SCHEMA,
     CASE_DUPLICATE_REASON,
     DUPLICATE_NAME_REASON,
     ORPHAN_COPY_REASON,
     conformed,
 )
-from pipeline.statistics import download_host
+from pipeline.steps.baselines import is_known_baseline
+from pipeline.steps.collect_engine import ENGINE
+from pipeline.steps.deletion_risk import is_preferred_host
+from pipeline.steps.names.families import FAMILY_ID, FAMILY_KEY
+from pipeline.steps.names.patterns import BACKEND_ALIAS_RULES
+from pipeline.steps.names.spellings import backend_of, short_name
+from pipeline.steps.statistics import download_host
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 #: Severities from most to least urgent: the order findings are listed in.
