@@ -186,8 +186,8 @@ def test_caches_serve_from_memory_when_redis_is_down() -> None:
 
 
 def _sample_statistics_json() -> str:
+    from pipeline import load_records
     from pipeline.contracts.rules import AnalysisRules
-    from pipeline.sources.records import load_records
     from pipeline.steps.outputs import run_outputs
 
     loaded = load_records(str(SAMPLE_DATA / "model_reference"))
