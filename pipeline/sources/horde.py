@@ -20,15 +20,15 @@ from pipeline.sources.horde_fields import HordeInputError as HordeInputError  # 
 from pipeline.sources.horde_tables import status_frame, usage_frame, workers_frame
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.input_hash import sha256_while
-from pipeline.sources.location import FolderLocation, InputFile, input_files, input_location
+from pipeline.sources.location import FolderLocation, InputFile, UrlLocation, input_files, input_location
 
 #: The stats endpoint spells the image type "img".
 _STATS_PATH: Final = {"image": "img", "text": "text"}
 
 
-def _payload_files(model_type: str) -> dict[str, InputFile]:
-    """The three payloads of a model type, as a snapshot folder and the API hold them. Workers are optional:
-    without them worker counts come from status (SPEC §4)."""
+def _payload_files(model_type: str, *, from_api: bool) -> dict[str, InputFile]:
+    """The three payloads of a model type, as a snapshot folder and the API hold them. A snapshot folder may lack
+    workers (worker counts then come from status, SPEC §4); the API always serves them, so a 404 there fails."""
     return {
         "status": InputFile(
             f"status_{model_type}.json", "v2/status/models", {"type": model_type, "model_state": "known"}
@@ -36,7 +36,7 @@ def _payload_files(model_type: str) -> dict[str, InputFile]:
         "usage": InputFile(
             f"stats_{model_type}.json", f"v2/stats/{_STATS_PATH[model_type]}/models", {"model_state": "known"}
         ),
-        "workers": InputFile(f"workers_{model_type}.json", "v2/workers", {"type": model_type}, required=False),
+        "workers": InputFile(f"workers_{model_type}.json", "v2/workers", {"type": model_type}, required=from_api),
     }
 
 
@@ -53,7 +53,7 @@ def horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> Iterator[
     wanted = {
         file: (model_type, kind)
         for model_type in HORDE_MODEL_TYPES
-        for kind, file in _payload_files(model_type).items()
+        for kind, file in _payload_files(model_type, from_api=isinstance(location, UrlLocation)).items()
     }
     for file, label, raw in input_files(location, list(wanted), _missing):
         if raw is not None:
