@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from jobs.__main__ import main
 from pipeline.contracts.schemas import LoadedCategory
 from pipeline.shell.reference_records import category_records, load_records
-from pipeline.sources.http import HttpFetcher
+from pipeline.sources.http import FetchError, HttpFetcher
 from pipeline.sources.record_columns import Decoding
 from pipeline.sources.records import ReferenceFile, ReferenceInputError
 
@@ -253,6 +253,12 @@ def test_url_source_uses_etag_and_reuses_the_copy_on_304(httpserver: HTTPServer,
     assert second["text_generation"].records["name"].to_list() == ["org/M-8B"]
     image_calls = [(etag, status) for path, etag, status in seen if path == "/ref/stable_diffusion.json"]
     assert image_calls == [(None, 200), ('"v1"', 304)]
+
+
+def test_a_required_file_missing_at_a_url_fails_with_its_404(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(re.compile("/ref/.*")).respond_with_data("", status=404)
+    with HttpFetcher(attempts=1) as fetcher, pytest.raises(FetchError, match=r"stable_diffusion\.json: HTTP 404"):
+        load_records(httpserver.url_for("/ref"), fetcher=fetcher)
 
 
 def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: Path) -> None:
