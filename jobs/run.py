@@ -30,7 +30,7 @@ from pipeline.sinks.history_store import OutOfOrderRunError
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_cache import PublishError, RedisConfigError, RedisPublisher
-from pipeline.steps.history import changed_models
+from pipeline.steps.changes import changed_models
 
 log = logging.getLogger("jobs.run")
 

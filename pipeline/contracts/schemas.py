@@ -57,6 +57,10 @@ DUPLICATE_NAME_REASON: Final = "duplicate name; the first wins"
 CASE_DUPLICATE_REASON: Final = "case-only duplicate name; the first wins"
 ORPHAN_COPY_REASON: Final = "backend-prefixed name without a canonical record; kept as a model of its own"
 
+#: Parameters per unit of ``size_b``, ``expert_size_b`` and ``active_b`` (billions, SPEC §3.1); ``parameters`` and
+#: ``parameter_count`` count them one by one.
+BILLION: Final = 1_000_000_000
+
 #: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.steps.names.ParsedName``.
 PARSED_NAME_SCHEMA: Final = pl.Schema(
     {

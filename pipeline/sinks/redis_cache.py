@@ -22,7 +22,7 @@ from pipeline.contracts.models import CategoryDeletionRiskResponse, CategoryStat
 from pipeline.contracts.settings import Settings
 from pipeline.sinks.lock import RedisLock
 from pipeline.steps.audit import audit_json
-from pipeline.steps.history import changes_json
+from pipeline.steps.changes import changes_json
 
 if TYPE_CHECKING:
     from pipeline.steps.outputs import RunOutputs
