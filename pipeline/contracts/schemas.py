@@ -2,6 +2,11 @@
 
 Column names are the field names of the Pydantic models in ``pipeline.contracts.models`` where a frame feeds one
 (a test ties the two together).
+
+One module on purpose, although it is longer than most: it is the one list of column names, read top to bottom as
+the data flows (inputs, the merged frame, risk rows, history, the statistics rows), and several schemas are built
+from others (``RISK_SCHEMA`` from the flags and ``HISTORY_FIELDS``, ``NAMES_TABLE_SCHEMA`` from the parsed
+names); split by table it would scatter one vocabulary over files that import each other.
 """
 
 from __future__ import annotations
