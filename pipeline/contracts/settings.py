@@ -4,7 +4,7 @@ Every variable is read, in this order (the first one set wins; the process envir
 1. its plain name (``REDIS_URL``);
 2. the model-reference service's own name for it, where the service has one (pydantic-settings, prefix
    ``HORDE_MODEL_REFERENCE_``, nested delimiter ``__``: ``HORDE_MODEL_REFERENCE_REDIS__URL``; see
-   ``SERVICE_NAMES``), so the environment that drives the service drives this job too;
+   ``setting_names.SERVICE_NAMES``), so the environment that drives the service drives this job too;
 3. the plain name under the service's prefix (``HORDE_MODEL_REFERENCE_REDIS_URL``), which this job has always
    accepted and which is also how the service spelled its nested names before it switched to ``__``.
 
