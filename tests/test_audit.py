@@ -23,7 +23,8 @@ from pipeline.shell.batch import run_once
 from pipeline.shell.reference_records import category_records, load_records
 from pipeline.sources.horde import load_horde
 from pipeline.sources.records import ReferenceFile
-from pipeline.steps.audit import KINDS, SEVERITIES, reference_audit
+from pipeline.steps.audit import reference_audit
+from pipeline.steps.audit_kinds import KINDS, SEVERITIES
 from pipeline.steps.names import parse_name
 from pipeline.steps.outputs import RunOutputs, run_outputs
 

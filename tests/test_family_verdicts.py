@@ -13,7 +13,8 @@ from pipeline.contracts.rules import AnalysisRules, RiskRules
 from pipeline.shell.reference_records import category_records, load_records
 from pipeline.sources.horde import horde_frames, load_horde
 from pipeline.sources.records import ReferenceFile
-from pipeline.steps.deletion_risk import FLAGS, deletion_risk_summary, deletion_risk_table
+from pipeline.steps.deletion_risk import FLAGS, deletion_risk_table
+from pipeline.steps.deletion_risk_view import deletion_risk_summary
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names.families import parameter_count, with_family_ids, with_parsed_names
 from pipeline.steps.outputs import run_outputs
