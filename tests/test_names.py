@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.__main__ import main
+from pipeline import load_records
 from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import PARSED_NAME_SCHEMA
-from pipeline.sources.records import load_records
 from pipeline.steps.names import ENGINES, Engine, parse_name, parsed_name_frame, parsed_names
 from pipeline.steps.names import patterns as p
 from pipeline.steps.names.families import (
