@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
+__all__ = [
+    "AnalysisRules",
+    "RetentionPolicy",
+    "RiskRules",
+    "analysis_rules",
+    "retention_policy",
+]
+
 if TYPE_CHECKING:
     from pipeline.contracts.settings import Settings
 

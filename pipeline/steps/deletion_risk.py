@@ -24,6 +24,17 @@ from pipeline.steps.names.patterns import VARIATION_BACKENDS
 from pipeline.steps.names.spellings import display_spelling
 from pipeline.steps.statistics import download_host, model_size_bytes
 
+__all__ = [
+    "FLAGS",
+    "HOST_FLAGS",
+    "deletion_risk_table",
+    "family_backend_variations",
+    "family_worker_count",
+    "in_risk_order",
+    "is_blank",
+    "is_preferred_host",
+]
+
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 #: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
