@@ -18,10 +18,11 @@ cores; CPU seconds, peak RSS above the process after its imports):
 
 ijson is faster and streams, but not what this path is for: a byte that is not UTF-8 fails the whole file
 (``IncompleteJSONError`` at the first bad record; here that record is reported and the rest load), a ``\\ud800``
-escape silently becomes ``?`` (here: reported), and a record nested 100,000 levels deep got the decoding process
-killed (here: skipped without recursion and reported); its errors quote a context snippet, not line and column. This
-path runs only on a file the typed path refuses, so its speed matters less than naming every bad record, and the
-file's bytes are held anyway (the input hash reads them). Kept hand-written, for those reasons, not for speed.
+escape silently becomes ``?`` (here: reported), and a record nested 100,000 levels deep (200 KB) exhausts memory
+(MemoryError under a 3 GB limit, the process killed without one; here: skipped without recursion and reported); its
+errors quote a context snippet, not line and column. This path runs only on a file the typed path refuses, so its
+speed matters less than naming every bad record, and the file's bytes are held anyway (the input hash reads them).
+Kept hand-written, for those reasons, not for speed.
 """
 
 from __future__ import annotations
