@@ -34,6 +34,7 @@ from pipeline.sinks.run_index import (
     reconcile_index,
     runs,
 )
+from pipeline.sinks.store import open_store
 from pipeline.steps.retention_plan import RetentionPolicy, kept_runs
 from tests.conftest import REPO
 
@@ -59,7 +60,7 @@ def template(tmp_path: Path) -> Template:
     }
 
 
-def commit_clone(root: Path, template: Template, run_at: datetime, run_id: str) -> None:
+def commit_clone(root: Path | str, template: Template, run_at: datetime, run_id: str) -> None:
     writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
     for (table, category), frame in sorted(template.items()):
         writer.write(table, category, frame)
@@ -67,7 +68,7 @@ def commit_clone(root: Path, template: Template, run_at: datetime, run_id: str) 
     index_committed_run(root, run_id)
 
 
-def build_store(root: Path, template: Template, layout: tuple[tuple[int, int], ...] = LAYOUT) -> list[str]:
+def build_store(root: Path | str, template: Template, layout: tuple[tuple[int, int], ...] = LAYOUT) -> list[str]:
     """Commit the runs of ``layout`` (newest last) and return their ids."""
     ids = []
     for days_back, count in sorted(layout, reverse=True):
@@ -86,7 +87,9 @@ def kept_ids(ids_and_times: pl.DataFrame) -> set[str]:
     return set(kept_runs(ids_and_times, RetentionPolicy()).filter("keep")["run_id"])
 
 
-def assert_consistent(root: Path, template: Template, expected_runs: set[str], clones: set[str] | None = None) -> None:
+def assert_consistent(
+    root: Path | str, template: Template, expected_runs: set[str], clones: set[str] | None = None
+) -> None:
     """Every run of ``expected_runs`` readable with exactly its rows (checked for the ``clones`` of the template,
     default all), by the index readers and by its manifest; the readers' index is the manifests' and the latest
     run is the newest."""
@@ -109,17 +112,20 @@ def assert_consistent(root: Path, template: Template, expected_runs: set[str], c
             assert frame.drop("run_id", "run_at", "category", "run_date").equals(template[(table, category)])
 
 
-def assert_index_is_the_manifests(root: Path) -> None:
+def assert_index_is_the_manifests(root: Path | str) -> None:
     stored = read_index(root)
     assert stored is not None
     order = ("run_id", "table", "category")
     assert stored.sort(order).equals(index_from_manifests(root).sort(order))
 
 
-def glob_counts(root: Path, table: str) -> pl.DataFrame:
-    """What a plain Polars glob over the store sees (the README's way), rows per run."""
+def glob_counts(root: Path | str, table: str) -> pl.DataFrame:
+    """What a plain Polars glob over the store (a folder or a bucket) sees (the README's way), rows per run."""
+    store = open_store(root)
     return (
-        pl.scan_parquet(str(root / table / "**" / "*.parquet"), hive_partitioning=True)
+        pl.scan_parquet(
+            f"{store.location}/{table}/**/*.parquet", hive_partitioning=True, storage_options=store.storage_options
+        )
         .group_by("run_id")
         .len()
         .collect()
@@ -202,11 +208,10 @@ def test_a_run_indexes_itself_and_maintains_the_store(tmp_path: Path, template: 
 CHILD = textwrap.dedent(
     """
     import sys, threading
-    from pathlib import Path
     from pipeline.steps.retention_plan import RetentionPolicy
     from pipeline.sinks.retention import maintain_store
 
-    root, step, nth = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    root, step, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])  # a folder or an s3:// location
     seen = 0
 
     def hook(name, fields):
