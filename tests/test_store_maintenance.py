@@ -233,7 +233,7 @@ KILL_POINTS = [
     ("manifest switched", 2),  # some kept runs name the compacted file, others their own file
     ("manifest removed", 1),  # retention: one removed run's manifest gone, the index still names it
     ("index written", 3),  # a day done but for deleting its old files
-    ("file removed", 5),  # half of a day's old files deleted
+    ("files removed", 5),  # the old files of half a day's folders deleted
 ]
 
 

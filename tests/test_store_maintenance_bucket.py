@@ -75,7 +75,7 @@ BUCKET_KILL_POINTS = [
     ("compacted file written", 2, "compact"),
     ("manifest switched", 2, "run"),
     ("manifest removed", 1, "compact"),
-    ("file removed", 20, "compact"),
+    ("files removed", 12, "compact"),
 ]
 
 

@@ -174,7 +174,7 @@ class SnapshotReadError(RuntimeError):
 
 
 #: A manifest names a few dozen files; anything bigger is not one of ours (and is not read into memory).
-_MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
+MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
 
 
 def _manifest_problem(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -189,7 +189,7 @@ def _checked_manifest(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | 
     """``_manifest_problem``, but FileNotFoundError (and any other read error) is raised."""
     # the store refuses a folder, FIFO or device named *.json (opening a FIFO would block the run) and a
     # symlink that leads out of the store
-    manifest = json.loads(store.get(key, max_bytes=_MAX_MANIFEST_BYTES))
+    manifest = json.loads(store.get(key, max_bytes=MAX_MANIFEST_BYTES))
     run_id = key.rsplit("/", 1)[-1].removesuffix(".json")
     if not isinstance(manifest, dict):
         return None, "not a JSON object"

@@ -11,7 +11,8 @@ one UTC day at a time, in an order that keeps every reader exact when the proces
 3. each kept run's manifest is replaced (whole) to name the compacted file for those tables;
 4. the manifests of the runs retention removes are deleted (they stop being history);
 5. the run index is replaced (whole) from the above;
-6. the files of the day that no index row names any more are deleted (the runs' own files, older compacted files);
+6. the files of the day that no index row names any more are deleted (the runs' own files, older compacted files;
+   a bucket's in batches of up to 1,000 objects a request);
 7. the marker is removed.
 
 A run's rows are always read from the one file its manifest (or index row) names, filtered by its ``run_id``, so
@@ -23,17 +24,24 @@ store (``scan_parquet("snapshots/deletion_risk/**/*.parquet")``) sees the rows o
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
-from pipeline.sinks.parquet_snapshot import ARTIFACTS, COMPACTED_KEY, TABLES, manifest_key, read_manifest
+from pipeline.sinks.parquet_snapshot import (
+    ARTIFACTS,
+    COMPACTED_KEY,
+    MAX_MANIFEST_BYTES,
+    TABLES,
+    manifest_key,
+    read_manifest,
+)
 from pipeline.sinks.run_index import (
     JOURNAL_DIR,
     add_run,
@@ -46,7 +54,13 @@ from pipeline.sinks.run_index import (
 )
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.steps.collect_engine import ENGINE
-from pipeline.steps.retention_plan import RetentionPolicy, groups_to_compact, kept_runs
+from pipeline.steps.retention_plan import (
+    COMPACT_PREFIX,
+    RetentionPolicy,
+    compact_file_name,
+    groups_to_compact,
+    kept_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +69,6 @@ log = logging.getLogger(__name__)
 StepHook = Callable[[str, dict[str, Any]], None]
 _COMPRESSION: Final = "zstd"
 _COMPRESSION_LEVEL: Final = 3
-_FILE_COLUMN: Final = "__source_file"
 
 
 @dataclass
@@ -120,29 +133,33 @@ def maintain_store(
 
 
 def _read_rows(store: SnapshotStore, sources: pl.DataFrame) -> pl.DataFrame:
-    """The rows of the (path, run_id) pairs of ``sources``, each run's rows from its one file."""
-    paths = sources["path"].unique().sort().to_list()
-    targets = pl.DataFrame(
-        {"path": paths, _FILE_COLUMN: [store.scan_target(path) for path in paths]},
-        schema={"path": pl.String, _FILE_COLUMN: pl.String},
+    """The rows of the (path, run_id) pairs of ``sources``, each run's rows from its one file, in run-time order."""
+    # Files in the order of their runs' times (an hour's file before the next hour's runs' own files), so their
+    # rows concatenate in run-time order and need no sort.
+    files = (
+        sources.group_by("path")
+        .agg(pl.col("run_id").sort(), pl.col("run_at").min(), pl.col("compacted").first())
+        .sort("run_at", "path")
     )
-    wanted = sources.join(targets, on="path").select(_FILE_COLUMN, "run_id").lazy()
+    scans = []
+    for path, run_ids, _, compacted in files.iter_rows():
+        scan = pl.scan_parquet(store.scan_target(path), storage_options=store.storage_options)
+        # A run's own file holds only that run, a compacted file named for exactly these runs only them; any other
+        # file (a day awaiting its rewrite, a run rebuilt to its own file since) is filtered to the runs it serves.
+        if compacted and path.rsplit("/", 1)[-1] != compact_file_name(_period(path), run_ids):
+            scan = scan.filter(pl.col("run_id").is_in(run_ids))
+        scans.append(scan)
     try:
-        scan = pl.scan_parquet(
-            targets[_FILE_COLUMN].to_list(), include_file_paths=_FILE_COLUMN, storage_options=store.storage_options
-        )
-        rows = scan.join(wanted, on=[_FILE_COLUMN, "run_id"], how="semi").drop(_FILE_COLUMN).collect(engine=ENGINE)
+        rows = pl.concat(scans).collect(engine=ENGINE)
     except pl.exceptions.PolarsError:
         # Files of one day written by different versions (an added column): read one by one, align by name.
-        frames = [
-            pl.read_parquet(target, storage_options=store.storage_options).join(
-                sources.filter(pl.col("path") == path).select("run_id"), on="run_id", how="semi"
-            )
-            for path, target in targets.iter_rows()
-        ]
-        rows = pl.concat(frames, how="diagonal_relaxed")
-    # The files are read in run-id order, which is run-time order for runs the job wrote: sort only when not.
+        rows = pl.concat([scan.collect(engine=ENGINE) for scan in scans], how="diagonal_relaxed")
     return rows if rows["run_at"].is_sorted() else rows.sort("run_at", "run_id", maintain_order=True)
+
+
+def _period(path: str) -> str:
+    """The period (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH``) in a compacted file's name ``compact-{period}-{digest}``."""
+    return path.rsplit("/", 1)[-1].removeprefix(COMPACT_PREFIX).rsplit("-", 1)[0]
 
 
 def _write_table(store: SnapshotStore, key: str, frame: pl.DataFrame) -> None:
@@ -152,8 +169,26 @@ def _write_table(store: SnapshotStore, key: str, frame: pl.DataFrame) -> None:
     store.put(key, buffer.getvalue())
 
 
+def _own_manifest(store: SnapshotStore, run_id: str) -> dict[str, Any] | None:
+    """A kept run's manifest as stored, to switch its entries (None when gone or unusable). Nothing it names is
+    opened here, so its entries pass through unchecked: readers check them (``read_manifest``)."""
+    key = manifest_key(run_id)
+    try:
+        manifest = msgspec.json.decode(store.get(key, max_bytes=MAX_MANIFEST_BYTES))
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError) as error:
+        log.warning(
+            "snapshot manifest not switched: it cannot be read",
+            extra={"manifest": store.where(key), "problem": str(error)},
+        )
+        return None
+    usable = isinstance(manifest, dict) and isinstance(manifest.get("tables"), dict)
+    return manifest if usable else None
+
+
 def _write_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
-    store.put(manifest_key(manifest["run_id"]), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    store.put(manifest_key(manifest["run_id"]), msgspec.json.encode(manifest, order="sorted"))
 
 
 def _maintain_day(
@@ -190,12 +225,13 @@ def _maintain_day(
     # 3. kept runs' manifests name the compacted files
     switched: list[str] = []
     for run_id, tables in sorted(moved.items()):
-        manifest = read_manifest(store, run_id)
+        manifest = _own_manifest(store, run_id)
         if manifest is None:
             continue
         for (table, category), target in tables.items():
-            entry = manifest["tables"].get(table, {}).get(category)
-            if entry is None:  # dropped by the reader's path checks: nothing of ours to switch
+            entry = manifest["tables"].get(table)
+            entry = entry.get(category) if isinstance(entry, dict) else None
+            if not isinstance(entry, dict):  # not one of ours: nothing to switch
                 continue
             entry = {key: value for key, value in entry.items() if key != "path"}
             manifest["tables"][table][category] = entry | {COMPACTED_KEY: target}
@@ -207,8 +243,7 @@ def _maintain_day(
     # 4. removed runs stop being history
     for run_id in sorted(dropped_ids):
         store.delete(manifest_key(run_id))
-        for name in ARTIFACTS:
-            store.delete(f"_{name}/{run_id}.json")
+        store.delete_all([f"_{name}/{run_id}.json" for name in ARTIFACTS])
         report.runs_removed += 1
         _step(hook, "manifest removed", logging.DEBUG, day=day, run_id=run_id)
 
@@ -252,13 +287,17 @@ def _maintain_day(
     for table in TABLES:
         for category in categories:
             folder = f"{table}/category={category}/run_date={day}"
-            for key in store.list(folder):
-                name = key.rsplit("/", 1)[-1]
-                if key in referenced or not name.endswith(".parquet") or name.removesuffix(".parquet") in unindexed:
-                    continue
-                store.delete(key)
-                report.files_removed += 1
-                _step(hook, "file removed", logging.DEBUG, day=day, path=key)
+            unnamed = [
+                key
+                for key in store.list(folder)
+                if key not in referenced
+                and key.endswith(".parquet")
+                and key.rsplit("/", 1)[-1].removesuffix(".parquet") not in unindexed
+            ]
+            if unnamed:
+                store.delete_all(unnamed)  # a bucket: one request per 1,000 objects
+                report.files_removed += len(unnamed)
+                _step(hook, "files removed", logging.DEBUG, day=day, folder=folder, files=len(unnamed))
             store.remove_empty(folder)
 
     store.delete(marker)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, Protocol
@@ -112,6 +112,10 @@ class SnapshotStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; nothing happens when it is already gone."""
+        ...
+
+    def delete_all(self, keys: Sequence[str]) -> None:
+        """``delete`` each of ``keys`` (a bucket: up to 1,000 in one request)."""
         ...
 
     def scan_target(self, key: str) -> str:
@@ -247,6 +251,10 @@ class FolderStore:
         path = self.root / checked_key(key)
         if path.is_symlink() or path.is_file():  # a symlink is removed itself, never what it points to
             path.unlink(missing_ok=True)
+
+    def delete_all(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def scan_target(self, key: str) -> str:
         return str(self._path(key))
@@ -421,6 +429,16 @@ class ObjectStore:
             obstore.delete(self._store, key)
         except (NotFoundError, FileNotFoundError):
             pass
+        except Exception as error:
+            raise _object_store_error(self.location, error) from None
+
+    def delete_all(self, keys: Sequence[str]) -> None:
+        import obstore
+
+        if not keys:
+            return
+        try:  # S3 DeleteObjects, 1,000 keys a request; keys already gone are no error
+            obstore.delete(self._store, [checked_key(key) for key in keys])
         except Exception as error:
             raise _object_store_error(self.location, error) from None
 
