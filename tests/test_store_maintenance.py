@@ -22,7 +22,15 @@ from jobs.__main__ import main
 from pipeline.contracts.settings import load_settings
 from pipeline.shell.batch import run_once
 from pipeline.sinks.history_store import model_timeline
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables, snapshot_lock
+from pipeline.sinks.parquet_snapshot import (
+    SnapshotWriter,
+    history,
+    latest_table,
+    manifests,
+    run_tables,
+    snapshot_lock,
+    sweep_uncommitted,
+)
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
     INDEX_PATH,
@@ -373,3 +381,40 @@ def test_a_models_timeline_reads_each_kept_run_once_after_compaction(tmp_path: P
     assert rows.height == len(kept) and rows["run_at"].n_unique() == len(kept)
     assert rows["run_at"].is_sorted()
     assert main(["history", "--category", "image_generation", name]) == 0
+
+
+def test_the_sweep_and_republish_find_runs_without_reading_every_manifest(
+    tmp_path: Path, template: Template, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``sweep_uncommitted`` keeps what ``_runs/`` lists (one listing, no reads); ``run --republish`` finds the
+    latest run through the index (``latest_manifest``): an old manifest made unreadable is never opened."""
+    root = tmp_path / "snapshots"
+    ids = build_store(root, template, ((0, 3),))
+    (root / "_runs" / f"{ids[0]}.json").write_text("{ not read by the sweep")
+    orphan = SnapshotWriter(root=root, run_id="20200101T000000Z-orphan", run_at=NEWEST - timedelta(hours=1))
+    orphan_keys = [orphan.write(table, category, frame) for (table, category), frame in sorted(template.items())]
+    caplog.clear()
+    removed = sweep_uncommitted(root)
+    latest = latest_manifest(root)
+    assert "manifest" not in caplog.text, "no manifest was read"
+    assert sorted(removed) == sorted(orphan_keys), "only the uncommitted run's files go"
+    assert latest is not None and latest["run_id"] == ids[-1]
+    kept = root / "records" / "category=image_generation" / f"run_date={NEWEST.date()}" / f"{ids[0]}.parquet"
+    assert kept.is_file(), "a run whose manifest cannot be read keeps its files"
+
+
+def test_an_index_written_before_manifest_versions_is_brought_up_to_date(tmp_path: Path, template: Template) -> None:
+    """An index of an earlier release (a file time instead of ``manifest_version``) is read, and the next reconcile
+    re-reads every manifest once and writes the current one."""
+    root = tmp_path / "snapshots"
+    build_store(root, template, ((0, 2), (1, 2)))
+    stored = read_index(root)
+    assert stored is not None
+    stored.drop("manifest_version").with_columns(pl.lit(1, dtype=pl.Int64).alias("manifest_mtime_ns")).write_ipc(
+        root / INDEX_PATH
+    )
+    old = read_index(root)
+    assert old is not None and old["manifest_version"].is_null().all()
+    reconcile_index(root)
+    assert_index_is_the_manifests(root)
+    assert_consistent(root, template, set(stored["run_id"]))
