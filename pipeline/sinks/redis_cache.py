@@ -17,11 +17,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.contracts import keys
+from pipeline.contracts.masking import masked_url
 from pipeline.contracts.models import CategoryDeletionRiskResponse, CategoryStatistics, LastRun
-from pipeline.contracts.settings import Settings, masked_url
+from pipeline.contracts.settings import Settings
 from pipeline.sinks.lock import RedisLock
 from pipeline.steps.audit import audit_json
-from pipeline.steps.history import changes_json
+from pipeline.steps.changes import changes_json
 
 if TYPE_CHECKING:
     from pipeline.steps.outputs import RunOutputs
