@@ -225,10 +225,10 @@ def _safe_entry(store: SnapshotStore, manifest_key: str, table: str, category: s
     return safe
 
 
-def _scanned_manifests(store: SnapshotStore) -> tuple[list[dict[str, Any]], set[str]]:
-    """The usable manifests, oldest first, and the run ids (file names) of those that cannot be read."""
+def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
+    """Every committed run's manifest, oldest first; an unreadable one is reported (a warning) and skipped."""
+    store = open_store(root)
     found: list[dict[str, Any]] = []
-    unreadable: set[str] = set()
     for key in store.list(MANIFEST_DIR, recursive=False):
         if not key.endswith(".json"):
             continue
@@ -239,15 +239,9 @@ def _scanned_manifests(store: SnapshotStore) -> tuple[list[dict[str, Any]], set[
                 "snapshot manifest ignored: it cannot be read",
                 extra={"manifest": store.where(key), "problem": problem},
             )
-            unreadable.add(key.rsplit("/", 1)[-1].removesuffix(".json"))
         else:
             found.append(manifest)
-    return sorted(found, key=lambda manifest: (manifest["run_at"], manifest["run_id"])), unreadable
-
-
-def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
-    """Every committed run's manifest, oldest first; an unreadable one is reported (a warning) and skipped."""
-    return _scanned_manifests(open_store(root))[0]
+    return sorted(found, key=lambda manifest: (manifest["run_at"], manifest["run_id"]))
 
 
 def manifest_key(run_id: str) -> str:
