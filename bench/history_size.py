@@ -1,6 +1,6 @@
 """History that stays small (issue #20): a year of 240-s cycles on the real data, then retention and compaction.
 
-    .venv/bin/python bench/history_size.py --store /tmp/year-store          # writes ~70,000 files, ~2 GB
+    .venv/bin/python bench/history_size.py --store /tmp/year-store          # writes ~42,000 files, ~0.45 GB
     .venv/bin/python bench/history_size.py --store /tmp/year-store --keep   # leave the store for a look
     .venv/bin/python bench/history_size.py --store /tmp/day-store --before /tmp/main-checkout --rounds 3
         # only the compaction of one day, this checkout against another one (e.g. `git worktree add` of main),
