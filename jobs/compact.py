@@ -56,8 +56,8 @@ def main(argv: Sequence[str]) -> int:
     except RedisConfigError as error:
         return failed(str(error), EXIT_USAGE)
     try:
-        with publisher.run_lock() if publisher is not None else nullcontext(), snapshot_lock(store):
-            report = maintain_store(store, policy)
+        with publisher.run_lock() if publisher is not None else nullcontext(), snapshot_lock(store) as fence:
+            report = maintain_store(store, policy, fence=fence)
     except (SnapshotLockedError, LockHeldError, LockLostError) as error:
         return failed(str(error), EXIT_LOCKED)
     except Exception as error:  # a failure is reported; the next run or compact finishes the work

@@ -4,9 +4,11 @@ SIGKILL of a real process during the maintenance, which puts objects whole (no r
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import polars as pl
@@ -18,6 +20,7 @@ from pipeline.sinks.parquet_snapshot import latest_table, manifests
 from pipeline.sinks.retention import maintain_store
 from pipeline.sinks.run_index import INDEX_PATH, JOURNAL_DIR, load_index, read_index, runs
 from pipeline.sinks.store import open_store
+from pipeline.sinks.store_lock import LOCK_KEY, ObjectLock, SnapshotLockLostError
 from pipeline.steps.retention_plan import RetentionPolicy
 from tests.conftest import REPO
 from tests.test_store_maintenance import (
@@ -119,3 +122,32 @@ def test_sigkill_during_a_buckets_maintenance_loses_nothing_and_the_next_run_fin
     assert_index_is_the_manifests(s3_location)
     for table in TABLES:
         assert set(glob_counts(s3_location, table)["run_id"]) == expected
+
+
+def test_a_maintenance_whose_lock_object_was_taken_over_stops_before_touching_manifests(
+    s3_location: str,
+    template: Template,  # noqa: F811
+) -> None:
+    """A holder paused past its lock's expiry finds the token changed before it switches manifests or deletes: it
+    stops (SnapshotLockLostError) with yesterday's compacted files written but named by no manifest, every run
+    stays readable, and the next maintenance does the day."""
+    build_store(s3_location, template, ((0, 1), (1, 2), (400, 1)))
+    store = open_store(s3_location)
+    before = {manifest["run_id"]: manifest for manifest in manifests(store)}
+    held = ObjectLock(store)
+    held.acquire()
+    try:
+        store.put(LOCK_KEY, json.dumps({"token": "another-run", "expires_at": time.time() + 60}).encode())
+        with pytest.raises(SnapshotLockLostError):
+            maintain_store(store, RetentionPolicy(), fence=held)
+    finally:
+        held.release()  # not ours any more: the other run's lock object stays
+    assert {manifest["run_id"]: manifest for manifest in manifests(store)} == before, "no manifest touched"
+    assert store.list(JOURNAL_DIR), "the day in progress is marked"
+    assert_consistent(s3_location, template, set(before))
+    store.delete(LOCK_KEY)  # the other run is done
+    assert main(["compact"]) == 0
+    assert store.list(JOURNAL_DIR) == []
+    assert_consistent(s3_location, template, set(before))
+    index = read_index(store)
+    assert index is not None and index.filter(pl.col("run_id").is_in(sorted(before)[1:3]))["compacted"].all()

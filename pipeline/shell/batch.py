@@ -257,7 +257,7 @@ def run_once(
             clock.lap("publish", stoppable=False)
         if rebuild_after:
             rebuild_states(store)
-        maintain_after_commit(store, retention_policy(settings))  # still under the lock (SPEC §13)
+        maintain_after_commit(store, retention_policy(settings), store_fence)  # still under the lock (SPEC §13)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
 

@@ -53,6 +53,7 @@ from pipeline.sinks.run_index import (
     write_index,
 )
 from pipeline.sinks.store import SnapshotStore, open_store
+from pipeline.sinks.store_lock import StoreFence
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.retention_plan import (
     COMPACT_PREFIX,
@@ -94,9 +95,11 @@ def maintain_store(
     *,
     compact: bool = True,
     on_step: StepHook | None = None,
+    fence: StoreFence | None = None,
 ) -> MaintenanceReport:
     """Apply retention (and compaction of closed days) to the store at ``root`` (a folder or a bucket). Call under
-    the snapshot lock."""
+    the snapshot lock; ``fence`` (the lock held) is verified before each day's manifests and deletions, so a holder
+    that lost a bucket's lock object (paused past its expiry) stops there (SnapshotLockLostError)."""
     store = open_store(root)
     report = MaintenanceReport(days=[])
     index = reconcile_index(store)
@@ -115,6 +118,7 @@ def maintain_store(
             groups=todo.filter(pl.col("run_date") == day),
             report=report,
             hook=on_step,
+            fence=fence,
         )
         assert report.days is not None
         report.days.append(day)
@@ -200,6 +204,7 @@ def _maintain_day(
     groups: pl.DataFrame,
     report: MaintenanceReport,
     hook: StepHook | None,
+    fence: StoreFence | None,
 ) -> pl.DataFrame:
     marker = f"{JOURNAL_DIR}/day={day}"
     store.put(marker, b"")
@@ -223,6 +228,8 @@ def _maintain_day(
         report.days_compacted += 1
 
     # 3. kept runs' manifests name the compacted files
+    if fence is not None:
+        fence.verify()
     switched: list[str] = []
     for run_id, tables in sorted(moved.items()):
         manifest = _own_manifest(store, run_id)
@@ -278,6 +285,8 @@ def _maintain_day(
     _step(hook, "index written", day=day)
 
     # 6. files no index row names
+    if fence is not None:
+        fence.verify()
     referenced = set(index.filter(pl.col("run_date") == day)["path"].drop_nulls())
     unindexed = manifest_names(store) - set(index["run_id"])  # a manifest that cannot be read: its run may return
     # every category the store has (a day redone after a kill may have no index rows left to name its own)
@@ -319,12 +328,14 @@ def index_committed_run(root: Path | str | SnapshotStore, run_id: str) -> None:
         log.error("run index not updated", extra={"root": store.location, "reason": f"{type(error).__name__}: {error}"})
 
 
-def maintain_after_commit(root: Path | str | SnapshotStore, policy: RetentionPolicy) -> MaintenanceReport | None:
+def maintain_after_commit(
+    root: Path | str | SnapshotStore, policy: RetentionPolicy, fence: StoreFence | None = None
+) -> MaintenanceReport | None:
     """Retention and compaction after a commit (under the lock). A failure is logged and left to the next run,
     which finishes any half-done day; the run itself is committed and stays a success."""
     store = open_store(root)
     try:
-        return maintain_store(store, policy)
+        return maintain_store(store, policy, fence=fence)
     except Exception as error:  # committed already: the next run retries
         log.error(
             "store maintenance failed", extra={"root": store.location, "reason": f"{type(error).__name__}: {error}"}
