@@ -33,6 +33,7 @@ from pipeline.sinks.redis_cache import (
 )
 from pipeline.sources.http import HttpFetcher
 from tests.conftest import SAMPLE_DATA, RedisServer
+from tests.run_helpers import GatedHorde
 
 SAMPLE_CATEGORIES = ("controlnet", "esrgan", "image_generation", "text_generation")
 
@@ -186,8 +187,8 @@ def test_caches_serve_from_memory_when_redis_is_down() -> None:
 
 
 def _sample_statistics_json() -> str:
+    from pipeline import load_records
     from pipeline.contracts.rules import AnalysisRules
-    from pipeline.sources.records import load_records
     from pipeline.steps.outputs import run_outputs
 
     loaded = load_records(str(SAMPLE_DATA / "model_reference"))
@@ -275,9 +276,7 @@ def test_lock_release_checks_the_token_and_renewal_keeps_it(redis_url: str) -> N
     time.sleep(0.7)  # longer than the TTL: only renewal keeps it
     with pytest.raises(LockHeldError):
         RedisLock(client, "p:lock", ttl_ms=300).acquire()
-    first._stop.set()  # stop renewing, as a crashed holder would
-    assert first._renewer is not None
-    first._renewer.join()
+    first.stop_renewing()  # as a crashed holder would
     time.sleep(0.4)
     second = RedisLock(client, "p:lock", ttl_ms=5_000)
     second.acquire()
@@ -315,11 +314,11 @@ def test_stale_while_revalidate_reads_age_from_redis(redis_url: str) -> None:
     assert refreshes == [key]
 
 
-def test_cache_is_thread_safe(redis_url: str) -> None:
-    cache = DeletionRiskCache(_client(redis_url), prefix="p", ttl=60, stale_ttl=600)
-    template = CategoryDeletionRiskResponse.model_validate(
+def _empty_risk(category: str) -> CategoryDeletionRiskResponse:
+    """A deletion-risk response with no models."""
+    return CategoryDeletionRiskResponse.model_validate(
         {
-            "category": "c",
+            "category": category,
             "category_total_month_usage": 0,
             "total_count": 0,
             "returned_count": 0,
@@ -342,6 +341,11 @@ def test_cache_is_thread_safe(redis_url: str) -> None:
             },
         }
     )
+
+
+def test_cache_is_thread_safe(redis_url: str) -> None:
+    cache = DeletionRiskCache(_client(redis_url), prefix="p", ttl=60, stale_ttl=600)
+    template = _empty_risk("c")
     errors: list[BaseException] = []
     hits = [0]
 
@@ -389,15 +393,17 @@ def test_invalidation_drops_a_category_in_every_cache_and_in_redis(redis_url: st
     value = CategoryStatistics.model_validate_json(_sample_statistics_json())
     for category in ("image_generation", "text_generation"):
         stats.set(stats.key(category, False), value)
-        _client(redis_url).set(risk.key(category, False), b"{}")
-        risk._memory[risk.key(category, False)] = (value, time.time())  # type: ignore[assignment]
+        risk.set(risk.key(category, False), _empty_risk(category))
     other_process = _client(redis_url)
     other_process.publish(keys.invalidate_channel("p"), "image_generation")
     assert _wait_for(lambda: not any("image_generation" in key for key in stats.memory_keys() + risk.memory_keys()))
     assert _wait_for(lambda: _client(redis_url).get(stats.key("image_generation", False)) is None)
     assert _client(redis_url).get(risk.key("image_generation", False)) is None
     assert stats.memory_keys() == [stats.key("text_generation", False)]
-    assert _client(redis_url).get(risk.key("text_generation", False)) == b"{}"
+    assert (
+        _client(redis_url).get(risk.key("text_generation", False))
+        == _empty_risk("text_generation").model_dump_json().encode()
+    )
     bus.close()
 
 
@@ -533,15 +539,24 @@ def test_a_password_never_reaches_logs_or_errors(
     monkeypatch.setenv("REDIS_URL", password_redis.url)
     assert main(["run"]) == 0  # authenticated: publishes
     assert _client(password_redis.url).get(keys.last_run_key(_prefix_or_default())) is not None
-    real = batch.run_outputs  # type: ignore[attr-defined]
+    # Redis dies while the run waits for the Horde API (a real kill, after the run took its lock): the run
+    # commits, then cannot publish
+    gated = GatedHorde()
 
-    def killing(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
+    def kill_redis_then_answer() -> None:
+        gated.wait_entered()
         password_redis.stop()
-        return result
+        gated.open()
 
-    monkeypatch.setattr(batch, "run_outputs", killing)
-    assert main(["run"]) == 4  # committed; Redis died before the publish
+    killer = threading.Thread(target=kill_redis_then_answer, daemon=True)
+    killer.start()
+    monkeypatch.setenv("HORDE_SOURCE", gated.url)
+    try:
+        exit_code = main(["run"])
+    finally:
+        killer.join(timeout=60)
+        gated.close()
+    assert exit_code == 4  # committed; Redis died before the publish
     captured = capsys.readouterr()
     assert "committed but not published" in captured.err
     assert "s3cret-Hunter2" not in captured.err + captured.out

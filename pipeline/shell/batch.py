@@ -27,6 +27,7 @@ from pipeline.contracts.rules import analysis_rules, retention_policy
 from pipeline.contracts.schemas import HordeFrames, LoadedCategory
 from pipeline.contracts.settings import Settings, settings_log_events
 from pipeline.shell.interrupts import StopRequest
+from pipeline.shell.reference_records import load_records
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
 from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.parquet_snapshot import (
@@ -42,7 +43,6 @@ from pipeline.sinks.run_index import latest_manifest, reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
-from pipeline.sources.records import load_records
 from pipeline.steps.history import with_history
 from pipeline.steps.outputs import RunOutputs, run_outputs
 
