@@ -22,7 +22,7 @@ import msgspec
 import polars as pl
 
 from pipeline.contracts.schemas import RUN_COLUMNS
-from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
+from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
 from pipeline.steps.collect_engine import ENGINE
@@ -40,9 +40,10 @@ __all__ = [
     "entry_scan",
     "history",
     "latest_table",
+    "manifest_key",
     "manifests",
     "read_artifact",
-    "read_manifest_file",
+    "read_manifest",
     "run_tables",
     "snapshot_lock",
     "sweep_uncommitted",
@@ -139,7 +140,7 @@ class SnapshotWriter:
             manifest["input_entries"] = input_entries
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
-        key = f"{MANIFEST_DIR}/{self.run_id}.json"
+        key = manifest_key(self.run_id)
         self.store.put(key, json.dumps(manifest, indent=1, sort_keys=True).encode())
         return key
 
@@ -173,17 +174,22 @@ class SnapshotReadError(RuntimeError):
 
 
 #: A manifest names a few dozen files; anything bigger is not one of ours (and is not read into memory).
-_MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
+MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
 
 
 def _manifest_problem(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | None, str | None]:
     """The manifest at ``key`` (its unsafe table entries dropped, each with a warning), or why it is unusable."""
     try:
-        # the store refuses a folder, FIFO or device named *.json (opening a FIFO would block the run) and a
-        # symlink that leads out of the store
-        manifest = json.loads(store.get(key, max_bytes=_MAX_MANIFEST_BYTES))
+        return _checked_manifest(store, key)
     except (OSError, ValueError, RecursionError) as error:  # ValueError covers JSON and UTF-8 decoding errors
         return None, f"{type(error).__name__}: {error}"
+
+
+def _checked_manifest(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """``_manifest_problem``, but FileNotFoundError (and any other read error) is raised."""
+    # the store refuses a folder, FIFO or device named *.json (opening a FIFO would block the run) and a
+    # symlink that leads out of the store
+    manifest = json.loads(store.get(key, max_bytes=MAX_MANIFEST_BYTES))
     run_id = key.rsplit("/", 1)[-1].removesuffix(".json")
     if not isinstance(manifest, dict):
         return None, "not a JSON object"
@@ -219,10 +225,10 @@ def _safe_entry(store: SnapshotStore, manifest_key: str, table: str, category: s
     return safe
 
 
-def _scanned_manifests(store: SnapshotStore) -> tuple[list[dict[str, Any]], set[str]]:
-    """The usable manifests, oldest first, and the run ids (file names) of those that cannot be read."""
+def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
+    """Every committed run's manifest, oldest first; an unreadable one is reported (a warning) and skipped."""
+    store = open_store(root)
     found: list[dict[str, Any]] = []
-    unreadable: set[str] = set()
     for key in store.list(MANIFEST_DIR, recursive=False):
         if not key.endswith(".json"):
             continue
@@ -233,27 +239,31 @@ def _scanned_manifests(store: SnapshotStore) -> tuple[list[dict[str, Any]], set[
                 "snapshot manifest ignored: it cannot be read",
                 extra={"manifest": store.where(key), "problem": problem},
             )
-            unreadable.add(key.rsplit("/", 1)[-1].removesuffix(".json"))
         else:
             found.append(manifest)
-    return sorted(found, key=lambda manifest: (manifest["run_at"], manifest["run_id"])), unreadable
+    return sorted(found, key=lambda manifest: (manifest["run_at"], manifest["run_id"]))
 
 
-def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
-    """Every committed run's manifest, oldest first; an unreadable one is reported (a warning) and skipped."""
-    return _scanned_manifests(open_store(root))[0]
+def manifest_key(run_id: str) -> str:
+    """The store key of a run's manifest."""
+    return f"{MANIFEST_DIR}/{run_id}.json"
 
 
-def read_manifest_file(path: Path) -> dict[str, Any] | None:
-    """One manifest of a folder store (``{root}/_runs/{run_id}.json``), checked like ``manifests`` checks each
-    (unsafe entries dropped), or None when it is gone (silently) or unusable (reported with its path)."""
-    if not path.exists():
+def read_manifest(root: Path | str | SnapshotStore, run_id: str) -> dict[str, Any] | None:
+    """One committed run's manifest, checked like ``manifests`` checks each (unsafe entries dropped), or None when
+    it is gone (silently) or unusable (reported with its key)."""
+    store = open_store(root)
+    key = manifest_key(run_id)
+    try:
+        manifest, problem = _checked_manifest(store, key)
+    except FileNotFoundError:
         return None
-    store = FolderStore(path.parent.parent)
-    key = f"{MANIFEST_DIR}/{path.name}"
-    manifest, problem = _manifest_problem(store, key)
+    except (OSError, ValueError, RecursionError) as error:
+        manifest, problem = None, f"{type(error).__name__}: {error}"
     if manifest is None:
-        log.warning("snapshot manifest ignored: it cannot be read", extra={"manifest": str(path), "problem": problem})
+        log.warning(
+            "snapshot manifest ignored: it cannot be read", extra={"manifest": store.where(key), "problem": problem}
+        )
     return manifest
 
 
@@ -267,44 +277,19 @@ def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:
 
 
 def history(root: Path | str | SnapshotStore, table: str, category: str | None = None) -> pl.LazyFrame | None:
-    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``). A folder
-    store is read through its run index (SPEC §13), each run's rows once wherever compaction put them; an object
-    store through its manifests."""
-    store = open_store(root)
-    if isinstance(store, FolderStore):
-        from pipeline.sinks.run_index import table_history
+    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``), read through
+    the store's run index (SPEC §13): each run's rows once, wherever compaction put them."""
+    from pipeline.sinks.run_index import table_history
 
-        return table_history(store.root, table, category)
-    keys = [
-        str(entry["path"])
-        for manifest in manifests(store)
-        for cat, entry in manifest["tables"].get(table, {}).items()
-        if category is None or cat == category
-    ]
-    if not keys:
-        return None
-    present = set(store.list(table))  # one listing, not one request per file
-    for key in keys:
-        if key not in present:
-            raise _missing(store, key)
-    return pl.scan_parquet(
-        [store.scan_target(key) for key in keys], hive_partitioning=True, storage_options=store.storage_options
-    )
+    return table_history(root, table, category)
 
 
 def latest_table(root: Path | str | SnapshotStore, table: str, category: str) -> pl.DataFrame | None:
-    """``table`` for ``category`` from the newest committed run that wrote it, or None (a folder store: through
-    its run index, SPEC §13)."""
-    store = open_store(root)
-    if isinstance(store, FolderStore):
-        from pipeline.sinks.run_index import latest_table as indexed_latest_table
+    """``table`` for ``category`` from the newest committed run that wrote it, or None (through the run index,
+    SPEC §13)."""
+    from pipeline.sinks.run_index import latest_table as indexed_latest_table
 
-        return indexed_latest_table(store.root, table, category)
-    for manifest in reversed(manifests(store)):
-        entry = manifest["tables"].get(table, {}).get(category)
-        if entry is not None:
-            return _read_entry(store, manifest["run_id"], entry)
-    return None
+    return indexed_latest_table(root, table, category)
 
 
 def entry_scan(
@@ -357,13 +342,15 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
     """Delete leftovers of runs that never committed (``*.tmp`` files, tables and artifacts without a manifest);
     the keys removed.
 
-    Call only while holding the snapshot lock: a running run's files have no manifest yet either. The files of a
-    run whose manifest exists but cannot be read are kept (a repaired manifest brings the run back), and nothing
-    is deleted through a symlink that leads out of the store (the store never lists or deletes through one).
+    Call only while holding the snapshot lock: a running run's files have no manifest yet either. A run is
+    committed when ``_runs/`` lists its manifest: one listing of names, as the run index is checked against it
+    (SPEC §13), and no manifest is read. So the files of a run whose manifest exists but cannot be read are kept
+    (a repaired manifest brings the run back), and nothing is deleted through a symlink that leads out of the
+    store (the store never lists or deletes through one).
     """
     store = open_store(root)
-    found, unreadable = _scanned_manifests(store)
-    kept = {manifest["run_id"] for manifest in found} | unreadable
+    listed = store.list(MANIFEST_DIR, recursive=False)
+    kept = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in listed if key.endswith(".json")}
     removed: list[str] = []
     for table in TABLES:
         for key in store.list(table):
@@ -375,7 +362,7 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
             if orphan and key.count("/") == 3:  # {table}/category=*/run_date=*/{file}: nothing else is ours
                 store.delete(key)
                 removed.append(key)
-    for key in store.list(MANIFEST_DIR, recursive=False):
+    for key in listed:
         if key.endswith(".tmp"):
             store.delete(key)
             removed.append(key)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, Protocol
@@ -85,6 +85,19 @@ class SnapshotStore(Protocol):
         """The keys under the folder ``prefix`` (all of them, or only its direct entries), sorted."""
         ...
 
+    def versions(self, prefix: str) -> dict[str, str]:
+        """The direct entries of the folder ``prefix`` (as ``list(prefix, recursive=False)``), each with a token
+        that changes whenever the entry is replaced (the ETag of an object; identity, time and size of a file)."""
+        ...
+
+    def version(self, key: str) -> str | None:
+        """The token ``versions`` gives for ``key``, or None when it is absent."""
+        ...
+
+    def remove_empty(self, prefix: str) -> None:
+        """Remove the folder ``prefix`` if nothing is left in it (an object store has no folders: nothing)."""
+        ...
+
     def exists(self, key: str) -> bool:
         """True when ``key`` holds a value (a regular file, for a folder)."""
         ...
@@ -99,6 +112,10 @@ class SnapshotStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; nothing happens when it is already gone."""
+        ...
+
+    def delete_all(self, keys: Sequence[str]) -> None:
+        """``delete`` each of ``keys`` (a bucket: up to 1,000 in one request)."""
         ...
 
     def scan_target(self, key: str) -> str:
@@ -204,10 +221,40 @@ class FolderStore:
             keys += [f"{relative}/{name}" for name in files]
         return sorted(keys)
 
+    def versions(self, prefix: str) -> dict[str, str]:
+        folder = self.root / checked_prefix(prefix) if prefix else self.root
+        if not folder.is_dir() or folder.is_symlink():
+            return {}
+        found = {}
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    stat = entry.stat()
+                    version = f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
+                except OSError:  # a dangling symlink: listed (it is an entry), never current
+                    version = ""
+                found[f"{prefix}/{entry.name}" if prefix else entry.name] = version
+        return dict(sorted(found.items()))
+
+    def version(self, key: str) -> str | None:
+        try:
+            return _file_version(self._path(key))
+        except FileNotFoundError:
+            return None
+
+    def remove_empty(self, prefix: str) -> None:
+        folder = self.root / checked_key(prefix)
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
+
     def delete(self, key: str) -> None:
         path = self.root / checked_key(key)
         if path.is_symlink() or path.is_file():  # a symlink is removed itself, never what it points to
             path.unlink(missing_ok=True)
+
+    def delete_all(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def scan_target(self, key: str) -> str:
         return str(self._path(key))
@@ -347,6 +394,32 @@ class ObjectStore:
             raise _object_store_error(self.location, error) from None
         return sorted(keys)
 
+    def versions(self, prefix: str) -> dict[str, str]:
+        import obstore
+
+        prefix = checked_prefix(prefix)
+        try:
+            listing = obstore.list_with_delimiter(self._store, prefix=prefix or None)
+        except Exception as error:
+            raise _object_store_error(self.location, error) from None
+        return {str(meta["path"]): str(meta["e_tag"]) for meta in sorted(listing["objects"], key=_path_of)}
+
+    def version(self, key: str) -> str | None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        key = checked_key(key)
+        try:
+            meta: Any = obstore.head(self._store, key)
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except Exception as error:
+            raise _object_store_error(self.location, error) from None
+        return str(meta["e_tag"])
+
+    def remove_empty(self, prefix: str) -> None:
+        checked_key(prefix)  # objects only: a "folder" is gone with its last object
+
     def delete(self, key: str) -> None:
         import obstore
         from obstore.exceptions import NotFoundError
@@ -356,6 +429,16 @@ class ObjectStore:
             obstore.delete(self._store, key)
         except (NotFoundError, FileNotFoundError):
             pass
+        except Exception as error:
+            raise _object_store_error(self.location, error) from None
+
+    def delete_all(self, keys: Sequence[str]) -> None:
+        import obstore
+
+        if not keys:
+            return
+        try:  # S3 DeleteObjects, 1,000 keys a request; keys already gone are no error
+            obstore.delete(self._store, [checked_key(key) for key in keys])
         except Exception as error:
             raise _object_store_error(self.location, error) from None
 
@@ -384,6 +467,10 @@ class ObjectStore:
 
     def where(self, key: str) -> str:
         return f"{self.location}/{key}"
+
+
+def _path_of(meta: Any) -> str:
+    return str(meta["path"])
 
 
 def _polars_storage_options() -> dict[str, str]:
