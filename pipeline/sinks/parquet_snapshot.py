@@ -22,6 +22,17 @@ import msgspec
 import polars as pl
 
 from pipeline.contracts.schemas import RUN_COLUMNS
+from pipeline.contracts.tables import SNAPSHOT_TABLES
+from pipeline.sinks.run_index import latest_table as indexed_latest_table
+from pipeline.sinks.run_index import table_history
+from pipeline.sinks.run_manifests import (
+    COMPACTED_KEY,
+    MANIFEST_DIR,
+    SnapshotReadError,
+    manifest_key,
+    manifests,
+    read_manifest,
+)
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
@@ -50,19 +61,14 @@ __all__ = [
     "table_key",
     "table_path",
 ]
-from pipeline.contracts.tables import SNAPSHOT_TABLES
 
 log = logging.getLogger(__name__)
 
-MANIFEST_DIR: Final = "_runs"
 #: The tables a run writes (SPEC §7.2), from the one registry (`pipeline.contracts.tables`, each with its schema).
 TABLES: Final = tuple(SNAPSHOT_TABLES)
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
 ARTIFACTS: Final = ("redis",)
-#: A manifest entry whose rows were compacted into the day's file (SPEC §13) names that file under this key instead
-#: of ``path``: the file holds other runs' rows too, so a reader must select this run's rows by ``run_id``.
-COMPACTED_KEY: Final = "compacted_path"
 _COMPRESSION: Final = "zstd"
 _COMPRESSION_LEVEL: Final = 3
 
@@ -169,104 +175,6 @@ def read_artifact(root: Path | str | SnapshotStore, manifest: dict[str, Any], na
     return msgspec.json.decode(open_store(root).get(expected))
 
 
-class SnapshotReadError(RuntimeError):
-    """A committed snapshot file cannot be read (missing, truncated, not Parquet); the message names it."""
-
-
-#: A manifest names a few dozen files; anything bigger is not one of ours (and is not read into memory).
-MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
-
-
-def _manifest_problem(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The manifest at ``key`` (its unsafe table entries dropped, each with a warning), or why it is unusable."""
-    try:
-        return _checked_manifest(store, key)
-    except (OSError, ValueError, RecursionError) as error:  # ValueError covers JSON and UTF-8 decoding errors
-        return None, f"{type(error).__name__}: {error}"
-
-
-def _checked_manifest(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | None, str | None]:
-    """``_manifest_problem``, but FileNotFoundError (and any other read error) is raised."""
-    # the store refuses a folder, FIFO or device named *.json (opening a FIFO would block the run) and a
-    # symlink that leads out of the store
-    manifest = json.loads(store.get(key, max_bytes=MAX_MANIFEST_BYTES))
-    run_id = key.rsplit("/", 1)[-1].removesuffix(".json")
-    if not isinstance(manifest, dict):
-        return None, "not a JSON object"
-    if manifest.get("run_id") != run_id:
-        return None, f"run_id {manifest.get('run_id')!r} is not the file's name"
-    try:
-        datetime.fromisoformat(manifest["run_at"])
-    except (KeyError, TypeError, ValueError):
-        return None, f"run_at {manifest.get('run_at')!r} is not an ISO timestamp"
-    tables = manifest.get("tables")
-    if not isinstance(tables, dict) or not all(isinstance(entries, dict) for entries in tables.values()):
-        return None, "tables is not an object of objects"
-    safe = {
-        table: {
-            category: entry for category, entry in entries.items() if _safe_entry(store, key, table, category, entry)
-        }
-        for table, entries in tables.items()
-    }
-    return {**manifest, "tables": safe}, None
-
-
-def _safe_entry(store: SnapshotStore, manifest_key: str, table: str, category: str, entry: Any) -> bool:
-    """True when ``entry`` names a file inside the store; a manifest never makes a reader open anything else
-    (an absolute path, ``..``, a symlink that leads out of the store: ``SnapshotStore.contains``)."""
-    # after compaction (SPEC §13) an entry names the day's file under ``compacted_path`` instead of ``path``
-    where = (entry.get(COMPACTED_KEY) or entry.get("path")) if isinstance(entry, dict) else None
-    safe = isinstance(where, str) and store.contains(where)
-    if not safe:
-        log.warning(
-            "snapshot manifest entry ignored: its path leads outside the store",
-            extra={"manifest": store.where(manifest_key), "table": table, "category": category, "path": str(where)},
-        )
-    return safe
-
-
-def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
-    """Every committed run's manifest, oldest first; an unreadable one is reported (a warning) and skipped."""
-    store = open_store(root)
-    found: list[dict[str, Any]] = []
-    for key in store.list(MANIFEST_DIR, recursive=False):
-        if not key.endswith(".json"):
-            continue
-        manifest, problem = _manifest_problem(store, key)
-        if manifest is None:
-            # SPEC §12: reported with its path and ignored; one bad file must not block every later run
-            log.warning(
-                "snapshot manifest ignored: it cannot be read",
-                extra={"manifest": store.where(key), "problem": problem},
-            )
-        else:
-            found.append(manifest)
-    return sorted(found, key=lambda manifest: (manifest["run_at"], manifest["run_id"]))
-
-
-def manifest_key(run_id: str) -> str:
-    """The store key of a run's manifest."""
-    return f"{MANIFEST_DIR}/{run_id}.json"
-
-
-def read_manifest(root: Path | str | SnapshotStore, run_id: str) -> dict[str, Any] | None:
-    """One committed run's manifest, checked like ``manifests`` checks each (unsafe entries dropped), or None when
-    it is gone (silently) or unusable (reported with its key)."""
-    store = open_store(root)
-    key = manifest_key(run_id)
-    try:
-        manifest, problem = _checked_manifest(store, key)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, RecursionError) as error:
-        manifest, problem = None, f"{type(error).__name__}: {error}"
-    if manifest is None:
-        log.warning(
-            "snapshot manifest ignored: it cannot be read", extra={"manifest": store.where(key), "problem": problem}
-        )
-    return manifest
-
-
 def _entry_key(entry: dict[str, Any]) -> str:
     """The store key of the file that holds one manifest entry's rows: its own, or after compaction the day's."""
     return str(entry.get(COMPACTED_KEY) or entry["path"])
@@ -279,16 +187,12 @@ def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:
 def history(root: Path | str | SnapshotStore, table: str, category: str | None = None) -> pl.LazyFrame | None:
     """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``), read through
     the store's run index (SPEC §13): each run's rows once, wherever compaction put them."""
-    from pipeline.sinks.run_index import table_history
-
     return table_history(root, table, category)
 
 
 def latest_table(root: Path | str | SnapshotStore, table: str, category: str) -> pl.DataFrame | None:
     """``table`` for ``category`` from the newest committed run that wrote it, or None (through the run index,
     SPEC §13)."""
-    from pipeline.sinks.run_index import latest_table as indexed_latest_table
-
     return indexed_latest_table(root, table, category)
 
 

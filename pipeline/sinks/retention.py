@@ -34,14 +34,7 @@ import msgspec
 import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
-from pipeline.sinks.parquet_snapshot import (
-    ARTIFACTS,
-    COMPACTED_KEY,
-    MAX_MANIFEST_BYTES,
-    TABLES,
-    manifest_key,
-    read_manifest,
-)
+from pipeline.sinks.parquet_snapshot import ARTIFACTS, TABLES
 from pipeline.sinks.run_index import (
     JOURNAL_DIR,
     add_run,
@@ -52,6 +45,7 @@ from pipeline.sinks.run_index import (
     runs,
     write_index,
 )
+from pipeline.sinks.run_manifests import COMPACTED_KEY, MAX_MANIFEST_BYTES, manifest_key, read_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import StoreFence
 from pipeline.steps.collect_engine import ENGINE

@@ -26,7 +26,7 @@ from typing import Any, Final
 import polars as pl
 
 from pipeline.contracts.schemas import RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import (
+from pipeline.sinks.run_manifests import (
     COMPACTED_KEY,
     MANIFEST_DIR,
     SnapshotReadError,
