@@ -8,7 +8,8 @@ read the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from pipeline.contracts.settings import Settings
@@ -51,6 +52,11 @@ class AnalysisRules:
     top_tags_limit: int = 20
     group_by_variant: bool = False
     risk: RiskRules = field(default_factory=RiskRules)
+
+
+#: How far back ``usage_month_previous`` looks (SPEC §10: "at least 7 days older"); retention never removes the runs
+#: that comparison may still pick (SPEC §13).
+USAGE_COMPARISON_PERIOD: Final = timedelta(days=7)
 
 
 @dataclass(frozen=True)
