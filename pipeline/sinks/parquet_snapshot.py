@@ -22,7 +22,7 @@ import msgspec
 import polars as pl
 
 from pipeline.contracts.schemas import RUN_COLUMNS
-from pipeline.contracts.tables import SNAPSHOT_TABLES
+from pipeline.contracts.tables import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL, SNAPSHOT_TABLES
 from pipeline.sinks.run_index import latest_table as indexed_latest_table
 from pipeline.sinks.run_index import table_history
 from pipeline.sinks.run_manifests import (
@@ -69,8 +69,6 @@ TABLES: Final = tuple(SNAPSHOT_TABLES)
 #: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
 ARTIFACTS: Final = ("redis",)
-_COMPRESSION: Final = "zstd"
-_COMPRESSION_LEVEL: Final = 3
 
 
 def table_key(table: str, category: str, run_date: str, run_id: str) -> str:
@@ -114,7 +112,7 @@ class SnapshotWriter:
             pl.lit(self.run_at, dtype=RUN_COLUMNS["run_at"]).alias("run_at"),
         )
         buffer = io.BytesIO()
-        stamped.write_parquet(buffer, compression=_COMPRESSION, compression_level=_COMPRESSION_LEVEL)
+        stamped.write_parquet(buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         # Recorded before the put: a put that fails half-way (a full disk) still leaves abort() a key to remove.
         self.written.setdefault(table, {})[category] = {"path": key, "rows": stamped.height}
         self.store.put(key, buffer.getbuffer().tobytes())

@@ -28,12 +28,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
+from pipeline.contracts.tables import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
 from pipeline.sinks.parquet_snapshot import ARTIFACTS, TABLES
 from pipeline.sinks.run_index import (
     JOURNAL_DIR,
@@ -62,8 +63,6 @@ log = logging.getLogger(__name__)
 #: Called after each step of the maintenance with the step's name and fields (also logged). A seam for tests that
 #: stop the process at a chosen step; the job passes nothing.
 StepHook = Callable[[str, dict[str, Any]], None]
-_COMPRESSION: Final = "zstd"
-_COMPRESSION_LEVEL: Final = 3
 
 
 @dataclass
@@ -163,7 +162,7 @@ def _period(path: str) -> str:
 def _write_table(store: SnapshotStore, key: str, frame: pl.DataFrame) -> None:
     """Put ``frame`` at ``key`` whole (a folder: ``*.tmp`` then a rename; a bucket: one PUT)."""
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression=_COMPRESSION, compression_level=_COMPRESSION_LEVEL)
+    frame.write_parquet(buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
     store.put(key, buffer.getvalue())
 
 
