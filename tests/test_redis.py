@@ -33,7 +33,7 @@ from pipeline.sinks.redis_cache import (
 )
 from pipeline.sources.http import HttpFetcher
 from tests.conftest import SAMPLE_DATA, RedisServer
-from tests.run_helpers import GatedHorde
+from tests.run_helpers import GatedHorde, wait_until
 
 SAMPLE_CATEGORIES = ("controlnet", "esrgan", "image_generation", "text_generation")
 
@@ -265,7 +265,8 @@ def test_a_crashed_holders_lock_expires(redis_url: str, monkeypatch: pytest.Monk
     # a holder that died: the key with a short expiry and nobody renewing it
     _client(redis_url).set(keys.lock_key(_prefix()), "dead-token", px=300)
     assert main(["run"]) == 3
-    time.sleep(0.4)
+    lock = _client(redis_url)
+    wait_until(lambda: not lock.exists(keys.lock_key(_prefix())), timeout=10, what="the dead holder's lock to expire")
     assert main(["run"]) == 0
 
 
@@ -273,11 +274,21 @@ def test_lock_release_checks_the_token_and_renewal_keeps_it(redis_url: str) -> N
     client = _client(redis_url)
     first = RedisLock(client, "p:lock", ttl_ms=300)
     first.acquire()
-    time.sleep(0.7)  # longer than the TTL: only renewal keeps it
+    # renewed (its time to live rose) more than three times, a third of the TTL apart: held past its first expiry,
+    # which only renewal can do
+    last_ttl, renewals = [client.pttl("p:lock")], [0]
+
+    def renewed() -> bool:
+        ttl = client.pttl("p:lock")
+        renewals[0] += ttl > last_ttl[0]
+        last_ttl[0] = ttl
+        return renewals[0] > 3
+
+    wait_until(renewed, timeout=10, what="four renewals of the lock")
     with pytest.raises(LockHeldError):
         RedisLock(client, "p:lock", ttl_ms=300).acquire()
     first.stop_renewing()  # as a crashed holder would
-    time.sleep(0.4)
+    wait_until(lambda: not client.exists("p:lock"), timeout=10, what="the unrenewed lock to expire")
     second = RedisLock(client, "p:lock", ttl_ms=5_000)
     second.acquire()
     assert first.release() is False  # the expired holder cannot free the new holder's lock
@@ -375,15 +386,6 @@ def test_cache_is_thread_safe(redis_url: str) -> None:
     assert cache.get(cache.key("cat0", False)) == template
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_invalidation_drops_a_category_in_every_cache_and_in_redis(redis_url: str) -> None:
     bus = InvalidationBus(_client(redis_url), "p")
     stats = StatisticsCache(_client(redis_url), prefix="p", ttl=60, stale_ttl=600)
@@ -396,8 +398,16 @@ def test_invalidation_drops_a_category_in_every_cache_and_in_redis(redis_url: st
         risk.set(risk.key(category, False), _empty_risk(category))
     other_process = _client(redis_url)
     other_process.publish(keys.invalidate_channel("p"), "image_generation")
-    assert _wait_for(lambda: not any("image_generation" in key for key in stats.memory_keys() + risk.memory_keys()))
-    assert _wait_for(lambda: _client(redis_url).get(stats.key("image_generation", False)) is None)
+    wait_until(
+        lambda: not any("image_generation" in key for key in stats.memory_keys() + risk.memory_keys()),
+        timeout=5,
+        what="both caches to drop image_generation",
+    )
+    wait_until(
+        lambda: _client(redis_url).get(stats.key("image_generation", False)) is None,
+        timeout=5,
+        what="Redis to drop image_generation's statistics",
+    )
     assert _client(redis_url).get(risk.key("image_generation", False)) is None
     assert stats.memory_keys() == [stats.key("text_generation", False)]
     assert (

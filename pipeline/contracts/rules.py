@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class InputLimits:
+    """How much of a bad or slow input a run tolerates (SPEC §2.1, §2.2): the defaults of ``MAX_BAD_RECORD_FRACTION``
+    and ``HORDE_API_*``, stated once. ``Settings`` takes them from here, and the readers' keyword defaults name
+    them (a run passes the configured values)."""
+
+    #: more bad records (rows) than this share of a file (payload) fails the run
+    max_bad_record_fraction: float = 0.5
+    #: seconds per response, headers to last byte
+    horde_api_timeout: float = 30.0
+    #: attempts per URL, the first included
+    horde_api_retries: int = 3
+    #: the largest body read: far above the largest real payload, far below a machine's memory
+    horde_api_max_bytes: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class RiskRules:
     """Thresholds of SPEC §6 (defaults as there; a run passes the configured values)."""
 

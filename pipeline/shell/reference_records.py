@@ -4,22 +4,23 @@ pure step, or read back from the previous run when the bytes are unchanged (SPEC
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
 
 import polars as pl
 
+from pipeline.contracts.rules import InputLimits
 from pipeline.contracts.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
 from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.http import HttpFetcher
-from pipeline.sources.record_columns import Decoding
+from pipeline.sources.record_columns import DEFAULT_DECODING, Decoding
 from pipeline.sources.records import ReferenceFile, reference_files, validated_records
 from pipeline.steps.canonical_records import canonical_records
 
-_DECODING: Final = Decoding()
-
 
 def category_records(
-    file: ReferenceFile, *, max_bad_record_fraction: float = 0.5, decoding: Decoding = _DECODING
+    file: ReferenceFile,
+    *,
+    max_bad_record_fraction: float = InputLimits.max_bad_record_fraction,
+    decoding: Decoding = DEFAULT_DECODING,
 ) -> LoadedCategory:
     """One category file's canonical records and every problem found on the way; raises ReferenceInputError
     when the file is unusable."""
@@ -40,10 +41,10 @@ def category_records(
 def load_records(
     source: str,
     *,
-    max_bad_record_fraction: float = 0.5,
+    max_bad_record_fraction: float = InputLimits.max_bad_record_fraction,
     fetcher: HttpFetcher | None = None,
     reuse: Callable[[str, str, str], LoadedCategory | None] | None = None,
-    decoding: Decoding = _DECODING,
+    decoding: Decoding = DEFAULT_DECODING,
 ) -> dict[str, LoadedCategory]:
     """Every category present at ``source`` (a folder or a base URL), validated and canonical; raises
     ReferenceInputError when one is unusable.

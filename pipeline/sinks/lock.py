@@ -38,9 +38,10 @@ class LockLostError(RuntimeError):
 
 
 class RedisLock:
-    """A context manager holding ``key`` for ``ttl_ms``, renewed every third of it until released."""
+    """A context manager holding ``key`` for ``ttl_ms``, renewed every third of it until released. ``ttl_ms`` has
+    no default: a run passes ``REDIS_LOCK_TTL_SECONDS`` (whose default is ``Settings``')."""
 
-    def __init__(self, client: redis.Redis, key: str, ttl_ms: int = 60_000) -> None:
+    def __init__(self, client: redis.Redis, key: str, ttl_ms: int) -> None:
         self.client = client
         self.key = key
         self.ttl_ms = ttl_ms

@@ -14,13 +14,14 @@ import polars as pl
 
 from pipeline.contracts.categories import HORDE_MODEL_TYPES
 from pipeline.contracts.keys import horde_hash_key
+from pipeline.contracts.rules import InputLimits
 from pipeline.contracts.schemas import HordeFrames
 from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.horde_fields import HordeInputError as HordeInputError  # raised by the loaders
 from pipeline.sources.horde_tables import status_frame, usage_frame, workers_frame
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.input_hash import sha256_while
-from pipeline.sources.location import FolderLocation, InputFile, UrlLocation, input_files, input_location
+from pipeline.sources.location import InputFile, input_files, input_location
 
 #: The stats endpoint spells the image type "img".
 _STATS_PATH: Final = {"image": "img", "text": "text"}
@@ -48,12 +49,12 @@ def horde_payloads(source: str, fetcher: HttpFetcher | None = None) -> Iterator[
     """``(model type, "status"|"usage"|"workers", label, bytes)`` of every payload, read one at a time so that
     only one payload's bytes need be in memory."""
     location = input_location(source, fetcher)
-    if isinstance(location, FolderLocation) and not location.folder.is_dir():
+    if not location.exists():
         raise HordeInputError(f"HORDE_SOURCE {source!r} is neither a folder nor an http(s) URL")
     wanted = {
         file: (model_type, kind)
         for model_type in HORDE_MODEL_TYPES
-        for kind, file in _payload_files(model_type, from_api=isinstance(location, UrlLocation)).items()
+        for kind, file in _payload_files(model_type, from_api=location.remote).items()
     }
     for file, label, raw in input_files(location, list(wanted), _missing):
         if raw is not None:
@@ -68,7 +69,10 @@ _FRAME_OF: Final[dict[str, Callable[..., pl.DataFrame]]] = {
 
 
 def horde_frames(
-    payloads: Iterable[tuple[str, str, str, bytes]], *, max_bad_record_fraction: float = 0.5, typed: bool = True
+    payloads: Iterable[tuple[str, str, str, bytes]],
+    *,
+    max_bad_record_fraction: float = InputLimits.max_bad_record_fraction,
+    typed: bool = True,
 ) -> tuple[dict[str, HordeFrames], dict[str, str]]:
     """Typed frames per model type, and the sha256 of every payload keyed ``horde:{type}:{kind}``.
 
@@ -88,7 +92,10 @@ def horde_frames(
 
 @collector_paused()
 def load_horde(
-    source: str, fetcher: HttpFetcher | None = None, *, max_bad_record_fraction: float = 0.5
+    source: str,
+    fetcher: HttpFetcher | None = None,
+    *,
+    max_bad_record_fraction: float = InputLimits.max_bad_record_fraction,
 ) -> tuple[dict[str, HordeFrames], dict[str, str]]:
     """Horde frames per type and the hashes of what was read; bad rows are reported and dropped (SPEC §2.2)."""
     return horde_frames(horde_payloads(source, fetcher), max_bad_record_fraction=max_bad_record_fraction)

@@ -11,6 +11,7 @@ from typing import Any, Final
 import msgspec
 import polars as pl
 
+from pipeline.contracts.rules import InputLimits
 from pipeline.contracts.schemas import HORDE_STATUS_SCHEMA, HORDE_USAGE_SCHEMA, HORDE_WORKER_SCHEMA
 from pipeline.sources.field_columns import list_series
 from pipeline.sources.horde_fields import (
@@ -42,7 +43,9 @@ _Worker: Final = api_struct("Worker", WORKER_FIELDS)
 _Usage: Final = msgspec.defstruct("Usage", [(period, dict[str, Count]) for period in USAGE_PERIODS], gc=False)
 
 
-def status_frame(label: str, raw: bytes, *, max_bad_fraction: float = 0.5, typed: bool = True) -> pl.DataFrame:
+def status_frame(
+    label: str, raw: bytes, *, max_bad_fraction: float = InputLimits.max_bad_record_fraction, typed: bool = True
+) -> pl.DataFrame:
     """``GET /v2/status/models`` -> one row per model name; bad and repeated rows are reported and dropped."""
     verdicts = Verdicts(label)
     typed_rows = typed_payload(label, raw, list[_Status], typed=typed)  # type: ignore[valid-type]
@@ -103,7 +106,9 @@ def _checked_usage(label: str, raw: bytes, verdicts: Verdicts) -> dict[str, dict
     return {period: {k: v for k, v in names.items() if k not in bad_names} for period, names in maps.items()}
 
 
-def usage_frame(label: str, raw: bytes, *, max_bad_fraction: float = 0.5, typed: bool = True) -> pl.DataFrame:
+def usage_frame(
+    label: str, raw: bytes, *, max_bad_fraction: float = InputLimits.max_bad_record_fraction, typed: bool = True
+) -> pl.DataFrame:
     """``GET /v2/stats/*/models`` -> one row per model name with day/month/total counts (0 where absent)."""
     verdicts = Verdicts(label)
     usage = typed_payload(label, raw, _Usage, typed=typed)
@@ -127,7 +132,9 @@ def usage_frame(label: str, raw: bytes, *, max_bad_fraction: float = 0.5, typed:
     return with_names(label, frame.select(HORDE_USAGE_SCHEMA.names()).fill_null(0).cast(HORDE_USAGE_SCHEMA))
 
 
-def workers_frame(label: str, raw: bytes, *, max_bad_fraction: float = 0.5, typed: bool = True) -> pl.DataFrame:
+def workers_frame(
+    label: str, raw: bytes, *, max_bad_fraction: float = InputLimits.max_bad_record_fraction, typed: bool = True
+) -> pl.DataFrame:
     """``GET /v2/workers`` -> one row per (worker, served model name); bad and repeated workers are dropped."""
     verdicts = Verdicts(label)
     typed_rows = typed_payload(label, raw, list[_Worker], typed=typed)  # type: ignore[valid-type]

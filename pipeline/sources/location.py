@@ -31,6 +31,16 @@ class InputFile:
 class InputLocation(Protocol):
     """A folder or a base URL holding input files."""
 
+    @property
+    def remote(self) -> bool:
+        """True for a base URL (a live API, which serves every endpoint it has), False for a folder (a snapshot,
+        which may lack an optional file)."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the location itself is there: a folder that exists; a URL until a read says otherwise."""
+        ...
+
     def label(self, file: InputFile) -> str:
         """How messages and logs name ``file``: its path or its URL."""
         ...
@@ -50,6 +60,13 @@ class FolderLocation:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    @property
+    def remote(self) -> bool:
+        return False
+
+    def exists(self) -> bool:
+        return self.folder.is_dir()
+
     def label(self, file: InputFile) -> str:
         return str(self.folder / file.file_name)
 
@@ -68,6 +85,13 @@ class UrlLocation:
     def __init__(self, base: str, fetcher: HttpFetcher) -> None:
         self.base = base.rstrip("/")
         self.fetcher = fetcher
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    def exists(self) -> bool:
+        return True  # a URL says whether it is there only when asked: ``read``
 
     def url(self, file: InputFile) -> str:
         return f"{self.base}/{file.url_path}"

@@ -30,6 +30,10 @@ class Decoding:
     typed: bool = True
 
 
+#: How a run decodes (the default of every loader).
+DEFAULT_DECODING: Final = Decoding()
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkColumns:
     """One chunk of entries as Python columns, before any Polars work."""

@@ -10,8 +10,6 @@ from typing import Any, Final
 import msgspec
 import polars as pl
 
-from pipeline.contracts.categories import IMAGE_GENERATION
-
 # JSON kinds accepted per record field. Anything else makes the record bad, named with the field.
 _STR: Final = (str,)
 FIELD_KINDS: Final[dict[str, tuple[type, ...]]] = {
@@ -36,8 +34,6 @@ FIELD_KINDS: Final[dict[str, tuple[type, ...]]] = {
 }
 #: Each field read under its own name, as ``field_columns`` takes them.
 SAME_NAMES: Final = {field: field for field in FIELD_KINDS}
-#: Fields a record of the category must carry (SPEC §2.1: image baseline and nsfw are required).
-REQUIRED_FIELDS: Final[dict[str, tuple[str, ...]]] = {IMAGE_GENERATION: ("baseline", "nsfw")}
 STRING_LIST_FIELDS: Final = ("tags", "trigger")
 #: What ``config.download`` must hold (the one nested shape read).
 DOWNLOADS_WANTED: Final = "config.download must be a list of {file_url: str, size_bytes: int}"

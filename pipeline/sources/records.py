@@ -15,15 +15,21 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.contracts.categories import CATEGORY_FILES, REQUIRED_CATEGORIES
-from pipeline.contracts.schemas import CASE_DUPLICATE_REASON, DUPLICATE_NAME_REASON, RECORD_SCHEMA
+from pipeline.contracts.categories import CATEGORY_FILES, REQUIRED_CATEGORIES, policy
+from pipeline.contracts.rules import InputLimits
+from pipeline.contracts.schemas import (
+    CASE_DUPLICATE_REASON,
+    DUPLICATE_NAME_REASON,
+    RECORD_SCHEMA,
+    known_parameters,
+)
 from pipeline.sources.bad_fraction import check_bad_fraction
 from pipeline.sources.field_columns import list_series
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.json_entries import ReferenceInputError as ReferenceInputError  # raised by the loaders
 from pipeline.sources.location import InputFile, input_files, input_location
-from pipeline.sources.record_columns import ChunkColumns, Decoding, decoded_chunks, dict_columns
-from pipeline.sources.record_fields import DOWNLOADS_WANTED, REQUIRED_FIELDS, kind_reasons
+from pipeline.sources.record_columns import DEFAULT_DECODING, ChunkColumns, Decoding, decoded_chunks, dict_columns
+from pipeline.sources.record_fields import DOWNLOADS_WANTED, kind_reasons
 
 #: Every category file, as a folder or a base URL holds it (SPEC §2.1); the required ones must be there.
 _REFERENCE_FILES: Final = {
@@ -32,7 +38,6 @@ _REFERENCE_FILES: Final = {
 }
 #: Record columns the canonical step adds (``pipeline.steps.canonical_records``).
 _CANONICAL_COLUMNS: Final = frozenset({"baseline", "aliases", "copy_differences"})
-_DECODING: Final = Decoding()
 _PROBLEM_COLUMNS: Final = {"name": pl.String, "severity": pl.String, "reason": pl.String}
 
 
@@ -112,7 +117,7 @@ def _validated_chunk(category: str, chunk: ChunkColumns) -> tuple[pl.DataFrame, 
     ]
     if not chunk.typed:  # the typed decoder already enforced every field kind
         reasons += kind_reasons(columns)
-    for field in REQUIRED_FIELDS.get(category, ()):
+    for field in policy(category).required_fields:
         missing = pl.Series([value is None for value in columns[field]], dtype=pl.Boolean)
         required = pl.lit(f"required field '{field}' is missing")
         reasons.append(pl.when(pl.col("is_object") & pl.lit(missing)).then(required))
@@ -154,7 +159,10 @@ def _validated_chunk(category: str, chunk: ChunkColumns) -> tuple[pl.DataFrame, 
 
 
 def validated_records(
-    file: ReferenceFile, *, max_bad_record_fraction: float = 0.5, decoding: Decoding = _DECODING
+    file: ReferenceFile,
+    *,
+    max_bad_record_fraction: float = InputLimits.max_bad_record_fraction,
+    decoding: Decoding = DEFAULT_DECODING,
 ) -> ValidatedCategory:
     """One category file decoded and validated: bad records and repeated names are reported and skipped; raises
     ReferenceInputError when the file is unusable or more than ``max_bad_record_fraction`` of it is bad."""
@@ -185,7 +193,7 @@ def validated_records(
         pl.col("trigger").fill_null([]),
         pl.col("download_urls").fill_null([]),
         pl.col("download_sizes").fill_null([]),
-        pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).alias("parameters"),
+        known_parameters(pl.col("parameters")).alias("parameters"),
     )
     problems = pl.concat(
         [
