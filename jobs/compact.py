@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict
 
 from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
@@ -19,11 +18,10 @@ from pipeline.contracts.masking import masked_text
 from pipeline.contracts.rules import retention_policy
 from pipeline.contracts.settings import secret_urls
 from pipeline.shell.logs import configure_logging
+from pipeline.shell.store_upkeep import compact_store
 from pipeline.sinks.lock import LockHeldError, LockLostError
-from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
+from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_cache import RedisConfigError
-from pipeline.sinks.retention import maintain_store
-from pipeline.sinks.store import open_store
 
 
 def build_parser() -> ArgumentParser:
@@ -44,7 +42,6 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(settings, int):
         return settings
     configure_logging(secret_urls=secret_urls(settings))
-    store = open_store(settings.snapshot_dir)
     policy = retention_policy(settings)
 
     def failed(message: str, code: int) -> int:
@@ -56,8 +53,7 @@ def main(argv: Sequence[str]) -> int:
     except RedisConfigError as error:
         return failed(str(error), EXIT_USAGE)
     try:
-        with publisher.run_lock() if publisher is not None else nullcontext(), snapshot_lock(store) as fence:
-            report = maintain_store(store, policy, fence=fence)
+        report = compact_store(settings.snapshot_dir, policy, publisher.run_lock() if publisher is not None else None)
     except (SnapshotLockedError, LockHeldError, LockLostError) as error:
         return failed(str(error), EXIT_LOCKED)
     except Exception as error:  # a failure is reported; the next run or compact finishes the work

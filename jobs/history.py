@@ -12,8 +12,9 @@ import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, snapshot_reader_setup
 from pipeline.contracts.categories import CATEGORY_FILES
-from pipeline.sinks.history_store import model_timeline, rebuild_states
-from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
+from pipeline.shell.store_upkeep import rebuild_history
+from pipeline.sinks.history_store import model_timeline
+from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 
 
 def build_parser() -> ArgumentParser:
@@ -40,8 +41,7 @@ def timeline_json_lines(timeline: pl.DataFrame) -> str:
 def rebuild(root: Path | str) -> int:
     """``--rebuild``: under the snapshot lock (a run must not commit meanwhile)."""
     try:
-        with snapshot_lock(root):
-            done = rebuild_states(root)
+        done = rebuild_history(root)
     except SnapshotLockedError as error:
         print(f"horde-analytics history: {error}", file=sys.stderr)
         return EXIT_LOCKED

@@ -63,8 +63,6 @@ def test_jobs_import_no_private_name_from_the_package() -> None:
 #: redis_cache into redis_client, redis_publisher and invalidation) and the run's publish path in batch.
 _ALL_PENDING = frozenset(
     {
-        "pipeline.sinks.retention",  # i20
-        "pipeline.sinks.history_store",  # i20
         "pipeline.sinks.redis_cache",  # i18
         "pipeline.sinks.redis_client",  # i18
         "pipeline.sinks.redis_publisher",  # i18

@@ -21,6 +21,18 @@ from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.steps.deletion_risk import FLAGS
 from pipeline.steps.history import model_state
 
+__all__ = [
+    "TIMELINE_COLUMNS",
+    "OutOfOrderRunError",
+    "Rebuilt",
+    "check_run_order",
+    "model_timeline",
+    "newest_run_time",
+    "previous_states",
+    "rebuild_states",
+    "run_time",
+]
+
 #: What ``history`` prints per committed run (SPEC §10), in this order.
 TIMELINE_COLUMNS: Final = (
     "run_at",

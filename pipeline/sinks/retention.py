@@ -58,6 +58,13 @@ from pipeline.steps.retention_plan import (
     kept_runs,
 )
 
+__all__ = [
+    "MaintenanceReport",
+    "index_committed_run",
+    "maintain_after_commit",
+    "maintain_store",
+]
+
 log = logging.getLogger(__name__)
 
 #: Called after each step of the maintenance with the step's name and fields (also logged). A seam for tests that
