@@ -16,12 +16,12 @@ from typing import Final
 import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES, REQUIRED_CATEGORIES, policy
+from pipeline.contracts.parameters import known_parameters
 from pipeline.contracts.rules import InputLimits
 from pipeline.contracts.schemas import (
     CASE_DUPLICATE_REASON,
     DUPLICATE_NAME_REASON,
     RECORD_SCHEMA,
-    known_parameters,
 )
 from pipeline.sources.bad_fraction import check_bad_fraction
 from pipeline.sources.field_columns import list_series

@@ -7,7 +7,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.contracts.schemas import BILLION
+from pipeline.contracts.parameters import BILLION
 from pipeline.steps.audit_kinds import INFO, WARNING, finding
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.names.families import FAMILY_ID, FAMILY_KEY

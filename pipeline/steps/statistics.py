@@ -8,7 +8,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.contracts.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
-from pipeline.contracts.schemas import BILLION
+from pipeline.contracts.parameters import BILLION
 from pipeline.steps.collect_engine import ENGINE
 
 #: (label, min_params, max_params): half-open ``[min, max)`` in this order; the last has no upper edge.

@@ -7,7 +7,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.contracts.schemas import known_parameters, parameters_of_billions
+from pipeline.contracts.parameters import known_parameters, parameters_of_billions
 from pipeline.steps.collect_engine import sorted_lists
 from pipeline.steps.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.steps.names.polars_engine import parsed_names
