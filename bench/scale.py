@@ -74,6 +74,7 @@ def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
         # else a shared machine runs (Redis' own CPU is not in it)
         "cpu_stages": getattr(report, "cpu_timings", {}),
         "process_cpu_s": usage.ru_utime + usage.ru_stime,
+        "package": str(Path(sys.modules["pipeline"].__file__ or "").parent.parent),
         "models": models,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -241,10 +242,14 @@ def in_child(function: str, *args: str, checkout: Path | None = None) -> dict[st
     env = os.environ.copy()
     if checkout is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # in the checkout's folder too: ``-c`` puts the working folder first on sys.path
+    cwd = str(checkout) if checkout is not None else None
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    if checkout is not None:
+        assert Path(str(result.get("package", checkout))).is_relative_to(checkout), "the baseline ran this checkout"
     return result
 
 
