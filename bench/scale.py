@@ -58,7 +58,10 @@ def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
     )
     publisher = None
     if settings.redis_url:
-        from pipeline.sinks.redis_cache import RedisPublisher
+        try:
+            from pipeline.sinks.redis_publisher import RedisPublisher
+        except ImportError:  # a baseline checkout from before the Redis modules were split
+            from pipeline.sinks.redis_cache import RedisPublisher  # type: ignore[attr-defined,no-redef]
 
         publisher = RedisPublisher.from_settings(settings)
     run_started = time.perf_counter()

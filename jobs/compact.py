@@ -20,7 +20,7 @@ from pipeline.contracts.settings import masked_text, secret_urls
 from pipeline.shell.logs import configure_logging
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
-from pipeline.sinks.redis_cache import RedisConfigError
+from pipeline.sinks.redis_client import RedisConfigError
 from pipeline.sinks.retention import maintain_store
 from pipeline.sinks.store import FolderStore, open_store
 

@@ -19,7 +19,8 @@ from jobs.run import execute, make_publisher
 from pipeline.contracts.settings import Settings, masked_text, secret_urls
 from pipeline.shell.hydrator import CacheHydrator
 from pipeline.shell.logs import configure_logging
-from pipeline.sinks.redis_cache import InvalidationBus, RedisConfigError, redis_client
+from pipeline.sinks.invalidation import InvalidationBus
+from pipeline.sinks.redis_client import RedisConfigError, redis_client
 
 log = logging.getLogger("jobs.hydrate")
 

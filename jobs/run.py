@@ -28,7 +28,8 @@ from pipeline.shell.logs import configure_logging
 from pipeline.sinks.history_store import OutOfOrderRunError
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
-from pipeline.sinks.redis_cache import PublishError, RedisConfigError, RedisPublisher
+from pipeline.sinks.redis_client import RedisConfigError
+from pipeline.sinks.redis_publisher import PublishError, RedisPublisher
 from pipeline.steps.history import changed_models
 
 log = logging.getLogger("jobs.run")

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +38,8 @@ from pipeline.sinks.parquet_snapshot import (
     sweep_uncommitted,
 )
 from pipeline.sinks.previous_run import PreviousRecords
-from pipeline.sinks.redis_cache import PublishError, RedisValues
+from pipeline.sinks.redis_publisher import PublishError
+from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
 from pipeline.sinks.run_index import reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
@@ -144,9 +146,9 @@ class Publisher(Protocol):
 
     def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues: ...
 
-    def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]: ...
+    def stored(self, values: RedisValues) -> pl.DataFrame: ...
 
-    def restored(self, document: dict[str, Any]) -> RedisValues: ...
+    def restored(self, stored: pl.DataFrame | dict[str, Any]) -> RedisValues: ...
 
     def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
 
@@ -246,15 +248,18 @@ def run_once(
         )
         writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
-            for (table, category), frame in sorted(outputs.tables.items()):
-                writer.write(table, category, frame)
-            for category, item in sorted(inputs.records.items()):
-                writer.write("problems", category, item.problems)
-            report.finished_at = time.time()
+            report.finished_at = time.time()  # the outputs are complete; last_run says so
             redis_values: RedisValues | None = None
-            if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
-                redis_values = publisher.run_values(outputs, last_run(report))
-                writer.write_artifact("redis", publisher.stored(run_id, redis_values))
+            # The Redis values are built and stored (so `run --republish` sends exactly these) on a second thread
+            # while the tables are written: both are mostly Polars, which lets go of the GIL. Leaving the pool
+            # waits for it, so an abort below never races the artifact's put.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-values") as pool:
+                stored = None if publisher is None else pool.submit(_stored_values, publisher, writer, report)
+                for (table, category), frame in sorted(outputs.tables.items()):
+                    writer.write(table, category, frame)
+                for category, item in sorted(inputs.records.items()):
+                    writer.write("problems", category, item.problems)
+                redis_values = None if stored is None else stored.result()
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
@@ -276,6 +281,13 @@ def run_once(
             maintain_after_commit(folder, retention_policy(settings))
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
+
+
+def _stored_values(publisher: Publisher, writer: SnapshotWriter, report: RunResult) -> RedisValues:
+    """Every Redis value of the run, written into its snapshot (before the commit: SPEC §12)."""
+    values = publisher.run_values(report.outputs, last_run(report))
+    writer.write_artifact("redis", publisher.stored(values))
+    return values
 
 
 def _published(publisher: Publisher, values: RedisValues, fence: RedisLock | None) -> tuple[list[str], str | None]:

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from pipeline.sinks.parquet_snapshot import ARTIFACTS, COMPACTED_KEY, TABLES
+from pipeline.sinks.parquet_snapshot import ARTIFACTS, COMPACTED_KEY, TABLES, artifact_keys
 from pipeline.sinks.run_index import (
     JOURNAL_DIR,
     add_run,
@@ -198,7 +198,8 @@ def _maintain_day(
     for run_id in sorted(dropped_ids):
         manifest_path(root, run_id).unlink(missing_ok=True)
         for name in ARTIFACTS:
-            (root / f"_{name}" / f"{run_id}.json").unlink(missing_ok=True)
+            for key in artifact_keys(name, run_id):
+                (root / key).unlink(missing_ok=True)
         report.runs_removed += 1
         _step(hook, "manifest removed", logging.DEBUG, day=day, run_id=run_id)
 
