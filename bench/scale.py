@@ -6,6 +6,8 @@
     .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady   # cold, then steady state (SPEC §9)
     .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady --repeat 3 --no-history-cost \
         --baseline /tmp/before-checkout      # each round also runs another commit's code: before/after, interleaved
+    REDIS_URL=redis://127.0.0.1:PORT/0 .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady \
+        --no-history-cost --floors           # and the floors: JSON decode, Parquet read, one bare MULTI/EXEC
 
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
 child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -109,6 +112,66 @@ def child_history(snapshots_dir: str, days: str) -> dict[str, object]:
         "max_days": int(answer["days_without_workers"].max() or 0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def child_floors(inputs_dir: str, snapshots_dir: str, repeat: str) -> dict[str, object]:
+    """What the stages cannot go below, on the same bytes (called in a child, after a run with Redis): decoding the
+    reference JSON (msgspec, untyped), reading its parsed tables back from the latest run's Parquet, and one
+    MULTI/EXEC of that run's stored Redis values with a bare redis-py pipeline, each beside the job's own publish
+    of the same values (alternating). Minimum of ``repeat`` rounds, wall and CPU seconds of this process."""
+    import msgspec
+    import polars as pl
+    import redis
+
+    from pipeline.contracts.settings import load_settings
+    from pipeline.sinks.parquet_snapshot import manifests, read_artifact
+    from pipeline.sinks.redis_publisher import RedisPublisher
+
+    def timed(work: Callable[[], object]) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        work()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    inputs, snapshots = Path(inputs_dir), Path(snapshots_dir)
+    settings = load_settings(snapshot_dir=str(snapshots))
+    latest = manifests(snapshots)[-1]
+    stored = read_artifact(snapshots, latest, "redis")
+    publisher = RedisPublisher.from_settings(settings)
+    values = publisher.restored(stored)
+    reference = sorted((inputs / "model_reference").glob("*.json"))
+    parquet = [
+        snapshots / entry["path"]
+        for table in ("records", "problems")
+        for entry in latest["tables"].get(table, {}).values()
+    ]
+    client = redis.Redis.from_url(settings.redis_url or "")
+
+    def bare_publish() -> None:
+        pipe = client.pipeline(transaction=True)
+        for key, (value, expiry) in values.items():
+            pipe.set(key, value, ex=expiry)
+        pipe.execute()
+
+    def job_publish() -> None:
+        with publisher.run_lock() as fence:
+            assert fence is not None
+            publisher.publish(values, fence)
+
+    work: dict[str, Callable[[], object]] = {
+        "json_decode": lambda: [msgspec.json.decode(path.read_bytes()) for path in reference],
+        "parquet_read": lambda: [pl.read_parquet(path) for path in parquet],
+        "redis_multi_exec": bare_publish,
+        "publish": job_publish,
+    }
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in work}
+    for _ in range(int(repeat)):
+        for name, call in work.items():
+            rounds[name].append(timed(call))
+    result: dict[str, object] = {f"{name}_wall": min(w for w, _ in laps) for name, laps in rounds.items()}
+    result |= {f"{name}_cpu": min(c for _, c in laps) for name, laps in rounds.items()}
+    result["redis_mb"] = sum(len(value) for value, _ in values.values()) / 1e6
+    result["json_mb"] = sum(path.stat().st_size for path in reference) / 1e6
+    return result
 
 
 def child_history_cost(inputs_dir: str, repeat: str) -> dict[str, object]:
@@ -317,6 +380,11 @@ def main() -> None:
         help="a checkout of another commit: each round also runs it (interleaved), and the per-stage tables compare",
     )
     parser.add_argument("--no-history-cost", action="store_true", help="skip the history-per-run measurement")
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="after the runs: JSON decode, Parquet read and a bare MULTI/EXEC of the same bytes (needs REDIS_URL)",
+    )
     args = parser.parse_args()
 
     import generate
@@ -382,6 +450,19 @@ def main() -> None:
                 f" = {extra / rest:.1%} of the rest of compute"
             )
 
+    for scale in args.scales if args.floors else ():
+        snapshots = workdir / f"snapshots-{scale}-this"
+        floors = in_child("child_floors", str(workdir / f"inputs-{scale}"), str(snapshots), str(max(args.repeat, 3)))
+        print(
+            f"{scale:>5}x floors (min of {max(args.repeat, 3)}, wall/CPU s): msgspec decode of the reference's"
+            f" {floors['json_mb']:.0f} MB {floors['json_decode_wall']:.2f}/{floors['json_decode_cpu']:.2f};"
+            f" its records and problems from Parquet"
+            f" {floors['parquet_read_wall']:.2f}/{floors['parquet_read_cpu']:.2f};"
+            f" one bare MULTI/EXEC of the {floors['redis_mb']:.0f} MB of Redis values"
+            f" {floors['redis_multi_exec_wall']:.2f}/{floors['redis_multi_exec_cpu']:.2f}, the job's publish of them"
+            f" {floors['publish_wall']:.2f}/{floors['publish_cpu']:.2f}"
+        )
+        sys.stdout.flush()
     for scale in () if args.no_history_cost else args.scales:
         cost = in_child("child_history_cost", str(workdir / f"inputs-{scale}"), str(max(args.repeat, 3)))
         figures = {key: float(value) for key, value in cost.items()}  # type: ignore[arg-type]
