@@ -16,7 +16,8 @@ from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, snapshot_reader_setu
 from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.sinks.parquet_snapshot import run_tables
 from pipeline.sinks.run_index import manifests_newest_first
-from pipeline.steps.audit import KINDS, SEVERITIES, severity_counts
+from pipeline.steps.audit import severity_counts
+from pipeline.steps.audit_kinds import KINDS, SEVERITIES
 
 
 def build_parser() -> ArgumentParser:

@@ -15,8 +15,9 @@ from dataclasses import asdict
 
 from jobs._cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, ArgumentParser, parsed_or_exit, settings_or_exit
 from jobs.run import make_publisher
+from pipeline.contracts.masking import masked_text
 from pipeline.contracts.rules import retention_policy
-from pipeline.contracts.settings import masked_text, secret_urls
+from pipeline.contracts.settings import secret_urls
 from pipeline.shell.logs import configure_logging
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock

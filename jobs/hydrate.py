@@ -16,7 +16,8 @@ from jobs._cli import (
     settings_or_exit,
 )
 from jobs.run import execute, make_publisher
-from pipeline.contracts.settings import Settings, masked_text, secret_urls
+from pipeline.contracts.masking import masked_text
+from pipeline.contracts.settings import Settings, secret_urls
 from pipeline.shell.hydrator import CacheHydrator
 from pipeline.shell.logs import configure_logging
 from pipeline.sinks.invalidation import InvalidationBus

@@ -13,7 +13,8 @@ from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.rules import analysis_rules
 from pipeline.shell.logs import TERMINAL_ESCAPES, terminal_safe, terminal_safe_json
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, latest_table
-from pipeline.steps.deletion_risk import DeletionRiskView, in_risk_order
+from pipeline.steps.deletion_risk import in_risk_order
+from pipeline.steps.deletion_risk_view import DeletionRiskView
 from pipeline.steps.presets import PRESETS, UnknownPresetError, preset_filter
 
 _TABLE_COLUMNS = ("name", "usage_month", "usage_percentage_of_category", "worker_count", "risk_score", "is_critical")

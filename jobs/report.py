@@ -14,8 +14,9 @@ from pipeline.shell.logs import terminal_safe
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, manifests, run_tables
 from pipeline.sinks.report_files import ReportFolderError, ReportUnavailableError, write_report
 from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
-from pipeline.steps.report import REPORT_TABLES, report_sections
+from pipeline.steps.report import REPORT_TABLES
 from pipeline.steps.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
+from pipeline.steps.report_sections import report_sections
 
 
 def build_parser() -> ArgumentParser:

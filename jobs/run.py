@@ -21,7 +21,8 @@ from jobs._cli import (
     settings_or_exit,
 )
 from jobs.audit import format_counts_line
-from pipeline.contracts.settings import Settings, masked_text, masked_url, secret_urls
+from pipeline.contracts.masking import masked_text, masked_url
+from pipeline.contracts.settings import Settings, secret_urls
 from pipeline.shell.batch import NothingToRepublishError, RunResult, republish, run_once
 from pipeline.shell.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.shell.logs import configure_logging
@@ -30,7 +31,7 @@ from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
 from pipeline.sinks.redis_client import RedisConfigError
 from pipeline.sinks.redis_publisher import PublishError, RedisPublisher
-from pipeline.steps.history import changed_models
+from pipeline.steps.changes import changed_models
 
 log = logging.getLogger("jobs.run")
 

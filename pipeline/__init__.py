@@ -22,7 +22,8 @@ from pipeline.contracts.models import (
 )
 from pipeline.contracts.rules import AnalysisRules, RiskRules, analysis_rules
 from pipeline.contracts.settings import Settings, load_settings
-from pipeline.steps.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
+from pipeline.steps.deletion_risk import deletion_risk_table
+from pipeline.steps.deletion_risk_view import DeletionRiskView, deletion_risk_response
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names import ParsedName, parse_name, parsed_name_frame, parsed_names
 from pipeline.steps.outputs import RunOutputs, run_outputs

@@ -22,7 +22,8 @@ from pipeline.contracts.settings import load_settings
 from pipeline.shell.batch import run_once
 from pipeline.sources.horde import load_horde
 from pipeline.sources.records import load_records, records_frame
-from pipeline.steps.audit import KINDS, SEVERITIES, reference_audit
+from pipeline.steps.audit import reference_audit
+from pipeline.steps.audit_kinds import KINDS, SEVERITIES
 from pipeline.steps.names import parse_name
 from pipeline.steps.outputs import RunOutputs, run_outputs
 

@@ -13,7 +13,8 @@ from pipeline.contracts.rules import RiskRules
 from pipeline.contracts.schemas import RISK_SCHEMA
 from pipeline.sources.horde import horde_frames
 from pipeline.sources.records import records_frame
-from pipeline.steps.deletion_risk import FLAGS, deletion_risk_response, deletion_risk_table, is_preferred_host
+from pipeline.steps.deletion_risk import FLAGS, deletion_risk_table, is_preferred_host
+from pipeline.steps.deletion_risk_view import deletion_risk_response
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names.families import parameter_count, with_family_ids, with_parsed_names
 from pipeline.steps.presets import PRESETS, UnknownPresetError, preset_filter

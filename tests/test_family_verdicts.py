@@ -12,7 +12,8 @@ import pytest
 from pipeline.contracts.rules import AnalysisRules, RiskRules
 from pipeline.sources.horde import horde_frames, load_horde
 from pipeline.sources.records import load_records, records_frame
-from pipeline.steps.deletion_risk import FLAGS, deletion_risk_summary, deletion_risk_table
+from pipeline.steps.deletion_risk import FLAGS, deletion_risk_table
+from pipeline.steps.deletion_risk_view import deletion_risk_summary
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names.families import parameter_count, with_family_ids, with_parsed_names
 from pipeline.steps.outputs import run_outputs

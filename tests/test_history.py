@@ -20,7 +20,8 @@ from pipeline.contracts.rules import RiskRules
 from pipeline.contracts.schemas import POINT_SLOTS
 from pipeline.contracts.settings import load_settings
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, latest_table, manifests, run_tables
-from pipeline.steps.history import changes, history_fields, model_state
+from pipeline.steps.changes import changes
+from pipeline.steps.history import history_fields, model_state
 from pipeline.steps.presets import preset_filter
 from tests.conftest import SAMPLE_DATA
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pipeline
+from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.models import BackendVariation, CategoryStatistics, ModelDeletionRiskInfo
 from pipeline.contracts.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_public_surface_is_sorted_and_importable() -> None:
@@ -32,3 +37,37 @@ def test_frame_schemas_match_the_models() -> None:
     nested = {"deletion_risk_flags", "usage_trend", "usage_hour", "usage_minute"}
     assert set(ModelDeletionRiskInfo.model_fields) - nested <= set(RISK_SCHEMA.names())
     assert "run_id" in CategoryStatistics.model_fields
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_jobs_import_no_private_name_from_the_package() -> None:
+    # jobs/ uses the package's public names only (issue 12): a private one may change under it without notice
+    private = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}"
+        for path in _modules("jobs")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pipeline"
+        for alias in node.names
+        if alias.name.startswith("_") or any(part.startswith("_") for part in (node.module or "").split("."))
+    ]
+    assert private == []
+
+
+def test_steps_and_jobs_ask_the_category_policy_not_the_name() -> None:
+    # what differs between categories has one home, categories.policy(category) (issue 12): no step or job
+    # compares a category with a name
+    names = set(CATEGORY_FILES) | {"IMAGE_GENERATION", "TEXT_GENERATION"}
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for folder in ("pipeline/steps", "jobs")
+        for path in _modules(folder)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Compare)
+        for operand in (node.left, *node.comparators)
+        if (isinstance(operand, ast.Constant) and operand.value in names)
+        or (isinstance(operand, ast.Name) and operand.id in names)
+    ]
+    assert found == []

@@ -23,7 +23,7 @@ from pipeline.sinks.redis_values import restored_values, run_values, stored_valu
 from pipeline.sources.horde import load_horde
 from pipeline.sources.records import load_records
 from pipeline.steps.audit import audit_json
-from pipeline.steps.deletion_risk import encoded_views
+from pipeline.steps.deletion_risk_view import encoded_views
 from pipeline.steps.history import with_history
 from pipeline.steps.outputs import RunOutputs, run_outputs
 

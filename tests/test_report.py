@@ -15,7 +15,9 @@ from jobs.__main__ import main
 from pipeline.sinks.parquet_snapshot import latest_table
 from pipeline.sinks.report_files import report_html, write_report
 from pipeline.steps.deletion_risk import FLAGS
-from pipeline.steps.report import TOP_ROWS, CategorySection, Chart, most_at_risk, usage_long_tail
+from pipeline.steps.report import TOP_ROWS, CategorySection, Chart
+from pipeline.steps.report_sections import usage_long_tail
+from pipeline.steps.report_tables import most_at_risk
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,22 +10,22 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.sinks.report_files import write_report
-from pipeline.steps.audit import KINDS
+from pipeline.steps.audit_kinds import KINDS
+from pipeline.steps.changes import CHANGE_KINDS
 from pipeline.steps.deletion_risk import FLAGS
-from pipeline.steps.history import CHANGE_KINDS
-from pipeline.steps.report import (
+from pipeline.steps.report import CategorySection
+from pipeline.steps.report_bars import is_worth_a_chart
+from pipeline.steps.report_history import LineChart, daily_runs, usage_charts, usage_points
+from pipeline.steps.report_sections import category_section
+from pipeline.steps.report_tables import (
     AUDIT_EXAMPLES,
     CHANGE_WORDS,
     FLAG_WORDS,
-    CategorySection,
     audit_tables,
-    category_section,
     change_tables,
     flag_reasons,
-    is_worth_a_chart,
     most_at_risk,
 )
-from pipeline.steps.report_history import LineChart, daily_runs, usage_charts, usage_points
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

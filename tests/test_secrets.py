@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from jobs.__main__ import main
-from pipeline.contracts.settings import masked_text, masked_url
+from pipeline.contracts.masking import masked_text, masked_url
 from pipeline.shell.logs import ConsoleFormatter, JsonFormatter, SecretMaskingFilter
 from tests.conftest import HORDE_API_FILES, SAMPLE_DATA, RedisServer, free_port
 

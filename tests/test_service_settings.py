@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from jobs.__main__ import main
+from pipeline.contracts.setting_names import LEGACY_PREFIX
 from pipeline.contracts.settings import (
-    LEGACY_PREFIX,
     SERVICE_DEFAULT_REDIS_URL,
     SettingsError,
     effective_settings,

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.__main__ import main
-from pipeline.contracts.settings import SettingsError, load_settings, masked_url
+from pipeline.contracts.masking import masked_url
+from pipeline.contracts.settings import SettingsError, load_settings
 
 
 def test_defaults_match_the_spec() -> None:

@@ -2,6 +2,11 @@
 
 Column names are the field names of the Pydantic models in ``pipeline.contracts.models`` where a frame feeds one
 (a test ties the two together).
+
+One module on purpose, although it is longer than most: it is the one list of column names, read top to bottom as
+the data flows (inputs, the merged frame, risk rows, history, the statistics rows), and several schemas are built
+from others (``RISK_SCHEMA`` from the flags and ``HISTORY_FIELDS``, ``NAMES_TABLE_SCHEMA`` from the parsed
+names); split by table it would scatter one vocabulary over files that import each other.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ PROBLEM_SCHEMA: Final = pl.Schema(
 DUPLICATE_NAME_REASON: Final = "duplicate name; the first wins"
 CASE_DUPLICATE_REASON: Final = "case-only duplicate name; the first wins"
 ORPHAN_COPY_REASON: Final = "backend-prefixed name without a canonical record; kept as a model of its own"
+
+#: Parameters per unit of ``size_b``, ``expert_size_b`` and ``active_b`` (billions, SPEC §3.1); ``parameters`` and
+#: ``parameter_count`` count them one by one.
+BILLION: Final = 1_000_000_000
 
 #: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.steps.names.ParsedName``.
 PARSED_NAME_SCHEMA: Final = pl.Schema(

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-from pipeline.contracts.settings import masked_text
+from pipeline.contracts.masking import masked_text
 
 _STANDARD: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 

@@ -6,7 +6,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline.contracts.settings import masked_url
+from pipeline.contracts.masking import masked_url
 
 #: How long a cache stops asking Redis after it failed (no retry storm against a dead server).
 REDIS_RETRY_AFTER_SECONDS = 5.0

@@ -12,8 +12,9 @@ import polars as pl
 import redis
 
 from pipeline.contracts import keys
+from pipeline.contracts.masking import masked_url
 from pipeline.contracts.models import LastRun
-from pipeline.contracts.settings import Settings, masked_url
+from pipeline.contracts.settings import Settings
 from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.redis_client import CONFIG_ERRORS, RedisConfigError, redis_client
 from pipeline.sinks.redis_values import RedisValues, output_values, restored_values, run_values, stored_values

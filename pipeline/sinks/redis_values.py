@@ -14,8 +14,8 @@ from pipeline.contracts import keys
 from pipeline.contracts.models import LastRun
 from pipeline.contracts.settings import Settings
 from pipeline.steps.audit import audit_json
-from pipeline.steps.deletion_risk import encoded_views
-from pipeline.steps.history import changes_json
+from pipeline.steps.changes import changes_json
+from pipeline.steps.deletion_risk_view import encoded_views
 
 if TYPE_CHECKING:
     from pipeline.steps.outputs import RunOutputs

@@ -1,5 +1,9 @@
 """One pooled httpx client with a deadline per response, a bounded body, same-host redirects, jittered
-exponential backoff and conditional GETs (SPEC §2.2)."""
+exponential backoff and conditional GETs (SPEC §2.2).
+
+One module on purpose: every piece serves one ``get_bytes`` call (the deadline watches its stream, the cache
+answers its conditional GET, the backoff retries it), and none is used on its own.
+"""
 
 from __future__ import annotations
 

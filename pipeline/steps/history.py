@@ -20,7 +20,8 @@ keyed by its first member, which is unique per family even where two families sh
   suffice: the points newer than 7 days fall on at most 8 UTC dates. A family's previous usage is its current
   members' previous usage, summed.
 
-A model that leaves the reference leaves the state (``removed``); if it comes back it starts afresh.
+A model that leaves the reference leaves the state (``removed``); if it comes back it starts afresh. What changed
+between two states is ``changes``.
 """
 
 from __future__ import annotations
@@ -32,30 +33,19 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.contracts.models import CategoryChanges
 from pipeline.contracts.schemas import (
-    CHANGES_SCHEMA,
     HISTORY_FIELDS,
     MODEL_STATE_SCHEMA,
     POINT_SLOTS,
     RISK_SCHEMA,
     conformed,
 )
+from pipeline.steps.changes import changes
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.outputs import RunOutputs
 
 #: How far back ``usage_month_previous`` looks (SPEC §10: "at least 7 days older").
 COMPARISON_PERIOD: Final = timedelta(days=7)
-#: Every kind of change, in the order the changes table lists them.
-CHANGE_KINDS: Final = (
-    "added",
-    "removed",
-    "became_at_risk",
-    "no_longer_at_risk",
-    "lost_all_workers",
-    "gained_workers",
-    "usage_dropped",
-)
 _TIME: Final = pl.Datetime("us", "UTC")
 _KEY: Final = ("grouped", "key")
 
@@ -243,76 +233,6 @@ def _attached(rows: pl.DataFrame, fields: pl.DataFrame, grouped: bool) -> pl.Dat
     if bare.height == part.height and bare["name"].equals(part["name"]):
         return bare.hstack(part.drop(*_KEY, "name"))
     return with_history_fields(bare.with_columns(pl.lit(grouped).alias("grouped")), fields).drop("grouped")
-
-
-def changes(previous: pl.DataFrame | None, state: pl.DataFrame, category: str) -> pl.DataFrame:
-    """What changed for the models of ``category`` between the previous committed run's state and this one's
-    (SPEC §10); nothing when there is no previous run to compare with."""
-    if previous is None:
-        return pl.DataFrame(schema=CHANGES_SCHEMA)
-    columns = ["key", "worker_count", "usage_month", "at_risk", "risk_score"]
-    before = previous.lazy().filter(~pl.col("grouped")).select(columns).with_columns(pl.lit(True).alias("was"))
-    after = state.lazy().filter(~pl.col("grouped")).select(columns).with_columns(pl.lit(True).alias("is"))
-    both = (
-        before.join(after, on="key", how="full", coalesce=True, suffix="_after")
-        .with_columns(pl.col("was").fill_null(False), pl.col("is").fill_null(False))
-        .collect(engine=ENGINE)  # once, for the seven rules below
-        .lazy()
-    )
-    present = pl.col("was") & pl.col("is")
-    risk, risk_after = pl.col("risk_score"), pl.col("risk_score_after")
-    # (change, condition, before, after): the numbers a change is about (see CHANGES_SCHEMA)
-    none = pl.lit(None, pl.Int64)
-    rules: list[tuple[str, pl.Expr, pl.Expr, pl.Expr]] = [
-        ("added", ~pl.col("was"), none, pl.col("usage_month_after")),
-        ("removed", ~pl.col("is"), pl.col("usage_month"), none),
-        ("became_at_risk", present & ~pl.col("at_risk") & pl.col("at_risk_after"), risk, risk_after),
-        ("no_longer_at_risk", present & pl.col("at_risk") & ~pl.col("at_risk_after"), risk, risk_after),
-        (
-            "lost_all_workers",
-            present & (pl.col("worker_count") > 0) & (pl.col("worker_count_after") == 0),
-            pl.col("worker_count"),
-            pl.col("worker_count_after"),
-        ),
-        (
-            "gained_workers",
-            present & (pl.col("worker_count") == 0) & (pl.col("worker_count_after") > 0),
-            pl.col("worker_count"),
-            pl.col("worker_count_after"),
-        ),
-        (
-            # "fell by half or more" (SPEC §10)
-            "usage_dropped",
-            present & (pl.col("usage_month") > 0) & (pl.col("usage_month_after") * 2 <= pl.col("usage_month")),
-            pl.col("usage_month"),
-            pl.col("usage_month_after"),
-        ),
-    ]
-    found = pl.concat(
-        both.filter(condition).select(
-            pl.lit(category).alias("category"),
-            pl.col("key").alias("name"),
-            pl.lit(kind).alias("change"),
-            old.cast(pl.Int64).alias("before"),
-            new.cast(pl.Int64).alias("after"),
-            pl.lit(order).alias("_order"),
-        )
-        for order, (kind, condition, old, new) in enumerate(rules)
-    )
-    return conformed(found.sort("_order", "name").collect(engine=ENGINE), CHANGES_SCHEMA)
-
-
-def changes_json(frame: pl.DataFrame, *, category: str, run_id: str) -> str:
-    """Compact JSON of CategoryChanges (the Redis value of SPEC §10), built by Polars."""
-    counts = {kind: frame.filter(pl.col("change") == kind).height for kind in CHANGE_KINDS}
-    rows = frame.select(pl.struct("name", "change", "before", "after").struct.json_encode()).to_series().to_list()
-    head = CategoryChanges(run_id=run_id, category=category, counts=counts, changes=[]).model_dump_json()
-    return head[: -len("[]}")] + "[" + ",".join(rows) + "]}"
-
-
-def changed_models(frame: pl.DataFrame) -> int:
-    """How many models changed state in a changes table."""
-    return frame["name"].n_unique() if frame.height else 0
 
 
 def with_history(outputs: RunOutputs, previous: Mapping[str, pl.DataFrame], run_at: datetime) -> RunOutputs:

@@ -13,7 +13,8 @@ from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
 from pipeline.steps.audit import reference_audit
 from pipeline.steps.collect_engine import ENGINE
-from pipeline.steps.deletion_risk import DeletionRiskView, deletion_risk_response, deletion_risk_table
+from pipeline.steps.deletion_risk import deletion_risk_table
+from pipeline.steps.deletion_risk_view import DeletionRiskView, deletion_risk_response
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names.families import (
     families,
@@ -70,9 +71,10 @@ def run_outputs(
     for category, item in loaded.items():
         records = item.records
         outputs.tables[("records", category)] = records
-        rules_of = policy(category)
-        is_text = rules_of.has_families
-        if is_text:
+        category_rules = policy(category)
+        # parsed names, families, parameter buckets, the grouped and the variations views (CategoryPolicy)
+        has_families = category_rules.has_families
+        if has_families:
             # Every text name is parsed once; every table below reads these collected frames.
             names = text_names(records.lazy()).collect(engine=ENGINE)
             parsed = with_parsed_names(records.lazy(), names.lazy()).with_columns(
@@ -88,10 +90,10 @@ def run_outputs(
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
             grouped_rows = named  # grouping only changes text (SPEC §5)
         audited[category] = named
-        ungrouped = statistics_tables(named, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=is_text)
+        ungrouped = statistics_tables(named, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=has_families)
         grouped = (
             statistics_tables(grouped_rows, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=True)
-            if is_text
+            if has_families
             else ungrouped
         )
         for flag, tables in ((False, ungrouped), (True, grouped)):
@@ -100,7 +102,7 @@ def run_outputs(
             )
         _add_tables(outputs, category, [_stats_rows(ungrouped, False), _stats_rows(grouped, True)])
 
-        horde_type = rules_of.horde_type
+        horde_type = category_rules.horde_type
         if horde is None or horde_type is None or horde_type not in horde:
             continue
         frames = horde[horde_type]
@@ -112,8 +114,10 @@ def run_outputs(
         # Each table is computed once: the variations view differs from the plain one only in its JSON, and
         # grouping only changes text (SPEC §5, §6).
         plain = deletion_risk_table(merged, category=category, rules=rules.risk)
-        by_family = deletion_risk_table(merged, category=category, rules=rules.risk, grouped=True) if is_text else plain
-        views = [(False, False, plain), (True, False, by_family)] + ([(False, True, plain)] if is_text else [])
+        by_family = (
+            deletion_risk_table(merged, category=category, rules=rules.risk, grouped=True) if has_families else plain
+        )
+        views = [(False, False, plain), (True, False, by_family)] + ([(False, True, plain)] if has_families else [])
         for grouped_flag, variations, table in views:
             outputs.deletion_risk[(category, grouped_flag, variations)] = deletion_risk_response(
                 table, category=category, with_variations=variations, run_id=run_id

@@ -8,20 +8,20 @@ from typing import Final
 import polars as pl
 
 from pipeline.contracts.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
+from pipeline.contracts.schemas import BILLION
 from pipeline.steps.collect_engine import ENGINE
 
-_B: Final = 1_000_000_000
 #: (label, min_params, max_params): half-open ``[min, max)`` in this order; the last has no upper edge.
 PARAMETER_BUCKETS: Final[tuple[tuple[str, int, int | None], ...]] = (
-    ("< 3B", 0, 3 * _B),
-    ("3B-6B", 3 * _B, 6 * _B),
-    ("6B-9B", 6 * _B, 9 * _B),
-    ("9B-13B", 9 * _B, 13 * _B),
-    ("13B-20B", 13 * _B, 20 * _B),
-    ("20B-35B", 20 * _B, 35 * _B),
-    ("35B-70B", 35 * _B, 70 * _B),
-    ("70B-100B", 70 * _B, 100 * _B),
-    ("100B+", 100 * _B, None),
+    ("< 3B", 0, 3 * BILLION),
+    ("3B-6B", 3 * BILLION, 6 * BILLION),
+    ("6B-9B", 6 * BILLION, 9 * BILLION),
+    ("9B-13B", 9 * BILLION, 13 * BILLION),
+    ("13B-20B", 13 * BILLION, 20 * BILLION),
+    ("20B-35B", 20 * BILLION, 35 * BILLION),
+    ("35B-70B", 35 * BILLION, 70 * BILLION),
+    ("70B-100B", 70 * BILLION, 100 * BILLION),
+    ("100B+", 100 * BILLION, None),
 )
 
 # scheme://[user@]host[:port]/... -> host (RFC 3986 authority, simplified).

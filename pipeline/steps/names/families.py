@@ -7,12 +7,12 @@ from typing import Final
 
 import polars as pl
 
+from pipeline.contracts.schemas import BILLION
 from pipeline.steps.collect_engine import sorted_lists
 from pipeline.steps.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.steps.names.polars_engine import parsed_names
 from pipeline.steps.names.spellings import display_spelling
 
-_B: Final = 1_000_000_000
 #: Parsed fields renamed where a record column has the same name.
 _RENAMED: Final = {"version": "name_version", "format": "name_format"}
 
@@ -39,7 +39,7 @@ def with_parsed_names(records: pl.LazyFrame, names: pl.LazyFrame | None = None) 
 
 def parameter_count() -> pl.Expr:
     """Record parameters when positive, else the parsed name size, else null (SPEC §5)."""
-    from_name = (pl.col("size_b") * _B).round(0).cast(pl.Int64)
+    from_name = (pl.col("size_b") * BILLION).round(0).cast(pl.Int64)
     return pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).otherwise(from_name)
 
 
@@ -219,7 +219,7 @@ def family_records(members: pl.LazyFrame) -> pl.LazyFrame:
         _with_most_common(with_united_lists(grouped, members, _UNITED), members, common)
         .join(sorted_members(members), on=FAMILY_ID)
         .with_columns(
-            pl.coalesce((pl.col("size_b") * _B).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
+            pl.coalesce((pl.col("size_b") * BILLION).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
                 "parameter_count"
             )
         )

@@ -1,0 +1,63 @@
+"""The kinds of finding the reference audit reports (SPEC §11), their severities, and the columns of one finding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+#: Severities from most to least urgent: the order findings are listed in.
+SEVERITIES: Final = (ERROR, WARNING, INFO)
+
+
+@dataclass(frozen=True)
+class AuditKind:
+    """One kind of finding: how urgent it is by default and what a maintainer should do about it."""
+
+    severity: str
+    explanation: str
+
+
+#: Every kind of finding (the README's table repeats this; a test ties the two).
+KINDS: Final[dict[str, AuditKind]] = {
+    "invalid_record": AuditKind(ERROR, "a record the loader refused (reason in detail): fix the field named"),
+    "backend_copy_differs": AuditKind(ERROR, "an aphrodite/ or koboldcpp/ copy disagrees with its record"),
+    "size_mismatch": AuditKind(WARNING, "a dense text model's stored parameters differ from its name by >10 %"),
+    "moe_size_convention": AuditKind(INFO, "an MoE name stored at about half its total (warning when not half)"),
+    "unsized_name": AuditKind(WARNING, "a text model with neither parameters nor a size in its name"),
+    "family_inconsistent": AuditKind(WARNING, "members of one family disagree on baseline/nsfw/instruct/style"),
+    "backend_copy_missing": AuditKind(WARNING, "a text record without its aphrodite/ or koboldcpp/ copy"),
+    "orphan_backend_copy": AuditKind(WARNING, "a backend copy whose canonical record is absent"),
+    "unknown_baseline": AuditKind(WARNING, "a baseline outside the published alias table"),
+    "missing_description": AuditKind(WARNING, "a record without a description"),
+    "missing_download": AuditKind(WARNING, "a downloadable model without any download URL"),
+    "non_preferred_host": AuditKind(WARNING, "a download URL off the preferred file hosts"),
+    "invalid_download_url": AuditKind(WARNING, "a download URL without a readable host"),
+    "duplicate_download": AuditKind(WARNING, "one file URL used by two or more models"),
+    "duplicate_name": AuditKind(WARNING, "the same name twice in one file (the first was kept)"),
+    "case_duplicate": AuditKind(WARNING, "names equal but for case (the first was kept)"),
+    "served_not_referenced": AuditKind(WARNING, "served on the AI Horde but not in the reference"),
+}
+
+
+def finding(
+    kind: str,
+    detail: pl.Expr,
+    value: pl.Expr | None = None,
+    expected: pl.Expr | None = None,
+    *,
+    name: pl.Expr | None = None,
+    severity: pl.Expr | None = None,
+) -> list[pl.Expr]:
+    """The columns of one finding of ``kind`` (its default severity unless ``severity`` is given)."""
+    null = pl.lit(None, dtype=pl.String)
+    return [
+        (pl.col("name") if name is None else name).alias("name"),
+        pl.lit(kind).alias("kind"),
+        (pl.lit(KINDS[kind].severity) if severity is None else severity).alias("severity"),
+        detail.alias("detail"),
+        (null if value is None else value.cast(pl.String)).alias("value"),
+        (null if expected is None else expected.cast(pl.String)).alias("expected"),
+    ]
