@@ -91,7 +91,8 @@ class RunResult:
     published_keys: list[str] = field(default_factory=list)
     #: why a committed run was not published to Redis (exit 4), None when it was or no Redis is configured
     not_published: str | None = None
-    #: seconds per stage: load, compute, snapshot, commit, publish; and history, the part of compute SPEC §10 adds
+    #: seconds per stage: load, compute, snapshot, commit, publish, maintain (the index, retention, compaction and
+    #: a rebuild, after the publish); and history, the part of compute SPEC §10 adds
     timings: dict[str, float] = field(default_factory=dict)
     #: CPU seconds of this process per stage (same names as ``timings``)
     cpu_timings: dict[str, float] = field(default_factory=dict)
@@ -196,7 +197,7 @@ def run_once(
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     store = open_store(settings.snapshot_dir)
     clock = Stopwatch(stop)
-    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish"})
+    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish, maintain"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
     with (
@@ -269,9 +270,9 @@ def run_once(
         except BaseException:
             writer.abort()
             raise
-        clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
         if folder is not None:
             index_committed_run(folder, run_id)  # readers find runs through the index (SPEC §13)
+        clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
         if publisher is not None and redis_values is not None:
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
@@ -279,6 +280,7 @@ def run_once(
             rebuild_states(store)
         if folder is not None:  # retention and compaction, still under the lock (SPEC §13)
             maintain_after_commit(folder, retention_policy(settings))
+        clock.lap("maintain", stoppable=False)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
 
