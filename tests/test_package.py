@@ -32,6 +32,13 @@ def test_pure_steps_do_not_import_io_libraries() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_run_on_folders_never_imports_httpx() -> None:
+    # start-up is part of a whole run's time (issue 18): httpx (and its CLI's rich) load with the first request
+    code = "import sys; from jobs.__main__ import main; code = main(['run']); print(code, 'httpx' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr[-2000:]
+
+
 def test_frame_schemas_match_the_models() -> None:
     assert list(BACKEND_VARIATION_DTYPE.to_schema()) == list(BackendVariation.model_fields)
     nested = {"deletion_risk_flags", "usage_trend", "usage_hour", "usage_minute"}
