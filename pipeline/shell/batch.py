@@ -253,17 +253,18 @@ def run_once(
         writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
             report.finished_at = time.time()  # the outputs are complete; last_run says so
-            redis_values: RedisValues | None = None
-            # The Redis values are built on a second thread while the tables are written: both are mostly Polars,
-            # which lets go of the GIL. Leaving the pool waits for it (an abort never races it).
+            built: tuple[RedisValues, pl.DataFrame] | None = None
+            # The Redis values (and the frame of their stored copy) are built on a second thread while the tables
+            # are written: both are mostly Polars, which lets go of the GIL. Leaving the pool waits for it (an
+            # abort never races it).
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-values") as pool:
-                built = None if publisher is None else pool.submit(publisher.run_values, outputs, last_run(report))
+                building = None if publisher is None else pool.submit(_redis_values, publisher, report)
                 for (table, category), frame in sorted(outputs.tables.items()):
                     writer.write(table, category, frame)
                 for category, item in sorted(inputs.records.items()):
                     writer.write("problems", category, item.problems)
-                redis_values = None if built is None else built.result()
-            if redis_values is not None:
+                built = None if building is None else building.result()
+            if built is not None:
                 writer.reserve_artifact("redis")  # the manifest names the values' stored copy (`run --republish`)
             clock.lap("snapshot")
             if fence is not None:
@@ -277,12 +278,13 @@ def run_once(
         if folder is not None:
             index_committed_run(folder, run_id)  # readers find runs through the index (SPEC §13)
         clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
-        if publisher is not None and redis_values is not None:
+        if publisher is not None and built is not None:
+            redis_values, stored = built
             # The stored copy is written while the publish waits for Redis. It is not part of the commit: a run
             # killed before it is written is history (and Redis may show it, SPEC §12) without a copy to republish;
             # the next run publishes anew, and the sweep removes the copy's half-written `.tmp`.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-copy") as pool:
-                copy = pool.submit(_store_copy, publisher, writer, redis_values)
+                copy = pool.submit(writer.write_artifact, "redis", stored)  # compressing lets go of the GIL
                 report.published_keys, report.not_published = _published(publisher, redis_values, fence)
                 clock.lap("publish", stoppable=False)
                 _stored_or_logged(copy, run_id)
@@ -296,9 +298,10 @@ def run_once(
     return report
 
 
-def _store_copy(publisher: Publisher, writer: SnapshotWriter, values: RedisValues) -> str:
-    """Write the stored copy of the run's Redis values (the artifact its manifest names); its key."""
-    return writer.write_artifact("redis", publisher.stored(values))
+def _redis_values(publisher: Publisher, report: RunResult) -> tuple[RedisValues, pl.DataFrame]:
+    """Every Redis value of the run, and the frame of their stored copy."""
+    values = publisher.run_values(report.outputs, last_run(report))
+    return values, publisher.stored(values)
 
 
 def _stored_or_logged(copy: Future[str], run_id: str) -> None:
