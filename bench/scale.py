@@ -319,7 +319,7 @@ def in_child(function: str, *args: str, checkout: Path | None = None) -> dict[st
     return result
 
 
-STAGES = ("load", "compute", "snapshot", "commit", "publish", "stored", "maintain")
+STAGES = ("load", "compute", "snapshot", "commit", "publish", "maintain")
 
 
 def print_stages(

@@ -17,8 +17,7 @@ from pipeline.contracts.models import CategoryChanges, CategoryDeletionRiskRespo
 from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import AUDIT_SCHEMA
 from pipeline.contracts.settings import load_settings
-from pipeline.shell.batch import NothingToRepublishError, republish, run_once
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, manifests, read_artifact, sweep_uncommitted
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, read_artifact, sweep_uncommitted
 from pipeline.sinks.redis_publisher import RedisPublisher
 from pipeline.sinks.redis_values import restored_values, run_values, stored_values
 from pipeline.sources.horde import load_horde
@@ -163,28 +162,3 @@ def test_a_publish_is_one_multi_exec_of_every_value(
     assert stats["cmdstat_multi"]["calls"] == 1 and stats["cmdstat_exec"]["calls"] == 1
     assert stats["cmdstat_set"]["calls"] == len(values)
     assert {key: client.get(key) for key in values} == {key: value for key, (value, _) in values.items()}
-
-
-def test_a_stored_copy_that_cannot_be_written_leaves_the_run_committed_and_published(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The stored copy is written beside the publish, after the commit (SPEC §12: the manifest is the commit):
-    when it fails the run stays history and Redis shows it; only ``run --republish`` cannot send it."""
-
-    class DiskFullForTheCopy(SnapshotWriter):
-        def write_artifact(self, name: str, frame: pl.DataFrame) -> str:
-            raise OSError("disk full (simulated)")
-
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    settings = load_settings()
-    publisher = RedisPublisher.from_settings(settings)
-    with caplog.at_level("ERROR"):
-        report = run_once(settings, publisher=publisher, snapshot_writer=DiskFullForTheCopy)
-    assert report.not_published is None and report.published_keys
-    assert "redis values not stored" in caplog.text
-    (manifest,) = manifests(tmp_path / "snapshots")
-    assert manifest["run_id"] == report.run_id
-    last = redis.Redis.from_url(redis_url).get(keys.last_run_key(settings.redis_key_prefix))
-    assert last is not None and json.loads(last)["run_id"] == report.run_id
-    with pytest.raises(NothingToRepublishError, match="cannot be read"):
-        republish(settings, publisher)

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,9 +91,8 @@ class RunResult:
     published_keys: list[str] = field(default_factory=list)
     #: why a committed run was not published to Redis (exit 4), None when it was or no Redis is configured
     not_published: str | None = None
-    #: seconds per stage: load, compute, snapshot, commit, publish, stored (waiting for the stored copy of the Redis
-    #: values, written beside the publish), maintain (retention, compaction, a rebuild); and history, the part of
-    #: compute SPEC §10 adds
+    #: seconds per stage: load, compute, snapshot, commit, publish, maintain (the index, retention, compaction and
+    #: a rebuild, after the publish); and history, the part of compute SPEC §10 adds
     timings: dict[str, float] = field(default_factory=dict)
     #: CPU seconds of this process per stage (same names as ``timings``)
     cpu_timings: dict[str, float] = field(default_factory=dict)
@@ -198,9 +197,7 @@ def run_once(
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     store = open_store(settings.snapshot_dir)
     clock = Stopwatch(stop)
-    log.info(
-        "run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish, stored, maintain"}
-    )
+    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish, maintain"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
     with (
@@ -253,19 +250,17 @@ def run_once(
         writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
             report.finished_at = time.time()  # the outputs are complete; last_run says so
-            built: tuple[RedisValues, pl.DataFrame] | None = None
-            # The Redis values (and the frame of their stored copy) are built on a second thread while the tables
-            # are written: both are mostly Polars, which lets go of the GIL. Leaving the pool waits for it (an
-            # abort never races it).
+            redis_values: RedisValues | None = None
+            # The Redis values are built and stored (so `run --republish` sends exactly these) on a second thread
+            # while the tables are written: both are mostly Polars, which lets go of the GIL. Leaving the pool
+            # waits for it, so an abort below never races the artifact's put.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-values") as pool:
-                building = None if publisher is None else pool.submit(_redis_values, publisher, report)
+                stored = None if publisher is None else pool.submit(_stored_values, publisher, writer, report)
                 for (table, category), frame in sorted(outputs.tables.items()):
                     writer.write(table, category, frame)
                 for category, item in sorted(inputs.records.items()):
                     writer.write("problems", category, item.problems)
-                built = None if building is None else building.result()
-            if built is not None:
-                writer.reserve_artifact("redis")  # the manifest names the values' stored copy (`run --republish`)
+                redis_values = None if stored is None else stored.result()
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
@@ -278,17 +273,9 @@ def run_once(
         if folder is not None:
             index_committed_run(folder, run_id)  # readers find runs through the index (SPEC §13)
         clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
-        if publisher is not None and built is not None:
-            redis_values, stored = built
-            # The stored copy is written while the publish waits for Redis. It is not part of the commit: a run
-            # killed before it is written is history (and Redis may show it, SPEC §12) without a copy to republish;
-            # the next run publishes anew, and the sweep removes the copy's half-written `.tmp`.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-copy") as pool:
-                copy = pool.submit(writer.write_artifact, "redis", stored)  # compressing lets go of the GIL
-                report.published_keys, report.not_published = _published(publisher, redis_values, fence)
-                clock.lap("publish", stoppable=False)
-                _stored_or_logged(copy, run_id)
-            clock.lap("stored", stoppable=False)
+        if publisher is not None and redis_values is not None:
+            report.published_keys, report.not_published = _published(publisher, redis_values, fence)
+            clock.lap("publish", stoppable=False)
         if rebuild_after:
             rebuild_states(store)
         if folder is not None:  # retention and compaction, still under the lock (SPEC §13)
@@ -298,21 +285,11 @@ def run_once(
     return report
 
 
-def _redis_values(publisher: Publisher, report: RunResult) -> tuple[RedisValues, pl.DataFrame]:
-    """Every Redis value of the run, and the frame of their stored copy."""
+def _stored_values(publisher: Publisher, writer: SnapshotWriter, report: RunResult) -> RedisValues:
+    """Every Redis value of the run, written into its snapshot (before the commit: SPEC §12)."""
     values = publisher.run_values(report.outputs, last_run(report))
-    return values, publisher.stored(values)
-
-
-def _stored_or_logged(copy: Future[str], run_id: str) -> None:
-    """Wait for the stored copy of the Redis values; a failure is logged (the run is committed already)."""
-    try:
-        copy.result()
-    except Exception as error:
-        log.error(
-            "redis values not stored: `run --republish` cannot send this run",
-            extra={"run_id": run_id, "error": f"{type(error).__name__}: {error}"},
-        )
+    writer.write_artifact("redis", publisher.stored(values))
+    return values
 
 
 def _published(publisher: Publisher, values: RedisValues, fence: RedisLock | None) -> tuple[list[str], str | None]:

@@ -118,19 +118,15 @@ class SnapshotWriter:
         self.store.put(key, buffer.getbuffer().tobytes())
         return key
 
-    def reserve_artifact(self, name: str) -> str:
-        """The key of this run's artifact ``name``, listed in the manifest at commit (and removed by ``abort``)
-        whether it is written before the commit or after it (``write_artifact``)."""
+    def write_artifact(self, name: str, frame: pl.DataFrame) -> str:
+        """Write ``frame`` as this run's artifact ``name`` (listed in the manifest at commit); the key."""
         if name not in ARTIFACTS:
             raise ValueError(f"unknown snapshot artifact {name!r}; valid: {', '.join(ARTIFACTS)}")
-        self.artifacts[name] = artifact_keys(name, self.run_id)[0]
-        return self.artifacts[name]
-
-    def write_artifact(self, name: str, frame: pl.DataFrame) -> str:
-        """Write ``frame`` as this run's artifact ``name`` (a zstd-compressed Arrow IPC file); the key."""
-        key = self.artifacts.get(name) or self.reserve_artifact(name)
+        key = artifact_keys(name, self.run_id)[0]
         buffer = io.BytesIO()
         frame.write_ipc(buffer, compression="zstd")
+        # Recorded before the put, as for a table: abort() removes a half-written artifact too.
+        self.artifacts[name] = key
         self.store.put(key, buffer.getbuffer().tobytes())
         return key
 
