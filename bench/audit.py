@@ -34,10 +34,10 @@ def main() -> None:
     import generate
     import polars as pl
 
+    from pipeline import load_records
     from pipeline.contracts.categories import TEXT_GENERATION
     from pipeline.contracts.rules import AnalysisRules
     from pipeline.sources.horde import load_horde
-    from pipeline.sources.records import load_records
     from pipeline.steps.audit import reference_audit
     from pipeline.steps.collect_engine import ENGINE
     from pipeline.steps.names.families import text_names, with_family_ids, with_parsed_names

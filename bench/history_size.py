@@ -1,7 +1,10 @@
 """History that stays small (issue #20): a year of 240-s cycles on the real data, then retention and compaction.
 
-    .venv/bin/python bench/history_size.py --store /tmp/year-store          # writes ~70,000 files, ~2 GB
+    .venv/bin/python bench/history_size.py --store /tmp/year-store          # writes ~42,000 files, ~0.45 GB
     .venv/bin/python bench/history_size.py --store /tmp/year-store --keep   # leave the store for a look
+    .venv/bin/python bench/history_size.py --store /tmp/day-store --before /tmp/main-checkout --rounds 3
+        # only the compaction of one day, this checkout against another one (e.g. `git worktree add` of main),
+        # interleaved in one sitting: wall and CPU seconds of each, and the load average
 
 One real run on the real data (``../shared/data``) gives the tables of a run. The store is then written directly
 (not by running the job 131,400 times), in the shape the maintenances of the year leave it in just before the
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -135,11 +140,57 @@ def timed(function: Any) -> tuple[Any, float]:
     return result, round(time.perf_counter() - started, 3)
 
 
+#: The child that compacts one day with a given checkout's code: ``python -c CHILD REPO STORE``; prints its seconds.
+COMPACT_CHILD = """
+import sys, time, logging
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from pipeline.sinks.retention import maintain_store
+from pipeline.sinks.run_index import reconcile_index
+from pipeline.steps.retention_plan import RetentionPolicy
+root = Path(sys.argv[2])
+reconcile_index(root)  # not timed: the index as each checkout writes it
+logging.disable(logging.CRITICAL)
+wall, cpu = time.perf_counter(), time.process_time()
+report = maintain_store(root, RetentionPolicy())
+assert report.days_compacted == 1, report
+print(time.perf_counter() - wall, time.process_time() - cpu)
+"""
+
+
+def compare_compaction(work: Path, template: Template, hashes: dict[str, str], before: Path, rounds: int) -> None:
+    """Compaction of one day (yesterday as 23 hour files and the 15 runs of hour 23; today one run), by the
+    checkout at ``before`` and by this one, alternately, each in a fresh process on a fresh copy of the store."""
+    day_store = work / "day"
+    (day_store / MANIFEST_DIR).mkdir(parents=True)
+    today = NEWEST.replace(hour=0, minute=0)
+    write_hourly_day(day_store, template, today - timedelta(days=1), hashes)
+    write_runs(day_store, template, run_times(today, 1), hashes)
+    figures: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for name, checkout in (("before", before), ("after", REPO)):
+            copy = work / f"copy-{name}"
+            shutil.copytree(day_store, copy)
+            done = subprocess.run(
+                [sys.executable, "-c", COMPACT_CHILD, str(checkout), str(copy)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            wall, cpu = (float(value) for value in done.stdout.split()[-2:])
+            figures[name].append((round(wall, 2), round(cpu, 2)))
+            print(f"{name}: compaction of one day {wall:.2f} s wall, {cpu:.2f} s CPU; load {os.getloadavg()}")
+            shutil.rmtree(copy)
+    print(json.dumps(figures | {"load_average": os.getloadavg()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="the real data")
     parser.add_argument("--store", required=True, help="an empty folder for the synthetic store")
     parser.add_argument("--keep", action="store_true", help="leave the store in place")
+    parser.add_argument("--before", help="another checkout: compare its compaction of one day with this one's")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the comparison (each: before, after)")
     args = parser.parse_args()
     work = Path(args.store)
     if work.exists() and any(work.iterdir()):
@@ -147,6 +198,11 @@ def main() -> None:
     root = work / "snapshots"
     (root / MANIFEST_DIR).mkdir(parents=True)
     template, manifest = template_run(Path(args.data), work)
+    if args.before:
+        compare_compaction(work, template, manifest["input_hashes"], Path(args.before).resolve(), args.rounds)
+        if not args.keep:
+            shutil.rmtree(work)
+        return
     hashes = manifest["input_hashes"]
     files_per_run = sum(1 for _ in template)
     run_mb = (

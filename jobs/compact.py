@@ -23,7 +23,7 @@ from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError, snapshot_lock
 from pipeline.sinks.redis_client import RedisConfigError
 from pipeline.sinks.retention import maintain_store
-from pipeline.sinks.store import FolderStore, open_store
+from pipeline.sinks.store import open_store
 
 
 def build_parser() -> ArgumentParser:
@@ -51,17 +51,13 @@ def main(argv: Sequence[str]) -> int:
         print(f"horde-analytics compact: {masked_text(message, *secret_urls(settings))}", file=sys.stderr)
         return code
 
-    if not isinstance(store, FolderStore):  # README "History that stays small": a bucket is not maintained yet
-        return failed(f"retention and compaction are for a folder store; {store.location} is a bucket", EXIT_USAGE)
-    root = store.root
-
     try:
         publisher = make_publisher(settings)
     except RedisConfigError as error:
         return failed(str(error), EXIT_USAGE)
     try:
-        with publisher.run_lock() if publisher is not None else nullcontext(), snapshot_lock(root):
-            report = maintain_store(root, policy)
+        with publisher.run_lock() if publisher is not None else nullcontext(), snapshot_lock(store) as fence:
+            report = maintain_store(store, policy, fence=fence)
     except (SnapshotLockedError, LockHeldError, LockLostError) as error:
         return failed(str(error), EXIT_LOCKED)
     except Exception as error:  # a failure is reported; the next run or compact finishes the work

@@ -31,14 +31,14 @@ from pipeline.steps.presets import PRESETS, preset_filter
 
 if TYPE_CHECKING:
     from pipeline.shell.batch import RunResult, run_once
+    from pipeline.shell.reference_records import load_records
     from pipeline.sources.horde import load_horde
-    from pipeline.sources.records import load_records
 
 _SHELL = {
     "RunResult": "pipeline.shell.batch",
     "run_once": "pipeline.shell.batch",
     "load_horde": "pipeline.sources.horde",
-    "load_records": "pipeline.sources.records",
+    "load_records": "pipeline.shell.reference_records",
 }
 
 

@@ -35,14 +35,15 @@ class GatedHorde:
     def __init__(self, folder: Path = SAMPLE_DATA / "horde") -> None:
         self.folder = folder
         self.entered = threading.Event()
-        self._gate = threading.Event()
+        #: Holds the first request until set (``open``).
+        self.gate = threading.Event()
         gated = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if not gated.entered.is_set():
                     gated.entered.set()
-                    gated._gate.wait(timeout=120)
+                    gated.gate.wait(timeout=120)
                 body = gated.body(self.path)
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Type", "application/json")
@@ -78,7 +79,7 @@ class GatedHorde:
         assert self.entered.wait(timeout), "the run never asked the Horde API"
 
     def open(self) -> None:
-        self._gate.set()
+        self.gate.set()
 
     def close(self) -> None:
         self.open()

@@ -20,8 +20,9 @@ from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import AUDIT_SCHEMA
 from pipeline.contracts.settings import load_settings
 from pipeline.shell.batch import run_once
+from pipeline.shell.reference_records import category_records, load_records
 from pipeline.sources.horde import load_horde
-from pipeline.sources.records import load_records, records_frame
+from pipeline.sources.records import ReferenceFile
 from pipeline.steps.audit import reference_audit
 from pipeline.steps.audit_kinds import KINDS, SEVERITIES
 from pipeline.steps.names import parse_name
@@ -132,7 +133,7 @@ def test_readme_explains_every_kind() -> None:
 
 def _findings(category: str, document: dict[str, Any] | bytes) -> pl.DataFrame:
     raw = document if isinstance(document, bytes) else json.dumps(document).encode()
-    loaded = records_frame(category, raw, f"{category}.json")
+    loaded = category_records(ReferenceFile(category, f"{category}.json", raw))
     return run_outputs({category: loaded}, None, AnalysisRules(), computed_at=0).tables[("audit", category)]
 
 
@@ -312,7 +313,7 @@ def test_invalid_record() -> None:
 
 
 def test_served_not_referenced() -> None:
-    records = records_frame(IMAGE, json.dumps({"A": _image("A")}).encode(), "stable_diffusion.json")
+    records = category_records(ReferenceFile(IMAGE, "stable_diffusion.json", json.dumps({"A": _image("A")}).encode()))
     unmatched = pl.DataFrame(
         {"name": ["Custom"], "type": ["image"], "workers": [2], "usage_day": [1], "usage_month": [40]},
     )

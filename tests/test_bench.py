@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline import load_records
 from pipeline.sources.horde import load_horde
-from pipeline.sources.records import load_records
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -11,8 +11,9 @@ from jobs.__main__ import main
 from pipeline.contracts.models import DeletionRiskFlags, ModelDeletionRiskInfo
 from pipeline.contracts.rules import RiskRules
 from pipeline.contracts.schemas import RISK_SCHEMA
+from pipeline.shell.reference_records import category_records
 from pipeline.sources.horde import horde_frames
-from pipeline.sources.records import records_frame
+from pipeline.sources.records import ReferenceFile
 from pipeline.steps.deletion_risk import FLAGS, deletion_risk_table, is_preferred_host
 from pipeline.steps.deletion_risk_view import deletion_risk_response
 from pipeline.steps.merge import merged_models
@@ -56,21 +57,23 @@ def _image_risk(rules: RiskRules | None = None) -> pl.DataFrame:
             **extra,
         }
 
-    records = records_frame(
-        "image_generation",
-        json.dumps(
-            {
-                "Popular": rec(["https://huggingface.co/a/b.safetensors"]),
-                "Sub": rec(["https://cdn-lfs.huggingface.co/x"]),
-                "Evil": rec(["https://huggingface.co.evil.net/x"]),
-                "Two": rec(["https://huggingface.co/a", "https://civitai.com/b"]),
-                "NoUrl": rec([], description=""),
-                "Broken": rec(["not a url"]),
-                "Unused": rec(["https://huggingface.co/u"], baseline="   "),
-                "Tiny": rec(["https://huggingface.co/t"]),
-            }
-        ).encode(),
-        "x.json",
+    records = category_records(
+        ReferenceFile(
+            "image_generation",
+            "x.json",
+            json.dumps(
+                {
+                    "Popular": rec(["https://huggingface.co/a/b.safetensors"]),
+                    "Sub": rec(["https://cdn-lfs.huggingface.co/x"]),
+                    "Evil": rec(["https://huggingface.co.evil.net/x"]),
+                    "Two": rec(["https://huggingface.co/a", "https://civitai.com/b"]),
+                    "NoUrl": rec([], description=""),
+                    "Broken": rec(["not a url"]),
+                    "Unused": rec(["https://huggingface.co/u"], baseline="   "),
+                    "Tiny": rec(["https://huggingface.co/t"]),
+                }
+            ).encode(),
+        )
     ).records
     horde = _horde(
         "image",
@@ -135,30 +138,32 @@ def test_preferred_host_expression() -> None:
 
 
 def _text_risk(rules: RiskRules, grouped: bool = False) -> pl.DataFrame:
-    records = records_frame(
-        "text_generation",
-        json.dumps(
-            {
-                "org/Alpha-8B": {
-                    "parameters": 8_000_000_000,
-                    "description": "a",
-                    "config": {"download": [{"file_url": "https://b.example.org/w.gguf"}]},
-                },
-                "org/Alpha-8B-Instruct": {
-                    "parameters": 8_000_000_000,
-                    "description": "a",
-                    "config": {
-                        "download": [
-                            {"file_url": "https://huggingface.co/x.gguf"},
-                            {"file_url": "https://b.example.org/y.gguf"},
-                        ]
+    records = category_records(
+        ReferenceFile(
+            "text_generation",
+            "t.json",
+            json.dumps(
+                {
+                    "org/Alpha-8B": {
+                        "parameters": 8_000_000_000,
+                        "description": "a",
+                        "config": {"download": [{"file_url": "https://b.example.org/w.gguf"}]},
                     },
-                },
-                "org/Alpha-70B": {"parameters": 70_000_000_000},
-                "org/Beta-12B": {"parameters": 12_000_000_000, "url": "https://example.org/x"},
-            }
-        ).encode(),
-        "t.json",
+                    "org/Alpha-8B-Instruct": {
+                        "parameters": 8_000_000_000,
+                        "description": "a",
+                        "config": {
+                            "download": [
+                                {"file_url": "https://huggingface.co/x.gguf"},
+                                {"file_url": "https://b.example.org/y.gguf"},
+                            ]
+                        },
+                    },
+                    "org/Alpha-70B": {"parameters": 70_000_000_000},
+                    "org/Beta-12B": {"parameters": 12_000_000_000, "url": "https://example.org/x"},
+                }
+            ).encode(),
+        )
     ).records
     named = with_family_ids(
         with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count")),
@@ -210,8 +215,10 @@ def test_families_sharing_a_display_name_keep_one_order() -> None:
     # listed against the order of their names, so an order left to the group-by would come out reversed.
     variants = ["Uncensored", "Thinking", "RP", "Reasoning", "Preview", "Math", "Instruct", "Code", "Chat", "Base"]
     names = [f"org{i}/Zeta-8B-{variant}" for i, variant in enumerate(variants)] + ["org/Zeta-8B"]
-    records = records_frame(
-        "text_generation", json.dumps({name: {"parameters": 8_000_000_000} for name in names}).encode(), "t.json"
+    records = category_records(
+        ReferenceFile(
+            "text_generation", "t.json", json.dumps({name: {"parameters": 8_000_000_000} for name in names}).encode()
+        )
     ).records
     named = with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count")).collect()
     members = with_family_ids(named.lazy(), group_by_variant=True).collect()

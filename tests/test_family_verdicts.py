@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from pipeline.contracts.rules import AnalysisRules, RiskRules
+from pipeline.shell.reference_records import category_records, load_records
 from pipeline.sources.horde import horde_frames, load_horde
-from pipeline.sources.records import load_records, records_frame
+from pipeline.sources.records import ReferenceFile
 from pipeline.steps.deletion_risk import FLAGS, deletion_risk_table
 from pipeline.steps.deletion_risk_view import deletion_risk_summary
 from pipeline.steps.merge import merged_models
@@ -119,7 +120,7 @@ def _horde(usage: dict[str, int], workers: dict[str, list[str]], performance: di
 
 
 def _family_table(document: dict[str, Any], frames: Any) -> pl.DataFrame:
-    records = records_frame(TEXT, json.dumps(document).encode(), "t.json").records
+    records = category_records(ReferenceFile(TEXT, "t.json", json.dumps(document).encode())).records
     named = with_parsed_names(records.lazy()).with_columns(parameter_count().alias("parameter_count"))
     members = with_family_ids(named, group_by_variant=False).collect()
     merged, _ = merged_models(members, frames, category=TEXT)
@@ -192,7 +193,7 @@ def test_family_backend_performance_is_the_worker_weighted_mean() -> None:
 def test_cost_benefit_divides_by_the_exact_size() -> None:
     size = int(1.004 * GIB)  # size_gb rounds to 1.0; 1000 / 1.0 would be 1000.0
     document = {"Exact": {"baseline": "SDXL", "nsfw": False, "description": "d", "size_on_disk_bytes": size}}
-    records = records_frame("image_generation", json.dumps(document).encode(), "i.json").records
+    records = category_records(ReferenceFile("image_generation", "i.json", json.dumps(document).encode())).records
     frames = horde_frames(
         [
             ("image", "status", "s", b"[]"),
@@ -233,7 +234,7 @@ def test_a_models_backend_performance_weighs_its_spellings() -> None:
         {"koboldcpp/Eta-8B": ["a"], "koboldcpp/Eta-8B-Q4_K_M": ["b", "c", "d"]},
         {"koboldcpp/Eta-8B": 40.0, "koboldcpp/Eta-8B-Q4_K_M": 20.0},
     )
-    records = records_frame(TEXT, json.dumps(document).encode(), "t.json").records
+    records = category_records(ReferenceFile(TEXT, "t.json", json.dumps(document).encode())).records
     merged, _ = merged_models(records, frames, category=TEXT)
     (row,) = merged.iter_rows(named=True)
     kobold = _variation(row, "koboldcpp")

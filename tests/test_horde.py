@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections import defaultdict
@@ -13,11 +14,12 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from jobs.__main__ import main
+from pipeline import load_records
 from pipeline.contracts.rules import AnalysisRules
 from pipeline.sinks.parquet_snapshot import manifests
-from pipeline.sources.horde import HordeInputError, horde_frames, load_horde, status_frame, usage_frame, workers_frame
+from pipeline.sources.horde import HordeInputError, horde_frames, horde_payloads, load_horde
+from pipeline.sources.horde_tables import status_frame, usage_frame, workers_frame
 from pipeline.sources.http import FetchError, HttpFetcher
-from pipeline.sources.records import load_records
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names import parse_name
 from pipeline.steps.outputs import run_outputs
@@ -59,20 +61,16 @@ def frames_equal(a: dict[str, Any], b: dict[str, Any]) -> None:
 # --- the typed path and the checked path ----------------------------------------------------------------
 
 
-def test_typed_and_checked_paths_agree_on_the_real_snapshot(monkeypatch: pytest.MonkeyPatch, real_horde: Path) -> None:
-    from pipeline.sources import horde as horde_module
-
-    # the real payloads are clean: each takes the typed path (a silent fallback would only be slower)
-    for model_type in ("image", "text"):
-        stats = (real_horde / f"stats_{model_type}.json").read_bytes()
-        usage = horde_module._typed(stats, horde_module._Usage)
-        assert usage  # and no name is written twice, which the typed path cannot see by itself:
-        assert horde_module._names_written_once(stats, {p: getattr(usage, p) for p in ("day", "month", "total")})
-        for kind, shape in (("status", horde_module._Status), ("workers", horde_module._Worker)):
-            assert horde_module._typed((real_horde / f"{kind}_{model_type}.json").read_bytes(), list[shape])  # type: ignore[valid-type]
-    typed, typed_hashes = load_horde(str(real_horde))
-    monkeypatch.setattr(horde_module, "_typed", lambda raw, shape: None)
-    checked, checked_hashes = load_horde(str(real_horde))
+def test_typed_and_checked_paths_agree_on_the_real_snapshot(caplog: pytest.LogCaptureFixture, real_horde: Path) -> None:
+    with caplog.at_level(logging.DEBUG, logger="pipeline.sources"):
+        typed, typed_hashes = horde_frames(horde_payloads(str(real_horde)))
+    # the real payloads are clean: each takes the typed path (a silent fallback would only be slower), and no
+    # usage name is written twice, which the typed path cannot see by itself
+    assert not [r for r in caplog.records if r.getMessage() == "horde payload read on the checked path"]
+    with caplog.at_level(logging.DEBUG, logger="pipeline.sources"):
+        checked, checked_hashes = horde_frames(horde_payloads(str(real_horde)), typed=False)
+    checked_path = [r for r in caplog.records if r.getMessage() == "horde payload read on the checked path"]
+    assert len(checked_path) == len(checked_hashes) == 6
     frames_equal(typed, checked)
     assert typed_hashes == checked_hashes
     assert typed["text"].workers is not None and typed["text"].workers.height > 100

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from jobs.__main__ import main
-from pipeline.sources.horde import HordeInputError, load_horde, status_frame, usage_frame, workers_frame
+from pipeline.sources.horde import HordeInputError, load_horde
+from pipeline.sources.horde_tables import status_frame, usage_frame, workers_frame
 from tests.conftest import SAMPLE_DATA
 
 BAD_NUMBERS = {

@@ -13,8 +13,10 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.sources.horde import HordeInputError, load_horde, status_frame, usage_frame, workers_frame
-from pipeline.sources.records import ReferenceInputError, load_records, records_frame
+from pipeline.shell.reference_records import category_records, load_records
+from pipeline.sources.horde import HordeInputError, load_horde
+from pipeline.sources.horde_tables import status_frame, usage_frame, workers_frame
+from pipeline.sources.records import ReferenceFile, ReferenceInputError
 from tests.conftest import SAMPLE_DATA
 
 DEEP = 100_000
@@ -52,7 +54,7 @@ def _problems(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
     ids=["100k levels in a field", "100k levels as the record", "lone surrogate name", "in a field", "in a tag"],
 )
 def test_a_hostile_record_is_reported_by_name_and_the_rest_load(entry: str, name: str, reason: str) -> None:
-    loaded = records_frame("image_generation", _document(entry), "stable_diffusion.json")
+    loaded = category_records(ReferenceFile("image_generation", "stable_diffusion.json", _document(entry)))
     assert loaded.records["name"].to_list() == [f"good{i}" for i in range(4)]
     assert reason in _reasons(loaded)[name]
 
@@ -60,26 +62,33 @@ def test_a_hostile_record_is_reported_by_name_and_the_rest_load(entry: str, name
 def test_nesting_past_the_limit_is_bad_on_the_checked_path() -> None:
     deep = "[" * 65 + "]" * 65
     entries = ['"deep": {"name": "deep", "baseline": "x", "nsfw": false, "showcases": ' + deep + "}", '"bad": 7']
-    loaded = records_frame("image_generation", _document(*entries), "f.json")
+    loaded = category_records(ReferenceFile("image_generation", "f.json", _document(*entries)))
     assert _reasons(loaded)["deep"] == "nested deeper than 64 levels"
     shallow = "[" * 60 + "]" * 60
     entries[0] = '"ok": {"name": "ok", "baseline": "x", "nsfw": false, "showcases": [' + shallow + "]}"
-    assert "ok" in records_frame("image_generation", _document(*entries), "f.json").records["name"].to_list()
+    assert (
+        "ok"
+        in category_records(ReferenceFile("image_generation", "f.json", _document(*entries))).records["name"].to_list()
+    )
 
 
 def test_bytes_that_are_not_utf8_make_only_their_record_bad() -> None:
     raw = _document('"latin": {"name": "latin", "baseline": "x", "nsfw": false, "description": "caf@"}')
-    loaded = records_frame("image_generation", raw.replace(b"caf@", b"caf\xe9"), "stable_diffusion.json")
+    loaded = category_records(
+        ReferenceFile("image_generation", "stable_diffusion.json", raw.replace(b"caf@", b"caf\xe9"))
+    )
     assert loaded.records.height == 4
     assert "not valid UTF-8" in _reasons(loaded)["latin"]
-    named = records_frame("image_generation", _document('"caf@": {"nsfw": true}').replace(b"caf@", b"caf\xe9"), "f")
+    named = category_records(
+        ReferenceFile("image_generation", "f", _document('"caf@": {"nsfw": true}').replace(b"caf@", b"caf\xe9"))
+    )
     assert "caf\\udce9" in _reasons(named)
 
 
 def test_nan_and_infinity_are_malformed_json_with_a_position() -> None:
     raw = _document('"n": {"name": "n", "baseline": "x", "nsfw": false, "version": NaN}')
     with pytest.raises(ReferenceInputError, match=r"stable_diffusion.json: malformed JSON at line 1 .*NaN is not JSON"):
-        records_frame("image_generation", raw, "stable_diffusion.json")
+        category_records(ReferenceFile("image_generation", "stable_diffusion.json", raw))
 
 
 def test_a_run_with_hostile_reference_files_names_them_and_keeps_the_rest(
@@ -100,7 +109,7 @@ def test_a_run_with_hostile_reference_files_names_them_and_keeps_the_rest(
 
 def test_a_reference_that_is_nested_too_deep_at_the_top_fails_naming_the_file() -> None:
     with pytest.raises(ReferenceInputError, match=r"f.json: expected a JSON object \{name: record\}"):
-        records_frame("image_generation", b"[" * DEEP + b"]" * DEEP, "f.json")
+        category_records(ReferenceFile("image_generation", "f.json", b"[" * DEEP + b"]" * DEEP))
 
 
 # --- Horde data -----------------------------------------------------------------------------------------
@@ -177,6 +186,6 @@ def test_records_after_a_record_too_deep_to_decode_still_load() -> None:
         f'"deep2": {deep_object}',
         f'"last": {json.dumps(_image("last"))}',
     ]
-    loaded = records_frame("image_generation", _document(*entries), "f.json")
+    loaded = category_records(ReferenceFile("image_generation", "f.json", _document(*entries)))
     assert loaded.records["name"].to_list() == [*(f"good{i}" for i in range(4)), "after", "last"]
     assert _reasons(loaded) == {"deep": "nested deeper than 64 levels", "deep2": "nested deeper than 64 levels"}

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from jobs.__main__ import main
+from pipeline import load_records
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import FetchError, HttpFetcher
-from pipeline.sources.records import load_records
 
 #: How a test server answers one request: (handler, number of this request for its path, starting at 1).
 Behaviour = Callable[[BaseHTTPRequestHandler, int], None]

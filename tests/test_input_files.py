@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from jobs.__main__ import main
+from pipeline import load_records
 from pipeline.sources.files import NotRegularFileError
 from pipeline.sources.horde import load_horde
-from pipeline.sources.records import load_records
 from tests.conftest import SAMPLE_DATA
 
 

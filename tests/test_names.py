@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-import io
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.__main__ import main
+from pipeline import load_records
 from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import PARSED_NAME_SCHEMA
-from pipeline.sources.records import load_records
 from pipeline.steps.names import ENGINES, Engine, parse_name, parsed_name_frame, parsed_names
 from pipeline.steps.names import patterns as p
 from pipeline.steps.names.families import (
@@ -26,7 +27,7 @@ from pipeline.steps.names.families import (
     with_family_ids,
     with_parsed_names,
 )
-from pipeline.steps.names.python_engine import _parse
+from pipeline.steps.names.python_engine import clear_fallback_cache, fallback_cache_info
 from pipeline.steps.outputs import run_outputs
 
 
@@ -143,10 +144,10 @@ def test_blank_and_non_string_names_give_an_all_null_parse(engine: Engine, name:
 
 
 def test_fallback_is_cached() -> None:
-    _parse.cache_clear()
+    clear_fallback_cache()
     for _ in range(5):
         parse_name("org/Cached-Model-7B")
-    info = _parse.cache_info()
+    info = fallback_cache_info()
     assert (info.misses, info.hits) == (1, 4)
     assert parse_name("org/Cached-Model-7B") is parse_name("org/Cached-Model-7B")  # immutable, shared
 
@@ -333,9 +334,7 @@ def test_vectorized_engine_parses_each_distinct_name_once() -> None:
 # --- the parse command ---------------------------------------------------------------------------------
 
 
-def test_parse_command_prints_json_lines(
-    engine: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parse_command_prints_json_lines(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["parse", "--engine", engine, "koboldcpp/Llama-3-8B-Instruct-Q4_K_M", "aphrodite/org/Model-12B"]) == 0
     lines = capsys.readouterr().out.splitlines()
     first, second = (json.loads(line) for line in lines)
@@ -344,9 +343,13 @@ def test_parse_command_prints_json_lines(
     assert first["variants"] == ["Instruct"] and first["quant"] == "Q4_K_M" and first["backend"] == "koboldcpp"
     assert (second["backend"], second["author"], second["family_key"]) == ("aphrodite", "org", "model-12b")
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("Mixtral-8x7B-Instruct-v0.1\n\n"))
-    assert main(["parse", "--engine", engine]) == 0
-    from_stdin = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs", "parse", "--engine", engine],
+        input=b"Mixtral-8x7B-Instruct-v0.1\n\n",
+        capture_output=True,
+        check=True,
+    )
+    from_stdin = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert from_stdin[0]["size_b"] == 56.0 and from_stdin[0]["experts"] == 8
     assert from_stdin[1] == dict.fromkeys(PARSED_NAME_SCHEMA.names())
 

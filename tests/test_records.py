@@ -10,13 +10,16 @@ from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
 from jobs.__main__ import main
-from pipeline.sources.http import HttpFetcher
-from pipeline.sources.records import ReferenceInputError, load_records, records_frame
+from pipeline.contracts.schemas import LoadedCategory
+from pipeline.shell.reference_records import category_records, load_records
+from pipeline.sources.http import FetchError, HttpFetcher
+from pipeline.sources.record_columns import Decoding
+from pipeline.sources.records import ReferenceFile, ReferenceInputError
 
 
 def _image(name: str, **fields: object) -> dict[str, object]:
@@ -25,8 +28,11 @@ def _image(name: str, **fields: object) -> dict[str, object]:
     return record
 
 
-def _frame(category: str, document: dict[str, Any], **kwargs: float):  # type: ignore[no-untyped-def]
-    return records_frame(category, json.dumps(document).encode(), f"{category}.json", **kwargs)
+def _frame(category: str, document: dict[str, Any], *, max_bad_record_fraction: float = 0.5) -> LoadedCategory:
+    raw = json.dumps(document).encode()
+    return category_records(
+        ReferenceFile(category, f"{category}.json", raw), max_bad_record_fraction=max_bad_record_fraction
+    )
 
 
 # --- real data -------------------------------------------------------------------------------------------
@@ -94,7 +100,9 @@ def test_every_small_category_present_is_loaded(real_reference: Path) -> None:
 
 def test_malformed_json_names_file_and_position() -> None:
     with pytest.raises(ReferenceInputError, match=r"stable_diffusion\.json: malformed JSON at line 2 column"):
-        records_frame("image_generation", b'{"a": {"name": "a",\n "nsfw": tru}}', "stable_diffusion.json")
+        category_records(
+            ReferenceFile("image_generation", "stable_diffusion.json", b'{"a": {"name": "a",\n "nsfw": tru}}')
+        )
 
 
 def test_malformed_json_fails_the_run_with_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +169,7 @@ def test_duplicate_and_case_only_duplicate_names_first_wins() -> None:
         b' "ALPHA": {"baseline": "SDXL", "nsfw": true, "description": "third"},'
         b' "Beta": {"baseline": "SDXL", "nsfw": false}}'
     )
-    loaded = records_frame("image_generation", raw, "stable_diffusion.json")
+    loaded = category_records(ReferenceFile("image_generation", "stable_diffusion.json", raw))
     assert loaded.records["name"].to_list() == ["Alpha", "Beta"]
     assert loaded.records.row(0, named=True)["description"] == "first"
     reasons = loaded.problems.select("name", "reason").rows()
@@ -247,6 +255,12 @@ def test_url_source_uses_etag_and_reuses_the_copy_on_304(httpserver: HTTPServer,
     assert image_calls == [(None, 200), ('"v1"', 304)]
 
 
+def test_a_required_file_missing_at_a_url_fails_with_its_404(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(re.compile("/ref/.*")).respond_with_data("", status=404)
+    with HttpFetcher(attempts=1) as fetcher, pytest.raises(FetchError, match=r"stable_diffusion\.json: HTTP 404"):
+        load_records(httpserver.url_for("/ref"), fetcher=fetcher)
+
+
 def test_folder_and_url_give_the_same_frames(httpserver: HTTPServer, tmp_path: Path) -> None:
     from tests.conftest import SAMPLE_DATA
 
@@ -306,15 +320,15 @@ def test_incremental_decoder_reports_positions(document: str, where: str) -> Non
 
 def test_top_level_must_be_an_object() -> None:
     with pytest.raises(ReferenceInputError, match=r"expected a JSON object .* got list"):
-        records_frame("image_generation", b"[1, 2]", "x.json")
+        category_records(ReferenceFile("image_generation", "x.json", b"[1, 2]"))
 
 
-def test_chunks_keep_order_and_positions(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.sources import records as records_module
-
-    monkeypatch.setattr(records_module, "CHUNK_ENTRIES", 3)
+@pytest.mark.parametrize("typed", [True, False])
+def test_chunks_keep_order_and_positions(typed: bool) -> None:
     document = {f"m{i}": _image(f"m{i}", tags=[f"t{i}"]) for i in range(10)} | {"bad": {"name": "bad"}}
-    loaded = _frame("image_generation", document)
+    raw = json.dumps(document).encode()
+    decoding = Decoding(chunk_entries=3, typed=typed)  # 11 entries: four chunks, the last one short
+    loaded = category_records(ReferenceFile("image_generation", "f.json", raw), decoding=decoding)
     assert loaded.records["name"].to_list() == [f"m{i}" for i in range(10)]
     assert loaded.records["tags"].to_list() == [[f"t{i}"] for i in range(10)]
     assert loaded.problems["name"].to_list() == ["bad"]
@@ -323,15 +337,9 @@ def test_chunks_keep_order_and_positions(monkeypatch: pytest.MonkeyPatch) -> Non
 # --- the typed path and the checked path ----------------------------------------------------------------
 
 
-def _both_paths(monkeypatch: pytest.MonkeyPatch, load: Callable[[], dict[str, Any]]) -> tuple[Any, Any]:
-    """``load()`` through the typed decoder, then again with it refusing everything (the checked path)."""
-    from pipeline.sources import records as records_module
-
-    typed = load()
-    with monkeypatch.context() as patched:
-        patched.setattr(records_module, "typed_entries", lambda raw: None)
-        checked = load()
-    return typed, checked
+def _both_paths(load: Callable[[Decoding], dict[str, Any]]) -> tuple[Any, Any]:
+    """``load(decoding)`` through the typed decoder, then again on the checked path only."""
+    return load(Decoding()), load(Decoding(typed=False))
 
 
 def _assert_same_categories(typed: dict[str, Any], checked: dict[str, Any]) -> None:
@@ -345,18 +353,18 @@ def _assert_same_categories(typed: dict[str, Any], checked: dict[str, Any]) -> N
         )
 
 
-def test_typed_and_checked_paths_agree_on_real_data(monkeypatch: pytest.MonkeyPatch, real_reference: Path) -> None:
-    from pipeline.sources.records import typed_entries
+def test_typed_and_checked_paths_agree_on_real_data(real_reference: Path) -> None:
+    from pipeline.sources.record_fields import typed_entries
 
     for path in real_reference.glob("*.json"):  # the real files are clean: each takes the typed path
         assert typed_entries(path.read_bytes()) is not None, path.name
-    typed, checked = _both_paths(monkeypatch, lambda: load_records(str(real_reference)))
+    typed, checked = _both_paths(lambda decoding: load_records(str(real_reference), decoding=decoding))
     _assert_same_categories(typed, checked)
 
 
-def test_typed_and_checked_paths_agree_on_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_typed_and_checked_paths_agree_on_the_sample() -> None:
     sample = Path(__file__).parent.parent / "sample_data" / "model_reference"
-    typed, checked = _both_paths(monkeypatch, lambda: load_records(str(sample)))
+    typed, checked = _both_paths(lambda decoding: load_records(str(sample), decoding=decoding))
     _assert_same_categories(typed, checked)
 
 
@@ -397,20 +405,22 @@ _VALID_RECORD = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None)
 @given(
     document=st.dictionaries(_TEXT, _VALID_RECORD, max_size=8),
     category=st.sampled_from(["image_generation", "text_generation", "controlnet"]),
 )
-def test_typed_and_checked_paths_agree_on_generated_records(
-    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], category: str
-) -> None:
-    from pipeline.sources.records import typed_entries
+def test_typed_and_checked_paths_agree_on_generated_records(document: dict[str, Any], category: str) -> None:
+    from pipeline.sources.record_fields import typed_entries
 
     raw = json.dumps(document).encode()
     assert typed_entries(raw) is not None  # every generated record is well-typed: the typed path takes it
     typed, checked = _both_paths(
-        monkeypatch, lambda: {category: records_frame(category, raw, "x.json", max_bad_record_fraction=1.0)}
+        lambda decoding: {
+            category: category_records(
+                ReferenceFile(category, "x.json", raw), max_bad_record_fraction=1.0, decoding=decoding
+            )
+        }
     )
     _assert_same_categories(typed, checked)
 
@@ -432,14 +442,14 @@ def test_typed_and_checked_paths_agree_on_generated_records(
     ],
 )
 def test_the_typed_path_refuses_what_the_checked_path_must_report(document: bytes) -> None:
-    from pipeline.sources.records import typed_entries
+    from pipeline.sources.record_fields import typed_entries
 
     assert typed_entries(document) is None
 
 
 def test_a_repeated_name_keeps_the_first_record_and_is_reported() -> None:
     raw = b'{"a": {"baseline": "stable diffusion 1", "nsfw": false}, "a": {"baseline": "x", "nsfw": true}}'
-    loaded = records_frame("image_generation", raw, "x.json")
+    loaded = category_records(ReferenceFile("image_generation", "x.json", raw))
     assert loaded.records.select("name", "nsfw").rows() == [("a", False)]
     assert loaded.problems.select("name", "reason").rows() == [("a", "duplicate name; the first wins")]
 
@@ -465,7 +475,7 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
         gc.enable()
 
 
-def test_input_hashes_are_the_sha256_of_the_bytes_read(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_input_hashes_are_the_sha256_of_the_bytes_read() -> None:
     import hashlib
 
     from pipeline.contracts.categories import CATEGORY_FILES
@@ -475,7 +485,7 @@ def test_input_hashes_are_the_sha256_of_the_bytes_read(monkeypatch: pytest.Monke
     def sha256(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    typed, checked = _both_paths(monkeypatch, lambda: load_records(str(SAMPLE_DATA / "model_reference")))
+    typed, checked = _both_paths(lambda decoding: load_records(str(SAMPLE_DATA / "model_reference"), decoding=decoding))
     for loaded in (typed, checked):
         for category, item in loaded.items():
             assert item.input_hash == sha256(SAMPLE_DATA / "model_reference" / CATEGORY_FILES[category]), category

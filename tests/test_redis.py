@@ -30,6 +30,7 @@ from pipeline.sinks.redis_client import redis_client
 from pipeline.sinks.redis_publisher import RedisPublisher
 from pipeline.sources.http import HttpFetcher
 from tests.conftest import SAMPLE_DATA, RedisServer
+from tests.run_helpers import GatedHorde, wait_until
 
 SAMPLE_CATEGORIES = ("controlnet", "esrgan", "image_generation", "text_generation")
 
@@ -183,8 +184,8 @@ def test_caches_serve_from_memory_when_redis_is_down() -> None:
 
 
 def _sample_statistics_json() -> str:
+    from pipeline import load_records
     from pipeline.contracts.rules import AnalysisRules
-    from pipeline.sources.records import load_records
     from pipeline.steps.outputs import run_outputs
 
     loaded = load_records(str(SAMPLE_DATA / "model_reference"))
@@ -261,7 +262,8 @@ def test_a_crashed_holders_lock_expires(redis_url: str, monkeypatch: pytest.Monk
     # a holder that died: the key with a short expiry and nobody renewing it
     _client(redis_url).set(keys.lock_key(_prefix()), "dead-token", px=300)
     assert main(["run"]) == 3
-    time.sleep(0.4)
+    lock = _client(redis_url)
+    wait_until(lambda: not lock.exists(keys.lock_key(_prefix())), timeout=10, what="the dead holder's lock to expire")
     assert main(["run"]) == 0
 
 
@@ -269,13 +271,21 @@ def test_lock_release_checks_the_token_and_renewal_keeps_it(redis_url: str) -> N
     client = _client(redis_url)
     first = RedisLock(client, "p:lock", ttl_ms=300)
     first.acquire()
-    time.sleep(0.7)  # longer than the TTL: only renewal keeps it
+    # renewed (its time to live rose) more than three times, a third of the TTL apart: held past its first expiry,
+    # which only renewal can do
+    last_ttl, renewals = [client.pttl("p:lock")], [0]
+
+    def renewed() -> bool:
+        ttl = client.pttl("p:lock")
+        renewals[0] += ttl > last_ttl[0]
+        last_ttl[0] = ttl
+        return renewals[0] > 3
+
+    wait_until(renewed, timeout=10, what="four renewals of the lock")
     with pytest.raises(LockHeldError):
         RedisLock(client, "p:lock", ttl_ms=300).acquire()
-    first._stop.set()  # stop renewing, as a crashed holder would
-    assert first._renewer is not None
-    first._renewer.join()
-    time.sleep(0.4)
+    first.stop_renewing()  # as a crashed holder would
+    wait_until(lambda: not client.exists("p:lock"), timeout=10, what="the unrenewed lock to expire")
     second = RedisLock(client, "p:lock", ttl_ms=5_000)
     second.acquire()
     assert first.release() is False  # the expired holder cannot free the new holder's lock
@@ -312,11 +322,11 @@ def test_stale_while_revalidate_reads_age_from_redis(redis_url: str) -> None:
     assert refreshes == [key]
 
 
-def test_cache_is_thread_safe(redis_url: str) -> None:
-    cache = DeletionRiskCache(_client(redis_url), prefix="p", ttl=60, stale_ttl=600)
-    template = CategoryDeletionRiskResponse.model_validate(
+def _empty_risk(category: str) -> CategoryDeletionRiskResponse:
+    """A deletion-risk response with no models."""
+    return CategoryDeletionRiskResponse.model_validate(
         {
-            "category": "c",
+            "category": category,
             "category_total_month_usage": 0,
             "total_count": 0,
             "returned_count": 0,
@@ -339,6 +349,11 @@ def test_cache_is_thread_safe(redis_url: str) -> None:
             },
         }
     )
+
+
+def test_cache_is_thread_safe(redis_url: str) -> None:
+    cache = DeletionRiskCache(_client(redis_url), prefix="p", ttl=60, stale_ttl=600)
+    template = _empty_risk("c")
     errors: list[BaseException] = []
     hits = [0]
 
@@ -368,15 +383,6 @@ def test_cache_is_thread_safe(redis_url: str) -> None:
     assert cache.get(cache.key("cat0", False)) == template
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_invalidation_drops_a_category_in_every_cache_and_in_redis(redis_url: str) -> None:
     bus = InvalidationBus(_client(redis_url), "p")
     stats = StatisticsCache(_client(redis_url), prefix="p", ttl=60, stale_ttl=600)
@@ -386,15 +392,25 @@ def test_invalidation_drops_a_category_in_every_cache_and_in_redis(redis_url: st
     value = CategoryStatistics.model_validate_json(_sample_statistics_json())
     for category in ("image_generation", "text_generation"):
         stats.set(stats.key(category, False), value)
-        _client(redis_url).set(risk.key(category, False), b"{}")
-        risk._memory[risk.key(category, False)] = (value, time.time())  # type: ignore[assignment]
+        risk.set(risk.key(category, False), _empty_risk(category))
     other_process = _client(redis_url)
     other_process.publish(keys.invalidate_channel("p"), "image_generation")
-    assert _wait_for(lambda: not any("image_generation" in key for key in stats.memory_keys() + risk.memory_keys()))
-    assert _wait_for(lambda: _client(redis_url).get(stats.key("image_generation", False)) is None)
+    wait_until(
+        lambda: not any("image_generation" in key for key in stats.memory_keys() + risk.memory_keys()),
+        timeout=5,
+        what="both caches to drop image_generation",
+    )
+    wait_until(
+        lambda: _client(redis_url).get(stats.key("image_generation", False)) is None,
+        timeout=5,
+        what="Redis to drop image_generation's statistics",
+    )
     assert _client(redis_url).get(risk.key("image_generation", False)) is None
     assert stats.memory_keys() == [stats.key("text_generation", False)]
-    assert _client(redis_url).get(risk.key("text_generation", False)) == b"{}"
+    assert (
+        _client(redis_url).get(risk.key("text_generation", False))
+        == _empty_risk("text_generation").model_dump_json().encode()
+    )
     bus.close()
 
 
@@ -530,15 +546,24 @@ def test_a_password_never_reaches_logs_or_errors(
     monkeypatch.setenv("REDIS_URL", password_redis.url)
     assert main(["run"]) == 0  # authenticated: publishes
     assert _client(password_redis.url).get(keys.last_run_key(_prefix_or_default())) is not None
-    real = batch.run_outputs  # type: ignore[attr-defined]
+    # Redis dies while the run waits for the Horde API (a real kill, after the run took its lock): the run
+    # commits, then cannot publish
+    gated = GatedHorde()
 
-    def killing(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
+    def kill_redis_then_answer() -> None:
+        gated.wait_entered()
         password_redis.stop()
-        return result
+        gated.open()
 
-    monkeypatch.setattr(batch, "run_outputs", killing)
-    assert main(["run"]) == 4  # committed; Redis died before the publish
+    killer = threading.Thread(target=kill_redis_then_answer, daemon=True)
+    killer.start()
+    monkeypatch.setenv("HORDE_SOURCE", gated.url)
+    try:
+        exit_code = main(["run"])
+    finally:
+        killer.join(timeout=60)
+        gated.close()
+    assert exit_code == 4  # committed; Redis died before the publish
     captured = capsys.readouterr()
     assert "committed but not published" in captured.err
     assert "s3cret-Hunter2" not in captured.err + captured.out

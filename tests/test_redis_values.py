@@ -17,11 +17,11 @@ from pipeline.contracts.models import CategoryChanges, CategoryDeletionRiskRespo
 from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import AUDIT_SCHEMA
 from pipeline.contracts.settings import load_settings
+from pipeline.shell.reference_records import load_records
 from pipeline.sinks.parquet_snapshot import SnapshotWriter, read_artifact, sweep_uncommitted
 from pipeline.sinks.redis_publisher import RedisPublisher
 from pipeline.sinks.redis_values import restored_values, run_values, stored_values
 from pipeline.sources.horde import load_horde
-from pipeline.sources.records import load_records
 from pipeline.steps.audit import audit_json
 from pipeline.steps.deletion_risk_view import encoded_views
 from pipeline.steps.history import with_history

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import AnalysisRules, RiskRules, Settings, analysis_rules, load_settings
 from pipeline.contracts.categories import CATEGORY_FILES, HORDE_MODEL_TYPES, HORDE_TYPES, policy
-from pipeline.steps.deletion_risk import in_risk_order
+from pipeline.steps.risk_order import in_risk_order
 
 
 def test_the_policy_states_what_differs_between_categories() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from pipeline.sinks.parquet_snapshot import latest_table
 from pipeline.sinks.report_files import report_html, write_report
 from pipeline.steps.deletion_risk import FLAGS
 from pipeline.steps.report import TOP_ROWS, CategorySection, Chart
+from pipeline.steps.report_bars import family_charts
 from pipeline.steps.report_sections import usage_long_tail
 from pipeline.steps.report_tables import most_at_risk
 
@@ -47,6 +49,33 @@ def test_most_at_risk_orders_by_score_then_least_used() -> None:
     assert most_at_risk(risk, grouped=True)["name"].to_list() == ["fam"]
     many = pl.concat([risk.head(1).with_columns(pl.lit(f"m{i}").alias("name")) for i in range(TOP_ROWS + 5)])
     assert most_at_risk(many, grouped=False, limit=TOP_ROWS).height == TOP_ROWS
+
+
+def test_busiest_families_keep_one_order_when_two_share_a_name() -> None:
+    # GROUP_BY_VARIANT: the Instruct and the Base family both show "Qwen2.5-14B" with the same usage. Their bars
+    # say which is which (the first member), and come in one order (the first member breaks the tie) whatever
+    # order the risk table holds them in.
+    families = pl.DataFrame(
+        {
+            "name": ["Qwen2.5-14B", "Qwen2.5-14B", "Llama-3-8B"],
+            "grouped": [True, True, True],
+            "usage_month": [40, 40, 90],
+            "members": [
+                ["Qwen/Qwen2.5-14B-Instruct", "Qwen2.5-14B-Instruct-GGUF"],
+                ["Qwen/Qwen2.5-14B", "Qwen2.5-14B-GGUF"],
+                ["meta-llama/Meta-Llama-3-8B", "Llama-3-8B-GGUF"],
+            ],
+        }
+    )
+    expected = ("Llama-3-8B", "Qwen2.5-14B (Qwen/Qwen2.5-14B)", "Qwen2.5-14B (Qwen/Qwen2.5-14B-Instruct)")
+    for order in ([0, 1, 2], [1, 0, 2], [2, 0, 1], [2, 1, 0]):
+        charts, notes = family_charts("text_generation", families[order])
+        busiest = next(chart for chart in charts if chart.key == "text_generation-usage-families")
+        assert busiest.labels == expected
+        assert notes == [
+            "Largest families (members): Llama-3-8B (2), Qwen2.5-14B (Qwen/Qwen2.5-14B) (2), "
+            "Qwen2.5-14B (Qwen/Qwen2.5-14B-Instruct) (2)."
+        ]
 
 
 def test_report_escapes_hostile_names() -> None:
@@ -119,11 +148,29 @@ def test_report_command_writes_a_self_contained_page(tmp_path: Path, capsys: pyt
     assert [p.name for p in page_path.parent.parent.iterdir() if p.name.startswith(".report")] == []
 
 
-def test_report_without_matplotlib_says_how_to_install_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+#: A child process in which matplotlib cannot be imported, as if the report extra were not installed: an import
+#: blocker in front of every finder, then the CLI's ``report``.
+_REPORT_WITHOUT_MATPLOTLIB = """
+import sys
+
+class NoMatplotlib:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "matplotlib":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoMatplotlib())
+from jobs.__main__ import main
+sys.exit(main(["report"]))
+"""
+
+
+def test_report_without_matplotlib_says_how_to_install_it() -> None:
     assert main(["run"]) == 0
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the report extra were not installed
-    assert main(["report"]) == 2
-    assert "pip install -e '.[report]'" in capsys.readouterr().err
+    # the child inherits this test's working directory and environment (its snapshot folder and settings)
+    child = subprocess.run(
+        [sys.executable, "-c", _REPORT_WITHOUT_MATPLOTLIB], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 2, child.stderr
+    assert "pip install -e '.[report]'" in child.stderr
     assert not (Path("snapshots") / "report").exists()

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from pipeline.contracts.rules import USAGE_COMPARISON_PERIOD
 from pipeline.steps.retention_plan import (
-    USAGE_COMPARISON_DAYS,
     RetentionPolicy,
     compact_file_name,
     groups_to_compact,
@@ -63,7 +63,7 @@ def test_zero_keeps_forever() -> None:
 
 def test_the_runs_the_seven_day_comparison_needs_are_kept_even_with_a_short_first_period() -> None:
     plan = kept_runs(hourly_runs(30), RetentionPolicy(keep_all_days=1, keep_daily_days=30))
-    horizon = NEWEST - timedelta(days=USAGE_COMPARISON_DAYS)
+    horizon = NEWEST - USAGE_COMPARISON_PERIOD
     assert plan.filter(pl.col("run_at") > horizon)["keep"].all()
     before = plan.filter(pl.col("run_at") <= horizon)
     assert before.filter(pl.col("run_at") == pl.col("run_at").max())["keep"].all(), "the latest run 7 days back"

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.contracts.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
 from pipeline.contracts.rules import AnalysisRules
-from pipeline.sources.records import load_records, records_frame
+from pipeline.shell.reference_records import category_records, load_records
+from pipeline.sources.records import ReferenceFile
 from pipeline.steps.outputs import run_outputs
 from pipeline.steps.statistics import PARAMETER_BUCKETS, category_statistics, statistics_tables
 
@@ -17,7 +18,7 @@ B = 1_000_000_000
 
 
 def _stats(category: str, document: dict[str, Any], *, limit: int = 20) -> CategoryStatistics:
-    loaded = {category: records_frame(category, json.dumps(document).encode(), "x.json")}
+    loaded = {category: category_records(ReferenceFile(category, "x.json", json.dumps(document).encode()))}
     return run_outputs(loaded, None, AnalysisRules(top_tags_limit=limit), computed_at=1).statistics[(category, False)]
 
 

@@ -153,7 +153,7 @@ def test_a_stale_lock_is_taken_over_by_exactly_one_run_and_its_holder_loses(s3_l
     clock = _Clock(1_000_000.0)
     dead = ObjectLock(store, ttl_seconds=30, clock=clock)
     dead.acquire()
-    dead._stop.set()  # a paused holder: it renews no more
+    dead.stop_renewing()  # a paused holder: it renews no more
     clock.now += 30 + CLOCK_SKEW_SECONDS - 1  # expired, but within the clock-skew margin: still held
     with pytest.raises(SnapshotLockedError):
         ObjectLock(store, clock=clock).acquire()
@@ -162,8 +162,8 @@ def test_a_stale_lock_is_taken_over_by_exactly_one_run_and_its_holder_loses(s3_l
     _, stale_version = store.get_versioned(LOCK_KEY)
     winner = ObjectLock(store, ttl_seconds=30, clock=clock)
     winner.acquire()
-    loser = ObjectLock(store, ttl_seconds=30, clock=clock)
-    assert store.replace_if_unchanged(LOCK_KEY, loser._body(), stale_version) is None
+    # the other run's replace, conditional on the stale version, finds the winner's object instead
+    assert store.replace_if_unchanged(LOCK_KEY, b'{"token": "loser"}', stale_version) is None
     assert json.loads(store.get(LOCK_KEY))["token"] == winner.token
     with pytest.raises(SnapshotLockLostError, match="nothing committed"):
         dead.verify()

@@ -22,7 +22,15 @@ from jobs.__main__ import main
 from pipeline.contracts.settings import load_settings
 from pipeline.shell.batch import run_once
 from pipeline.sinks.history_store import model_timeline
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, history, latest_table, manifests, run_tables, snapshot_lock
+from pipeline.sinks.parquet_snapshot import (
+    SnapshotWriter,
+    history,
+    latest_table,
+    manifests,
+    run_tables,
+    snapshot_lock,
+    sweep_uncommitted,
+)
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
     INDEX_PATH,
@@ -34,6 +42,7 @@ from pipeline.sinks.run_index import (
     reconcile_index,
     runs,
 )
+from pipeline.sinks.store import open_store
 from pipeline.steps.retention_plan import RetentionPolicy, kept_runs
 from tests.conftest import REPO
 
@@ -59,7 +68,7 @@ def template(tmp_path: Path) -> Template:
     }
 
 
-def commit_clone(root: Path, template: Template, run_at: datetime, run_id: str) -> None:
+def commit_clone(root: Path | str, template: Template, run_at: datetime, run_id: str) -> None:
     writer = SnapshotWriter(root=root, run_id=run_id, run_at=run_at)
     for (table, category), frame in sorted(template.items()):
         writer.write(table, category, frame)
@@ -67,7 +76,7 @@ def commit_clone(root: Path, template: Template, run_at: datetime, run_id: str) 
     index_committed_run(root, run_id)
 
 
-def build_store(root: Path, template: Template, layout: tuple[tuple[int, int], ...] = LAYOUT) -> list[str]:
+def build_store(root: Path | str, template: Template, layout: tuple[tuple[int, int], ...] = LAYOUT) -> list[str]:
     """Commit the runs of ``layout`` (newest last) and return their ids."""
     ids = []
     for days_back, count in sorted(layout, reverse=True):
@@ -86,7 +95,9 @@ def kept_ids(ids_and_times: pl.DataFrame) -> set[str]:
     return set(kept_runs(ids_and_times, RetentionPolicy()).filter("keep")["run_id"])
 
 
-def assert_consistent(root: Path, template: Template, expected_runs: set[str], clones: set[str] | None = None) -> None:
+def assert_consistent(
+    root: Path | str, template: Template, expected_runs: set[str], clones: set[str] | None = None
+) -> None:
     """Every run of ``expected_runs`` readable with exactly its rows (checked for the ``clones`` of the template,
     default all), by the index readers and by its manifest; the readers' index is the manifests' and the latest
     run is the newest."""
@@ -109,17 +120,20 @@ def assert_consistent(root: Path, template: Template, expected_runs: set[str], c
             assert frame.drop("run_id", "run_at", "category", "run_date").equals(template[(table, category)])
 
 
-def assert_index_is_the_manifests(root: Path) -> None:
+def assert_index_is_the_manifests(root: Path | str) -> None:
     stored = read_index(root)
     assert stored is not None
     order = ("run_id", "table", "category")
     assert stored.sort(order).equals(index_from_manifests(root).sort(order))
 
 
-def glob_counts(root: Path, table: str) -> pl.DataFrame:
-    """What a plain Polars glob over the store sees (the README's way), rows per run."""
+def glob_counts(root: Path | str, table: str) -> pl.DataFrame:
+    """What a plain Polars glob over the store (a folder or a bucket) sees (the README's way), rows per run."""
+    store = open_store(root)
     return (
-        pl.scan_parquet(str(root / table / "**" / "*.parquet"), hive_partitioning=True)
+        pl.scan_parquet(
+            f"{store.location}/{table}/**/*.parquet", hive_partitioning=True, storage_options=store.storage_options
+        )
         .group_by("run_id")
         .len()
         .collect()
@@ -202,11 +216,10 @@ def test_a_run_indexes_itself_and_maintains_the_store(tmp_path: Path, template: 
 CHILD = textwrap.dedent(
     """
     import sys, threading
-    from pathlib import Path
     from pipeline.steps.retention_plan import RetentionPolicy
     from pipeline.sinks.retention import maintain_store
 
-    root, step, nth = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    root, step, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])  # a folder or an s3:// location
     seen = 0
 
     def hook(name, fields):
@@ -228,7 +241,7 @@ KILL_POINTS = [
     ("manifest switched", 2),  # some kept runs name the compacted file, others their own file
     ("manifest removed", 1),  # retention: one removed run's manifest gone, the index still names it
     ("index written", 3),  # a day done but for deleting its old files
-    ("file removed", 5),  # half of a day's old files deleted
+    ("files removed", 5),  # the old files of half a day's folders deleted
 ]
 
 
@@ -368,3 +381,40 @@ def test_a_models_timeline_reads_each_kept_run_once_after_compaction(tmp_path: P
     assert rows.height == len(kept) and rows["run_at"].n_unique() == len(kept)
     assert rows["run_at"].is_sorted()
     assert main(["history", "--category", "image_generation", name]) == 0
+
+
+def test_the_sweep_and_republish_find_runs_without_reading_every_manifest(
+    tmp_path: Path, template: Template, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``sweep_uncommitted`` keeps what ``_runs/`` lists (one listing, no reads); ``run --republish`` finds the
+    latest run through the index (``latest_manifest``): an old manifest made unreadable is never opened."""
+    root = tmp_path / "snapshots"
+    ids = build_store(root, template, ((0, 3),))
+    (root / "_runs" / f"{ids[0]}.json").write_text("{ not read by the sweep")
+    orphan = SnapshotWriter(root=root, run_id="20200101T000000Z-orphan", run_at=NEWEST - timedelta(hours=1))
+    orphan_keys = [orphan.write(table, category, frame) for (table, category), frame in sorted(template.items())]
+    caplog.clear()
+    removed = sweep_uncommitted(root)
+    latest = latest_manifest(root)
+    assert "manifest" not in caplog.text, "no manifest was read"
+    assert sorted(removed) == sorted(orphan_keys), "only the uncommitted run's files go"
+    assert latest is not None and latest["run_id"] == ids[-1]
+    kept = root / "records" / "category=image_generation" / f"run_date={NEWEST.date()}" / f"{ids[0]}.parquet"
+    assert kept.is_file(), "a run whose manifest cannot be read keeps its files"
+
+
+def test_an_index_written_before_manifest_versions_is_brought_up_to_date(tmp_path: Path, template: Template) -> None:
+    """An index of an earlier release (a file time instead of ``manifest_version``) is read, and the next reconcile
+    re-reads every manifest once and writes the current one."""
+    root = tmp_path / "snapshots"
+    build_store(root, template, ((0, 2), (1, 2)))
+    stored = read_index(root)
+    assert stored is not None
+    stored.drop("manifest_version").with_columns(pl.lit(1, dtype=pl.Int64).alias("manifest_mtime_ns")).write_ipc(
+        root / INDEX_PATH
+    )
+    old = read_index(root)
+    assert old is not None and old["manifest_version"].is_null().all()
+    reconcile_index(root)
+    assert_index_is_the_manifests(root)
+    assert_consistent(root, template, set(stored["run_id"]))

@@ -46,10 +46,14 @@ class CategoryPolicy:
     has_downloads: bool = True
     #: the text thresholds of SPEC §6 (low usage, critical, ignorable download flags) apply
     text_risk_rules: bool = False
+    #: record fields a record must carry, else it is bad (SPEC §2.1: an image record's baseline and nsfw)
+    required_fields: tuple[str, ...] = ()
 
 
 _POLICIES: Final = {
-    IMAGE_GENERATION: CategoryPolicy(IMAGE_GENERATION, horde_type="image", normalizes_baselines=True),
+    IMAGE_GENERATION: CategoryPolicy(
+        IMAGE_GENERATION, horde_type="image", normalizes_baselines=True, required_fields=("baseline", "nsfw")
+    ),
     TEXT_GENERATION: CategoryPolicy(
         TEXT_GENERATION,
         horde_type="text",

@@ -8,10 +8,27 @@ read the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from pipeline.contracts.settings import Settings
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How much of a bad or slow input a run tolerates (SPEC §2.1, §2.2): the defaults of ``MAX_BAD_RECORD_FRACTION``
+    and ``HORDE_API_*``, stated once. ``Settings`` takes them from here, and the readers' keyword defaults name
+    them (a run passes the configured values)."""
+
+    #: more bad records (rows) than this share of a file (payload) fails the run
+    max_bad_record_fraction: float = 0.5
+    #: seconds per response, headers to last byte
+    horde_api_timeout: float = 30.0
+    #: attempts per URL, the first included
+    horde_api_retries: int = 3
+    #: the largest body read: far above the largest real payload, far below a machine's memory
+    horde_api_max_bytes: int = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,11 @@ class AnalysisRules:
     top_tags_limit: int = 20
     group_by_variant: bool = False
     risk: RiskRules = field(default_factory=RiskRules)
+
+
+#: How far back ``usage_month_previous`` looks (SPEC §10: "at least 7 days older"); retention never removes the runs
+#: that comparison may still pick (SPEC §13).
+USAGE_COMPARISON_PERIOD: Final = timedelta(days=7)
 
 
 @dataclass(frozen=True)

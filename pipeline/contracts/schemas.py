@@ -66,6 +66,18 @@ ORPHAN_COPY_REASON: Final = "backend-prefixed name without a canonical record; k
 #: ``parameter_count`` count them one by one.
 BILLION: Final = 1_000_000_000
 
+
+def known_parameters(parameters: pl.Expr) -> pl.Expr:
+    """A record's stored parameter count, null when it is not positive: the reference writes 0 for "unknown"
+    (SPEC §5: "when absent or 0, from the parsed name size"). The one home of that rule."""
+    return pl.when(parameters > 0).then(parameters)
+
+
+def parameters_of_billions(size_b: pl.Expr) -> pl.Expr:
+    """A size in billions (``size_b``) as a whole parameter count: the one billions-to-parameters formula."""
+    return (size_b * BILLION).round(0).cast(pl.Int64)
+
+
 #: One row per parsed text model name (SPEC §3.1); the fields of ``pipeline.steps.names.ParsedName``.
 PARSED_NAME_SCHEMA: Final = pl.Schema(
     {

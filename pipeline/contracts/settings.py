@@ -23,7 +23,7 @@ from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.contracts.masking import masked_text, masked_url
-from pipeline.contracts.rules import AnalysisRules, RetentionPolicy, RiskRules
+from pipeline.contracts.rules import AnalysisRules, InputLimits, RetentionPolicy, RiskRules
 from pipeline.contracts.setting_names import (
     HINTS,
     LEGACY_PREFIX,
@@ -52,13 +52,20 @@ class Settings(BaseSettings):
         "sample_data/model_reference", validation_alias=variable_names("MODEL_REFERENCE_SOURCE")
     )
     horde_source: str = Field("sample_data/horde", validation_alias=variable_names("HORDE_SOURCE"))
+    # Input limits. Defaults: pipeline.contracts.rules.InputLimits, where they are stated once.
     # A deadline per response (SPEC §2.2): inf or nan would be none at all.
     horde_api_timeout: float = Field(
-        30.0, gt=0, allow_inf_nan=False, validation_alias=variable_names("HORDE_API_TIMEOUT")
+        InputLimits.horde_api_timeout, gt=0, allow_inf_nan=False, validation_alias=variable_names("HORDE_API_TIMEOUT")
     )
-    horde_api_max_bytes: int = Field(512 * 1024 * 1024, gt=0, validation_alias=variable_names("HORDE_API_MAX_BYTES"))
-    horde_api_retries: int = Field(3, ge=1, le=20, validation_alias=variable_names("HORDE_API_RETRIES"))
-    max_bad_record_fraction: float = Field(0.5, ge=0, le=1, validation_alias=variable_names("MAX_BAD_RECORD_FRACTION"))
+    horde_api_max_bytes: int = Field(
+        InputLimits.horde_api_max_bytes, gt=0, validation_alias=variable_names("HORDE_API_MAX_BYTES")
+    )
+    horde_api_retries: int = Field(
+        InputLimits.horde_api_retries, ge=1, le=20, validation_alias=variable_names("HORDE_API_RETRIES")
+    )
+    max_bad_record_fraction: float = Field(
+        InputLimits.max_bad_record_fraction, ge=0, le=1, validation_alias=variable_names("MAX_BAD_RECORD_FRACTION")
+    )
 
     # Outputs.
     redis_url: str | None = Field(None, validation_alias=variable_names("REDIS_URL"))

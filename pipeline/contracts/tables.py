@@ -31,6 +31,10 @@ from pipeline.contracts.schemas import (
 )
 
 #: table name -> the schema of its rows (before the writer's run_id and run_at).
+#: How every snapshot file is written (SPEC §7.2: zstd level 3), by a run and by compaction alike.
+PARQUET_COMPRESSION: Final = "zstd"
+PARQUET_COMPRESSION_LEVEL: Final = 3
+
 SNAPSHOT_TABLES: Final[dict[str, pl.Schema]] = {
     "records": RECORD_SCHEMA,
     "names": NAMES_TABLE_SCHEMA,

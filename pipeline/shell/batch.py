@@ -28,11 +28,11 @@ from pipeline.contracts.rules import analysis_rules, retention_policy
 from pipeline.contracts.schemas import HordeFrames, LoadedCategory
 from pipeline.contracts.settings import Settings, settings_log_events
 from pipeline.shell.interrupts import StopRequest
+from pipeline.shell.reference_records import load_records
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
 from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
-    manifests,
     read_artifact,
     snapshot_lock,
     sweep_uncommitted,
@@ -41,11 +41,10 @@ from pipeline.sinks.previous_run import PreviousRecords
 from pipeline.sinks.redis_publisher import PublishError
 from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
-from pipeline.sinks.run_index import reconcile_index
+from pipeline.sinks.run_index import latest_manifest, reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
-from pipeline.sources.records import load_records
 from pipeline.steps.history import with_history
 from pipeline.steps.outputs import RunOutputs, run_outputs
 
@@ -206,13 +205,7 @@ def run_once(
         # not, as `history --rebuild` and runs without Redis take only that one (SPEC §9)
         snapshot_lock(store) as store_fence,
     ):
-        # Retention, compaction and the run index (SPEC §13) are for a folder store; a bucket is read through its
-        # manifests (README "History that stays small").
-        folder = store.root if isinstance(store, FolderStore) else None
-        if folder is not None:
-            reconcile_index(folder)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
-        else:
-            log.debug("store maintenance and run index skipped: not a folder store", extra={"store": store.location})
+        reconcile_index(store)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
         sweep_uncommitted(store)
         if not check_run_order(store, run_at, rebuild_after=rebuild_after):
             publisher = None  # Redis is a projection of the newest committed run, not of a backfill
@@ -270,16 +263,14 @@ def run_once(
         except BaseException:
             writer.abort()
             raise
-        if folder is not None:
-            index_committed_run(folder, run_id)  # readers find runs through the index (SPEC §13)
+        index_committed_run(store, run_id)  # readers find runs through the index (SPEC §13)
         clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
         if publisher is not None and redis_values is not None:
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
         if rebuild_after:
             rebuild_states(store)
-        if folder is not None:  # retention and compaction, still under the lock (SPEC §13)
-            maintain_after_commit(folder, retention_policy(settings))
+        maintain_after_commit(store, retention_policy(settings), store_fence)  # still under the lock (SPEC §13)
         clock.lap("maintain", stoppable=False)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
@@ -315,10 +306,11 @@ def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]
     with publisher.run_lock() as fence:
         if fence is None:
             raise PublishError("redis is unusable: nothing republished")
-        committed = manifests(root)  # read under the lock: no run can commit a newer one meanwhile
-        if not committed:
+        # through the run index, checked against one listing of the manifests (SPEC §13); read under the lock: no
+        # run can commit a newer one meanwhile
+        latest = latest_manifest(root)
+        if latest is None:
             raise NothingToRepublishError(f"no committed run in {root.location} to republish")
-        latest = committed[-1]
         try:
             document = read_artifact(root, latest, "redis")
         except (OSError, ValueError) as error:  # missing, unreadable, corrupt, or a path outside the store

@@ -15,9 +15,9 @@ import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import MANIFEST_DIR, SnapshotWriter, entry_scan, manifests
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifest_key, manifests
 from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
-from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
+from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.steps.deletion_risk import FLAGS
 from pipeline.steps.history import model_state
 
@@ -51,14 +51,9 @@ def run_time(manifest: dict[str, Any]) -> datetime:
 
 
 def newest_run_time(root: Path | str | SnapshotStore) -> datetime | None:
-    """The time of the newest committed run, or None for an empty store (a folder store: through its run index,
-    SPEC §13)."""
-    store = open_store(root)
-    if isinstance(store, FolderStore):
-        indexed = runs(load_index(store.root))
-        return indexed["run_at"][-1] if indexed.height else None
-    found = manifests(store)
-    return run_time(found[-1]) if found else None
+    """The time of the newest committed run, or None for an empty store (through its run index, SPEC §13)."""
+    indexed = runs(load_index(root))
+    return indexed["run_at"][-1] if indexed.height else None
 
 
 class OutOfOrderRunError(ValueError):
@@ -108,33 +103,16 @@ def model_timeline(
 ) -> pl.LazyFrame | None:
     """One model's (or family's) row in every committed run, oldest first, lazily over the store."""
     store = open_store(root)
-    if isinstance(store, FolderStore):
-        entries = load_index(store.root).filter(pl.col("table") == "deletion_risk", pl.col("category") == category)
-        indexed = scan_indexed(  # through the run index; each run's rows once, wherever compaction put them (§13)
-            store.root,
-            entries,
-            schema=pl.Schema({**_TIMELINE_SOURCE, "run_id": RUN_COLUMNS["run_id"]}),  # run_id: a run's rows by id
-            missing_columns="insert",
-            extra_columns="ignore",
-            hive_partitioning=False,
-        )
-        return None if indexed is None else _timeline(indexed, name, grouped)
-    paths = [
-        store.scan_target(entry["path"])
-        for manifest in manifests(store)
-        for cat, entry in manifest["tables"].get("deletion_risk", {}).items()
-        if cat == category
-    ]
-    if not paths:
-        return None
-    risk = pl.scan_parquet(
-        paths,
-        schema=_TIMELINE_SOURCE,
+    entries = load_index(store).filter(pl.col("table") == "deletion_risk", pl.col("category") == category)
+    indexed = scan_indexed(  # through the run index; each run's rows once, wherever compaction put them (§13)
+        store,
+        entries,
+        schema=pl.Schema({**_TIMELINE_SOURCE, "run_id": RUN_COLUMNS["run_id"]}),  # run_id: a run's rows by id
         missing_columns="insert",
         extra_columns="ignore",
-        storage_options=store.storage_options,
+        hive_partitioning=False,
     )
-    return _timeline(risk, name, grouped)
+    return None if indexed is None else _timeline(indexed, name, grouped)
 
 
 def _timeline(risk: pl.LazyFrame, name: str, grouped: bool) -> pl.LazyFrame:
@@ -157,7 +135,7 @@ class Rebuilt:
 
 
 def _rewrite_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
-    store.put(f"{MANIFEST_DIR}/{manifest['run_id']}.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+    store.put(manifest_key(manifest["run_id"]), json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
 def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:

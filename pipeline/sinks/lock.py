@@ -32,9 +32,10 @@ class LockLostError(RuntimeError):
 
 
 class RedisLock:
-    """A context manager holding ``key`` for ``ttl_ms``, renewed every third of it until released."""
+    """A context manager holding ``key`` for ``ttl_ms``, renewed every third of it until released. ``ttl_ms`` has
+    no default: a run passes ``REDIS_LOCK_TTL_SECONDS`` (whose default is ``Settings``')."""
 
-    def __init__(self, client: redis.Redis, key: str, ttl_ms: int = 60_000) -> None:
+    def __init__(self, client: redis.Redis, key: str, ttl_ms: int) -> None:
         self.client = client
         self.key = key
         self.ttl_ms = ttl_ms
@@ -57,11 +58,16 @@ class RedisLock:
         self._renewer = threading.Thread(target=self._renew_until_stopped, name="lock-renewer", daemon=True)
         self._renewer.start()
 
-    def release(self) -> bool:
-        """Give the lock back; False when it was no longer ours (or Redis could not be reached)."""
+    def stop_renewing(self) -> None:
+        """Stop renewing, keeping the token: unless released first, the lock expires after its TTL. This is how
+        a paused or dead holder looks to the other runs (tests play one with it)."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+
+    def release(self) -> bool:
+        """Give the lock back; False when it was no longer ours (or Redis could not be reached)."""
+        self.stop_renewing()
         try:
             self._lock.release()
             return True

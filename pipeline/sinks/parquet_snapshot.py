@@ -22,7 +22,18 @@ import msgspec
 import polars as pl
 
 from pipeline.contracts.schemas import RUN_COLUMNS
-from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
+from pipeline.contracts.tables import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL, SNAPSHOT_TABLES
+from pipeline.sinks.run_index import latest_table as indexed_latest_table
+from pipeline.sinks.run_index import table_history
+from pipeline.sinks.run_manifests import (
+    COMPACTED_KEY,
+    MANIFEST_DIR,
+    SnapshotReadError,
+    manifest_key,
+    manifests,
+    read_manifest,
+)
+from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
 from pipeline.steps.collect_engine import ENGINE
@@ -42,33 +53,27 @@ __all__ = [
     "entry_scan",
     "history",
     "latest_table",
+    "manifest_key",
     "manifests",
     "read_artifact",
-    "read_manifest_file",
+    "read_manifest",
     "run_tables",
     "snapshot_lock",
     "sweep_uncommitted",
     "table_key",
     "table_path",
 ]
-from pipeline.contracts.tables import SNAPSHOT_TABLES
 
 log = logging.getLogger(__name__)
 
-MANIFEST_DIR: Final = "_runs"
 #: The tables a run writes (SPEC §7.2), from the one registry (`pipeline.contracts.tables`, each with its schema).
 TABLES: Final = tuple(SNAPSHOT_TABLES)
-#: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.arrow`` (the ``redis`` values a run
+#: Files a run writes besides its tables, one per run: ``_{name}/{run_id}.json`` (the ``redis`` values a run
 #: publishes, so that ``run --republish`` sends exactly what the run computed; SPEC §12).
 ARTIFACTS: Final = ("redis",)
 #: An artifact is a frame in a zstd-compressed Arrow IPC file (JSON compresses ~30x: 300 MB of Redis values at
 #: 100x are ~9 MB, in about the CPU time writing them plain takes); runs before it wrote a JSON document.
 ARTIFACT_SUFFIXES: Final = (".arrow", ".json")
-#: A manifest entry whose rows were compacted into the day's file (SPEC §13) names that file under this key instead
-#: of ``path``: the file holds other runs' rows too, so a reader must select this run's rows by ``run_id``.
-COMPACTED_KEY: Final = "compacted_path"
-_COMPRESSION: Final = "zstd"
-_COMPRESSION_LEVEL: Final = 3
 
 
 def table_key(table: str, category: str, run_date: str, run_id: str) -> str:
@@ -112,7 +117,7 @@ class SnapshotWriter:
             pl.lit(self.run_at, dtype=RUN_COLUMNS["run_at"]).alias("run_at"),
         )
         buffer = io.BytesIO()
-        stamped.write_parquet(buffer, compression=_COMPRESSION, compression_level=_COMPRESSION_LEVEL)
+        stamped.write_parquet(buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         # Recorded before the put: a put that fails half-way (a full disk) still leaves abort() a key to remove.
         self.written.setdefault(table, {})[category] = {"path": key, "rows": stamped.height}
         self.store.put(key, buffer.getbuffer().tobytes())
@@ -145,7 +150,7 @@ class SnapshotWriter:
             manifest["input_entries"] = input_entries
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
-        key = f"{MANIFEST_DIR}/{self.run_id}.json"
+        key = manifest_key(self.run_id)
         self.store.put(key, json.dumps(manifest, indent=1, sort_keys=True).encode())
         return key
 
@@ -186,95 +191,6 @@ def read_artifact(root: Path | str | SnapshotStore, manifest: dict[str, Any], na
     return pl.read_ipc(io.BytesIO(data))
 
 
-class SnapshotReadError(RuntimeError):
-    """A committed snapshot file cannot be read (missing, truncated, not Parquet); the message names it."""
-
-
-#: A manifest names a few dozen files; anything bigger is not one of ours (and is not read into memory).
-_MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
-
-
-def _manifest_problem(store: SnapshotStore, key: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The manifest at ``key`` (its unsafe table entries dropped, each with a warning), or why it is unusable."""
-    try:
-        # the store refuses a folder, FIFO or device named *.json (opening a FIFO would block the run) and a
-        # symlink that leads out of the store
-        manifest = json.loads(store.get(key, max_bytes=_MAX_MANIFEST_BYTES))
-    except (OSError, ValueError, RecursionError) as error:  # ValueError covers JSON and UTF-8 decoding errors
-        return None, f"{type(error).__name__}: {error}"
-    run_id = key.rsplit("/", 1)[-1].removesuffix(".json")
-    if not isinstance(manifest, dict):
-        return None, "not a JSON object"
-    if manifest.get("run_id") != run_id:
-        return None, f"run_id {manifest.get('run_id')!r} is not the file's name"
-    try:
-        datetime.fromisoformat(manifest["run_at"])
-    except (KeyError, TypeError, ValueError):
-        return None, f"run_at {manifest.get('run_at')!r} is not an ISO timestamp"
-    tables = manifest.get("tables")
-    if not isinstance(tables, dict) or not all(isinstance(entries, dict) for entries in tables.values()):
-        return None, "tables is not an object of objects"
-    safe = {
-        table: {
-            category: entry for category, entry in entries.items() if _safe_entry(store, key, table, category, entry)
-        }
-        for table, entries in tables.items()
-    }
-    return {**manifest, "tables": safe}, None
-
-
-def _safe_entry(store: SnapshotStore, manifest_key: str, table: str, category: str, entry: Any) -> bool:
-    """True when ``entry`` names a file inside the store; a manifest never makes a reader open anything else
-    (an absolute path, ``..``, a symlink that leads out of the store: ``SnapshotStore.contains``)."""
-    # after compaction (SPEC §13) an entry names the day's file under ``compacted_path`` instead of ``path``
-    where = (entry.get(COMPACTED_KEY) or entry.get("path")) if isinstance(entry, dict) else None
-    safe = isinstance(where, str) and store.contains(where)
-    if not safe:
-        log.warning(
-            "snapshot manifest entry ignored: its path leads outside the store",
-            extra={"manifest": store.where(manifest_key), "table": table, "category": category, "path": str(where)},
-        )
-    return safe
-
-
-def _scanned_manifests(store: SnapshotStore) -> tuple[list[dict[str, Any]], set[str]]:
-    """The usable manifests, oldest first, and the run ids (file names) of those that cannot be read."""
-    found: list[dict[str, Any]] = []
-    unreadable: set[str] = set()
-    for key in store.list(MANIFEST_DIR, recursive=False):
-        if not key.endswith(".json"):
-            continue
-        manifest, problem = _manifest_problem(store, key)
-        if manifest is None:
-            # SPEC §12: reported with its path and ignored; one bad file must not block every later run
-            log.warning(
-                "snapshot manifest ignored: it cannot be read",
-                extra={"manifest": store.where(key), "problem": problem},
-            )
-            unreadable.add(key.rsplit("/", 1)[-1].removesuffix(".json"))
-        else:
-            found.append(manifest)
-    return sorted(found, key=lambda manifest: (manifest["run_at"], manifest["run_id"])), unreadable
-
-
-def manifests(root: Path | str | SnapshotStore) -> list[dict[str, Any]]:
-    """Every committed run's manifest, oldest first; an unreadable one is reported (a warning) and skipped."""
-    return _scanned_manifests(open_store(root))[0]
-
-
-def read_manifest_file(path: Path) -> dict[str, Any] | None:
-    """One manifest of a folder store (``{root}/_runs/{run_id}.json``), checked like ``manifests`` checks each
-    (unsafe entries dropped), or None when it is gone (silently) or unusable (reported with its path)."""
-    if not path.exists():
-        return None
-    store = FolderStore(path.parent.parent)
-    key = f"{MANIFEST_DIR}/{path.name}"
-    manifest, problem = _manifest_problem(store, key)
-    if manifest is None:
-        log.warning("snapshot manifest ignored: it cannot be read", extra={"manifest": str(path), "problem": problem})
-    return manifest
-
-
 def _entry_key(entry: dict[str, Any]) -> str:
     """The store key of the file that holds one manifest entry's rows: its own, or after compaction the day's."""
     return str(entry.get(COMPACTED_KEY) or entry["path"])
@@ -285,44 +201,15 @@ def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:
 
 
 def history(root: Path | str | SnapshotStore, table: str, category: str | None = None) -> pl.LazyFrame | None:
-    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``). A folder
-    store is read through its run index (SPEC §13), each run's rows once wherever compaction put them; an object
-    store through its manifests."""
-    store = open_store(root)
-    if isinstance(store, FolderStore):
-        from pipeline.sinks.run_index import table_history
-
-        return table_history(store.root, table, category)
-    keys = [
-        str(entry["path"])
-        for manifest in manifests(store)
-        for cat, entry in manifest["tables"].get(table, {}).items()
-        if category is None or cat == category
-    ]
-    if not keys:
-        return None
-    present = set(store.list(table))  # one listing, not one request per file
-    for key in keys:
-        if key not in present:
-            raise _missing(store, key)
-    return pl.scan_parquet(
-        [store.scan_target(key) for key in keys], hive_partitioning=True, storage_options=store.storage_options
-    )
+    """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``), read through
+    the store's run index (SPEC §13): each run's rows once, wherever compaction put them."""
+    return table_history(root, table, category)
 
 
 def latest_table(root: Path | str | SnapshotStore, table: str, category: str) -> pl.DataFrame | None:
-    """``table`` for ``category`` from the newest committed run that wrote it, or None (a folder store: through
-    its run index, SPEC §13)."""
-    store = open_store(root)
-    if isinstance(store, FolderStore):
-        from pipeline.sinks.run_index import latest_table as indexed_latest_table
-
-        return indexed_latest_table(store.root, table, category)
-    for manifest in reversed(manifests(store)):
-        entry = manifest["tables"].get(table, {}).get(category)
-        if entry is not None:
-            return _read_entry(store, manifest["run_id"], entry)
-    return None
+    """``table`` for ``category`` from the newest committed run that wrote it, or None (through the run index,
+    SPEC §13)."""
+    return indexed_latest_table(root, table, category)
 
 
 def entry_scan(
@@ -375,13 +262,15 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
     """Delete leftovers of runs that never committed (``*.tmp`` files, tables and artifacts without a manifest);
     the keys removed.
 
-    Call only while holding the snapshot lock: a running run's files have no manifest yet either. The files of a
-    run whose manifest exists but cannot be read are kept (a repaired manifest brings the run back), and nothing
-    is deleted through a symlink that leads out of the store (the store never lists or deletes through one).
+    Call only while holding the snapshot lock: a running run's files have no manifest yet either. A run is
+    committed when ``_runs/`` lists its manifest: one listing of names, as the run index is checked against it
+    (SPEC §13), and no manifest is read. So the files of a run whose manifest exists but cannot be read are kept
+    (a repaired manifest brings the run back), and nothing is deleted through a symlink that leads out of the
+    store (the store never lists or deletes through one).
     """
     store = open_store(root)
-    found, unreadable = _scanned_manifests(store)
-    kept = {manifest["run_id"] for manifest in found} | unreadable
+    listed = store.list(MANIFEST_DIR, recursive=False)
+    kept = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in listed if key.endswith(".json")}
     removed: list[str] = []
     for table in TABLES:
         for key in store.list(table):
@@ -393,7 +282,7 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
             if orphan and key.count("/") == 3:  # {table}/category=*/run_date=*/{file}: nothing else is ours
                 store.delete(key)
                 removed.append(key)
-    for key in store.list(MANIFEST_DIR, recursive=False):
+    for key in listed:
         if key.endswith(".tmp"):
             store.delete(key)
             removed.append(key)

@@ -162,11 +162,16 @@ class ObjectLock:
         if held is None or held.get("token") != self.token:
             raise SnapshotLockLostError(f"lost the lock {self.where}: another run holds it; nothing committed")
 
-    def release(self) -> None:
-        """Stop renewing and delete the lock object if it is still ours."""
+    def stop_renewing(self) -> None:
+        """Stop renewing, keeping the token: unless released first, the lock goes stale after its TTL. This is how
+        a paused or dead holder looks to the other runs (tests play one with it)."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock object if it is still ours."""
+        self.stop_renewing()
         with self._guard:
             try:
                 held = _parsed(self.store.get(LOCK_KEY))

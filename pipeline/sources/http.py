@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     import httpx  # imported with the first request (``HttpFetcher._pool``): a run on folders never loads it
 
+from pipeline.contracts.rules import InputLimits
+
 log = logging.getLogger(__name__)
 
 #: Status codes worth another attempt: rate limiting and server-side failures. Any other 4xx is final.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_SECONDS = 30.0
-#: ``HORDE_API_MAX_BYTES``' default: far above the largest real payload, far below a machine's memory.
-DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
 MAX_REDIRECTS: Final = 5
 
 
@@ -118,11 +118,11 @@ class HttpFetcher:
     def __init__(
         self,
         *,
-        timeout: float = 30.0,
-        attempts: int = 3,
+        timeout: float = InputLimits.horde_api_timeout,
+        attempts: int = InputLimits.horde_api_retries,
         backoff_base: float = 0.5,
         cache_dir: Path | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_bytes: int = InputLimits.horde_api_max_bytes,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client: httpx.Client | None = None

@@ -12,7 +12,7 @@ from pipeline.steps.audit_kinds import INFO, WARNING, finding
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.names.families import FAMILY_ID, FAMILY_KEY
 from pipeline.steps.names.patterns import BACKEND_ALIAS_RULES
-from pipeline.steps.names.spellings import backend_of, short_name
+from pipeline.steps.names.spellings import backend_of, backend_spelling
 
 #: SPEC §11 and §3.1: a dense name's size and the stored ``parameters`` may differ by up to this share of the
 #: name's size; an MoE name's stored value counts as "about half" within this share of half its total.
@@ -126,8 +126,8 @@ def backend_copy_findings(text: pl.LazyFrame) -> list[pl.LazyFrame]:
     """``backend_copy_missing`` (per backend) and ``backend_copy_differs`` (per copy and field)."""
     canonical = text.filter(backend_of(pl.col("name")).is_null())
     found = []
-    for backend, target in BACKEND_ALIAS_RULES.items():
-        copy_name = pl.lit(backend + "/") + (pl.col("name") if target == "full" else short_name(pl.col("name")))
+    for backend in BACKEND_ALIAS_RULES:
+        copy_name = backend_spelling(backend, pl.col("name"))
         has_copy = pl.col("aliases").list.eval(pl.element().str.starts_with(backend + "/")).list.any()
         found.append(
             canonical.filter(~has_copy.fill_null(False)).select(

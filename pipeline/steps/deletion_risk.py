@@ -1,9 +1,9 @@
-"""Deletion risk: flags, scores, the risk order and the grouped family rows (SPEC §6); one view's summary and JSON
-are ``deletion_risk_view``."""
+"""Deletion risk: flags, scores and the grouped family rows (SPEC §6), sorted by ``risk_order``; one view's summary
+and JSON are ``deletion_risk_view``."""
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
+from typing import Final
 
 import polars as pl
 
@@ -22,9 +22,8 @@ from pipeline.steps.names.families import (
 )
 from pipeline.steps.names.patterns import VARIATION_BACKENDS
 from pipeline.steps.names.spellings import display_spelling
+from pipeline.steps.risk_order import in_risk_order as in_risk_order  # the risk step's order (its home)
 from pipeline.steps.statistics import download_host, model_size_bytes
-
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 #: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
 FLAGS: Final = tuple(DeletionRiskFlags.model_fields)
@@ -143,25 +142,6 @@ def deletion_risk_table(
     # A risk row is the flat RISK_SCHEMA row; the merged frame's other columns (descriptions, tags) stay behind.
     kept = [column for column in RISK_SCHEMA.names() if column in rows.collect_schema()]
     return in_risk_order(rows).select(kept).collect(engine=ENGINE)
-
-
-def in_risk_order(rows: FrameT, *, most_at_risk_first: bool = False) -> FrameT:
-    """``rows`` in the SPEC §6 order: usage_month descending, then name ascending (the one definition: the risk
-    step, ``query`` and the report sort with it).
-
-    ``most_at_risk_first`` is the report's ranking: risk_score descending, then least used, then name.
-    """
-    keys: list[pl.Expr] = [pl.col("usage_month"), pl.col("name")]
-    descending = [True, False]
-    if most_at_risk_first:
-        keys, descending = [pl.col("risk_score"), *keys], [True, False, False]
-    if isinstance(rows.collect_schema().get("members"), pl.List):
-        # Under GROUP_BY_VARIANT two families can share a display name (Instruct and Base both show
-        # "Qwen2.5-14B"): their first member, unique per family, breaks the tie so the order does not change from
-        # run to run.
-        keys.append(pl.col("members").list.first())
-        descending.append(False)
-    return rows.sort(keys, descending=descending)
 
 
 def _family_rows(keyed: pl.LazyFrame) -> pl.LazyFrame:

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import polars as pl
 
+from pipeline.contracts.rules import USAGE_COMPARISON_PERIOD
 from pipeline.contracts.schemas import (
     HISTORY_FIELDS,
     MODEL_STATE_SCHEMA,
@@ -44,8 +45,6 @@ from pipeline.steps.changes import changes
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.outputs import RunOutputs
 
-#: How far back ``usage_month_previous`` looks (SPEC §10: "at least 7 days older").
-COMPARISON_PERIOD: Final = timedelta(days=7)
 _TIME: Final = pl.Datetime("us", "UTC")
 _KEY: Final = ("grouped", "key")
 
@@ -108,8 +107,8 @@ def point_times(state: pl.DataFrame | None) -> list[datetime | None]:
 
 
 def _oldest_kept(times: list[datetime | None], run_at: datetime) -> int:
-    """The slot of the latest point at least COMPARISON_PERIOD older than ``run_at``, else the last one."""
-    cutoff = run_at - COMPARISON_PERIOD
+    """The slot of the latest point at least USAGE_COMPARISON_PERIOD older than ``run_at``, else the last one."""
+    cutoff = run_at - USAGE_COMPARISON_PERIOD
     return next((slot for slot, time in enumerate(times) if time is not None and time <= cutoff), POINT_SLOTS - 1)
 
 
@@ -199,7 +198,7 @@ def history_fields(state: pl.DataFrame, run_at: datetime) -> pl.DataFrame:
     """``grouped, key, name`` and the SPEC §10 fields of each row of this run's ``state``, in its order."""
     times = point_times(state)
     slot = _oldest_kept(times, run_at)
-    old_enough = times[slot] is not None and times[slot] <= run_at - COMPARISON_PERIOD  # type: ignore[operator]
+    old_enough = times[slot] is not None and times[slot] <= run_at - USAGE_COMPARISON_PERIOD  # type: ignore[operator]
     previous_usage = pl.col(_usage(slot)) if old_enough else pl.lit(None, pl.Int64())
     return state.select(
         *_KEY,

@@ -9,17 +9,9 @@ import polars as pl
 from pipeline.contracts.categories import policy
 from pipeline.contracts.schemas import HordeFrames
 from pipeline.steps.collect_engine import sorted_lists
-from pipeline.steps.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, TOKEN_CLASSES, VARIATION_BACKENDS
+from pipeline.steps.names.patterns import BACKEND_ALIAS_RULES, CANONICAL, SUFFIX_STRIPS, VARIATION_BACKENDS
 from pipeline.steps.names.spellings import backend_of, backend_spelling
-
-# A trailing run of quantization/format tokens, e.g. "-Q4_K_M", "-GGUF", ".q8_0-gguf" (matched lower-case).
-_SUFFIX_CLASSES: Final = ("quant_q", "quant", "format")
-_SUFFIX_TOKEN: Final = (
-    "[-_. ](?:" + "|".join(pattern for kind, pattern in TOKEN_CLASSES if kind in _SUFFIX_CLASSES) + ")"
-)
-#: Removal tried in order (SPEC §4 step 3): the last quant/format token, then every trailing one. One token
-#: first, because a format can be part of the name: koboldcpp/CodeLlama-34b-hf-Q4_K_S is CodeLlama-34b-hf.
-SUFFIX_STRIPS: Final = (_SUFFIX_TOKEN + "$", "(?:" + _SUFFIX_TOKEN + ")+$")
+from pipeline.steps.risk_order import in_risk_order
 
 # Models are joined and grouped by their row in the records frame, not by name: with integer keys the text merge
 # at 1000x scale (720k models, 817k Horde names) went from 7.6 s to 5.2 s.
@@ -211,7 +203,8 @@ def _interleaved(columns: list[pl.Series]) -> pl.Series:
 
 def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one row per record with its Horde figures, the Horde names no record claims)."""
-    text = policy(category).has_families  # backend copies and variations exist for parsed names only
+    # backend copies: their spellings match the record, and the record carries one variation per backend
+    text = policy(category).folds_backend_copies
     attributed, unclaimed = _attributed(records, frames, text=text)
     if text:
         attributed = attributed.with_columns(_copy_of(pl.col(_MODEL_ID), pl.col("horde_name")).alias(_COPY))
@@ -239,7 +232,7 @@ def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) 
         if others.workers is None
         else others.workers.with_columns(pl.col("model").str.to_lowercase().alias("folded")),
     )
-    unmatched = (
+    unmatched = in_risk_order(
         unclaimed.group_by(folded)
         .agg(pl.col("name").min(), pl.col("name").sort().alias("spellings"))
         .join(_per_key(by_folded, ["folded"]), on="folded", how="left")
@@ -254,6 +247,5 @@ def merged_models(records: pl.DataFrame, frames: HordeFrames, *, category: str) 
             "usage_month",
             "usage_total",
         )
-        .sort("usage_month", "name", descending=[True, False])
     )
     return merged, unmatched

@@ -7,6 +7,7 @@ import polars as pl
 
 from pipeline.contracts.categories import policy
 from pipeline.steps.report import TOP_ROWS, Chart
+from pipeline.steps.risk_order import in_risk_order, ranked
 
 
 def bars(key: str, title: str, frame: pl.DataFrame, label: str, value: str) -> Chart:
@@ -75,9 +76,22 @@ def shows_families(category: str, risk: pl.DataFrame) -> bool:
     return "members" in families.columns and bool((families["members"].list.len() > 1).any())
 
 
+def family_label() -> pl.Expr:
+    """How the report names a family (over the frame of all families): its display name, with its first member
+    after it where families share that name (under GROUP_BY_VARIANT, Instruct and Base both show "Qwen2.5-14B"),
+    so no two bars read the same."""
+    return (
+        pl.when(pl.col("name").is_duplicated())
+        .then(pl.format("{} ({})", pl.col("name"), pl.col("members").list.first()))
+        .otherwise(pl.col("name"))
+        .alias("label")
+    )
+
+
 def family_charts(category: str, risk: pl.DataFrame) -> tuple[list[Chart], list[str]]:
-    """By family: how many members families have, and the busiest families this month."""
-    families = risk.filter(pl.col("grouped"))
+    """By family: how many members families have, and the busiest families this month (in the risk order, so
+    families that share a name keep one order from run to run)."""
+    families = risk.filter(pl.col("grouped")).with_columns(family_label())
     sizes = (
         families.select(pl.col("members").list.len().alias("members"))
         .group_by("members")
@@ -90,7 +104,7 @@ def family_charts(category: str, risk: pl.DataFrame) -> tuple[list[Chart], list[
         )
     )
     charts = [bars(f"{category}-family-sizes", "Families by number of members", sizes, "label", "len")]
-    busiest = families.filter(pl.col("usage_month") > 0).sort(["usage_month", "name"], descending=[True, False])
+    busiest = in_risk_order(families.filter(pl.col("usage_month") > 0))
     if busiest.height >= 2:
         top = busiest.head(TOP_ROWS)
         charts.append(
@@ -98,15 +112,13 @@ def family_charts(category: str, risk: pl.DataFrame) -> tuple[list[Chart], list[
                 f"{category}-usage-families",
                 f"Busiest families this month, top {top.height}",
                 top,
-                "name",
+                "label",
                 "usage_month",
             )
         )
-    largest = families.filter(pl.col("members").list.len() > 1).sort(
-        [pl.col("members").list.len(), pl.col("name")], descending=[True, False]
-    )
+    largest = ranked(families.filter(pl.col("members").list.len() > 1), [pl.col("members").list.len()], [True])
     notes = []
     if not largest.is_empty():
         listed = largest.with_columns(pl.col("members").list.len().alias("count"))
-        notes.append(f"Largest families (members): {_listed(listed, 'name', 'count')}.")
+        notes.append(f"Largest families (members): {_listed(listed, 'label', 'count')}.")
     return charts, notes

@@ -14,6 +14,8 @@ from typing import Any, Final
 
 import polars as pl
 
+from pipeline.steps.risk_order import in_risk_order, ranked
+
 #: How far back the usage charts reach, in days before the newest committed run.
 HISTORY_DAYS: Final = 90
 #: Lines in one usage chart (more would not be told apart).
@@ -88,19 +90,17 @@ def usage_charts(category: str, points: pl.DataFrame, series: int = SERIES_PER_C
     if models["day"].n_unique() < 2:
         return ()
     newest = models.filter(pl.col("day") == models["day"].max())
-    busiest = (
-        newest.filter(pl.col("usage_month") > 0)
-        .sort(["usage_month", "name"], descending=[True, False])
-        .head(series)["name"]
-        .to_list()
-    )
+    busiest = in_risk_order(newest.filter(pl.col("usage_month") > 0)).head(series)["name"].to_list()
     peak = models.group_by("name").agg(pl.col("usage_month").max().alias("peak"))
     fallen = (
-        newest.filter(pl.col("at_risk") & ~pl.col("name").is_in(busiest))
-        .join(peak, on="name")
-        .with_columns((pl.col("peak") - pl.col("usage_month").fill_null(0)).alias("fall"))
-        .filter(pl.col("fall") > 0)
-        .sort(["fall", "name"], descending=[True, False])
+        ranked(
+            newest.filter(pl.col("at_risk") & ~pl.col("name").is_in(busiest))
+            .join(peak, on="name")
+            .with_columns((pl.col("peak") - pl.col("usage_month").fill_null(0)).alias("fall"))
+            .filter(pl.col("fall") > 0),
+            [pl.col("fall")],
+            [True],
+        )
         .head(series)["name"]
         .to_list()
     )

@@ -11,6 +11,7 @@ from pipeline.steps.report import LONG_TAIL_SHARES, TOP_ROWS, CategorySection, C
 from pipeline.steps.report_bars import bars, baseline_view, family_charts, shows_families, usage_by_bucket
 from pipeline.steps.report_history import LineChart
 from pipeline.steps.report_tables import audit_tables, change_tables, most_at_risk
+from pipeline.steps.risk_order import in_risk_order
 
 
 def usage_long_tail(usage_month: pl.Series) -> pl.DataFrame:
@@ -39,7 +40,7 @@ def category_section(
     facts: dict[str, int] = {}
     long_tail = None
     if merged is not None:
-        busiest = merged.filter(pl.col("usage_month") > 0).sort(["usage_month", "name"], descending=[True, False])
+        busiest = in_risk_order(merged.filter(pl.col("usage_month") > 0))
         if busiest.height >= 2:
             top = busiest.head(TOP_ROWS)
             charts.append(bars(f"{category}-usage", f"Usage this month, top {top.height}", top, "name", "usage_month"))

@@ -9,8 +9,8 @@ import polars as pl
 
 from pipeline.contracts.schemas import HISTORY_FIELDS
 from pipeline.steps.audit_kinds import KINDS, SEVERITIES
-from pipeline.steps.deletion_risk import in_risk_order
 from pipeline.steps.report import TABLE_ROWS, TableView
+from pipeline.steps.risk_order import in_risk_order
 
 #: Findings shown per audit kind in "top problems" (the counts table has them all).
 AUDIT_EXAMPLES: Final = 5

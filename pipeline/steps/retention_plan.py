@@ -18,12 +18,11 @@ from typing import Final
 
 import polars as pl
 
+from pipeline.contracts.rules import USAGE_COMPARISON_PERIOD
 from pipeline.contracts.rules import (
     RetentionPolicy as RetentionPolicy,  # its defaults are stated once, with the other rules
 )
 
-#: The usage comparison of SPEC §10 looks this many days back: the runs it may still pick are never removed.
-USAGE_COMPARISON_DAYS: Final = 7
 #: Compacted files are named ``{COMPACT_PREFIX}{period}-{digest of their run ids}.parquet``: the name says which runs
 #: the file holds, so a rewrite after a crash is the same file, and a changed set of runs is a new one.
 COMPACT_PREFIX: Final = "compact-"
@@ -33,7 +32,7 @@ def kept_runs(runs: pl.DataFrame, policy: RetentionPolicy) -> pl.DataFrame:
     """``runs`` (``run_id``, ``run_at`` UTC) with ``run_date`` (UTC day, ISO) and ``keep`` (bool) per run.
 
     Kept: the newest run; every run of a day no older than ``keep_all_days``; the last run of a day no older than
-    ``keep_daily_days``; every run newer than ``USAGE_COMPARISON_DAYS`` before the newest, and the newest run at
+    ``keep_daily_days``; every run newer than ``USAGE_COMPARISON_PERIOD`` before the newest, and the newest run at
     or before that point (the runs a later run's 7-day comparison may pick, SPEC §10).
     """
     if runs.is_empty():
@@ -44,7 +43,7 @@ def kept_runs(runs: pl.DataFrame, policy: RetentionPolicy) -> pl.DataFrame:
     newest = ordered["run_at"].max()
     day = pl.col("run_at").dt.date()
     age_days = (pl.lit(newest).dt.date() - day).dt.total_days()
-    horizon = pl.lit(newest) - pl.duration(days=USAGE_COMPARISON_DAYS)
+    horizon = pl.lit(newest) - pl.lit(USAGE_COMPARISON_PERIOD)
     last_of_day = pl.col("run_id") == pl.col("run_id").last().over(day)
     last_before_horizon = pl.col("run_id") == pl.col("run_id").filter(pl.col("run_at") <= horizon).last()
 

@@ -7,7 +7,7 @@ from typing import Final
 
 import polars as pl
 
-from pipeline.contracts.schemas import BILLION
+from pipeline.contracts.schemas import known_parameters, parameters_of_billions
 from pipeline.steps.collect_engine import sorted_lists
 from pipeline.steps.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.steps.names.polars_engine import parsed_names
@@ -39,8 +39,7 @@ def with_parsed_names(records: pl.LazyFrame, names: pl.LazyFrame | None = None) 
 
 def parameter_count() -> pl.Expr:
     """Record parameters when positive, else the parsed name size, else null (SPEC §5)."""
-    from_name = (pl.col("size_b") * BILLION).round(0).cast(pl.Int64)
-    return pl.when(pl.col("parameters") > 0).then(pl.col("parameters")).otherwise(from_name)
+    return pl.coalesce(known_parameters(pl.col("parameters")), parameters_of_billions(pl.col("size_b")))
 
 
 def grouping_key(group_by_variant: bool) -> pl.Expr:
@@ -219,9 +218,7 @@ def family_records(members: pl.LazyFrame) -> pl.LazyFrame:
         _with_most_common(with_united_lists(grouped, members, _UNITED), members, common)
         .join(sorted_members(members), on=FAMILY_ID)
         .with_columns(
-            pl.coalesce((pl.col("size_b") * BILLION).round(0).cast(pl.Int64), pl.col("_member_parameters")).alias(
-                "parameter_count"
-            )
+            pl.coalesce(parameters_of_billions(pl.col("size_b")), pl.col("_member_parameters")).alias("parameter_count")
         )
         .drop("_member_parameters", FAMILY_ID)
     )

@@ -203,6 +203,20 @@ VARIANTS: Final[dict[str, str]] = {
 }
 
 
+# A trailing quantization/format token after its separator, e.g. "-Q4_K_M", "-GGUF", ".q8_0" (matched
+# lower-case; the classes' patterns are TOKEN_CLASSES' own).
+_SUFFIX_SEPARATOR: Final = "[-_. ]"
+_SUFFIX_TOKEN: Final = (
+    _SUFFIX_SEPARATOR
+    + "(?:"
+    + "|".join(pattern for kind, pattern in TOKEN_CLASSES if kind in ("quant_q", "quant", "format"))
+    + ")"
+)
+#: How the merge strips a Horde name's quant/format suffix, tried in order (SPEC §4 step 3): the last such token,
+#: then every trailing one. One token first, because a format can be part of the name:
+#: koboldcpp/CodeLlama-34b-hf-Q4_K_S is CodeLlama-34b-hf.
+SUFFIX_STRIPS: Final = (_SUFFIX_TOKEN + "$", "(?:" + _SUFFIX_TOKEN + ")+$")
+
 # Parts of a size token: 8x7b -> experts 8, expert size 7, unit b.
 MOE_PARTS: Final = r"^([0-9]+)x([0-9.]+)([bmt])$"
 # Parts of an active-parameter token: a3b -> (3, b); a2.7b -> (2.7, b).

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
-from typing import Final
+from typing import Any, Final
 
 from pipeline.steps.names import patterns as p
 
@@ -185,3 +185,13 @@ def parse_name(name: object) -> ParsedName:
     if not isinstance(name, str):
         return UNPARSED
     return _parse(name)
+
+
+def fallback_cache_info() -> Any:
+    """The ``lru_cache`` statistics of the fallback parser (hits, misses, size), e.g. to see that it caches."""
+    return _parse.cache_info()
+
+
+def clear_fallback_cache() -> None:
+    """Forget every cached parse (the cache holds at most 2^18 names; a long-lived process may want it empty)."""
+    _parse.cache_clear()
