@@ -5,25 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from jobs._cli import EXIT_FAILED, EXIT_OK, ArgumentParser, snapshot_reader_setup
 from pipeline.contracts.categories import CATEGORY_FILES
-from pipeline.sinks.parquet_snapshot import run_tables
-from pipeline.sinks.run_index import manifests_newest_first
+from pipeline.shell.latest_audit import latest_findings
+from pipeline.shell.logs import terminal_safe
 from pipeline.steps.audit import severity_counts
-from pipeline.steps.audit_kinds import KINDS, SEVERITIES
+from pipeline.steps.audit_kinds import KINDS, SEVERITIES, selected_findings
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="horde-analytics audit",
-        description="What is wrong in the reference, from the latest committed run.",
+        description=(
+            "What is wrong in the reference, from the latest committed run: most urgent first, then by kind,"
+            " then by category and in the reference's order."
+        ),
         epilog="kinds:\n"
         + "\n".join(f"  {kind:<22} {spec.severity:<8} {spec.explanation}" for kind, spec in KINDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,41 +36,11 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def latest_audit(root: Path | str) -> pl.DataFrame | None:
-    """Every category's findings of the newest committed run that has an audit, or None."""
-    for manifest in manifests_newest_first(root):  # through the run index: read one by one, newest first
-        if manifest["tables"].get("audit"):
-            frames = run_tables(root, manifest, ["audit"]).values()
-            return pl.concat(frames, how="diagonal_relaxed")
-    return None
-
-
-def selected_findings(
-    findings: pl.DataFrame, *, category: str | None, kind: str | None, severity: str | None
-) -> pl.DataFrame:
-    """The findings that pass every given filter, most urgent first, then by category, kind and name."""
-    for column, wanted in (("category", category), ("kind", kind), ("severity", severity)):
-        if wanted is not None:
-            findings = findings.filter(pl.col(column) == wanted)
-    rank = pl.col("severity").replace_strict(SEVERITIES, list(range(len(SEVERITIES))), default=len(SEVERITIES))
-    return findings.sort(rank, "category", "kind", "name", maintain_order=True)
-
-
-def printable(text: Any) -> str:
-    """``text`` safe for a terminal: control and format characters (escape sequences, bidi overrides) escaped."""
-    if text is None:
-        return ""
-    return "".join(
-        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in {"Cc", "Cf"} else char
-        for char in str(text)
-    )
-
-
 def format_findings(findings: pl.DataFrame) -> str:
-    """One line per finding, then the counts per severity."""
+    """One line per finding (control characters escaped), then the counts per severity."""
     lines = [
         f"{row['severity']:<8} {row['category']:<17} {row['kind']:<22} "
-        f"{printable(row['name'])}: {printable(row['detail'])}"
+        f"{terminal_safe(row['name'] or '')}: {terminal_safe(row['detail'] or '')}"
         for row in findings.iter_rows(named=True)
     ]
     counts = severity_counts(findings)
@@ -91,7 +61,7 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(setup, int):
         return setup
     args, settings = setup
-    findings = latest_audit(settings.snapshot_dir)
+    findings = latest_findings(settings.snapshot_dir)
     if findings is None:
         print(
             f"horde-analytics audit: no audit snapshot in {settings.snapshot_dir}; run `horde-analytics run` first",

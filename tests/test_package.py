@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,36 @@ def test_jobs_import_no_private_name_from_the_package() -> None:
         if alias.name.startswith("_") or any(part.startswith("_") for part in (node.module or "").split("."))
     ]
     assert private == []
+
+
+#: Modules other helpers are reshaping while this test lands (issue 12 review): their ``__all__`` comes with that
+#: work, so they are not held to it yet. Remove each entry once its module declares ``__all__`` (the lead, after
+#: merging): i20 owns retention and the history store.
+_ALL_PENDING = frozenset(
+    {
+        "pipeline.sinks.retention",  # i20
+        "pipeline.sinks.history_store",  # i20
+    }
+)
+
+
+def test_jobs_import_only_names_the_module_lists_in_its_all() -> None:
+    # a job uses a module's declared public surface (issue 12): every name it imports from the package is in that
+    # module's __all__, so what a module offers to the CLI is written down in one place
+    imported: dict[str, set[str]] = {}
+    for path in _modules("jobs"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pipeline":
+                imported.setdefault(node.module or "", set()).update(alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] != "pipeline" for alias in node.names), path
+    unlisted = {
+        module: sorted(names - set(getattr(importlib.import_module(module), "__all__", ())))
+        for module, names in sorted(imported.items())
+        if module not in _ALL_PENDING
+    }
+    assert {module: names for module, names in unlisted.items() if names} == {}
+    assert imported.keys() - _ALL_PENDING  # the check looks at something
 
 
 def test_the_package_asks_the_category_policy_not_the_name() -> None:

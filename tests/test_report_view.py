@@ -123,8 +123,9 @@ def test_changes_are_counted_and_listed_in_words() -> None:
     assert "Nothing changed" in nothing.note
 
 
-def test_audit_summary_lists_errors_first_then_the_commonest_kinds_with_a_few_examples() -> None:
-    findings = [("m0", "backend_copy_differs", "error")]
+def test_audit_summary_lists_findings_in_the_audit_order_with_the_first_few_of_each_kind() -> None:
+    # in_audit_order, as the audit table and the CLI: most urgent first, then by kind (not by count), then as given
+    findings = [("z1", "case_duplicate", "warning"), ("m0", "backend_copy_differs", "error")]
     findings += [(f"d{i:02}", "missing_description", "warning") for i in range(12)]
     findings += [("s1", "size_mismatch", "warning"), ("s2", "size_mismatch", "warning")]
     audit = pl.DataFrame(
@@ -136,6 +137,7 @@ def test_audit_summary_lists_errors_first_then_the_commonest_kinds_with_a_few_ex
     counts, top = audit_tables(audit)
     assert counts.rows.select("severity", "kind", "findings").rows() == [
         ("error", "backend_copy_differs", 1),
+        ("warning", "case_duplicate", 1),
         ("warning", "missing_description", 12),
         ("warning", "size_mismatch", 2),
     ]
@@ -143,10 +145,11 @@ def test_audit_summary_lists_errors_first_then_the_commonest_kinds_with_a_few_ex
     per_kind = top.rows.group_by("kind", maintain_order=True).len()
     assert per_kind.rows() == [
         ("backend_copy_differs", 1),
+        ("case_duplicate", 1),
         ("missing_description", AUDIT_EXAMPLES),
         ("size_mismatch", 2),
     ]
-    assert top.rows["name"].to_list()[1:3] == ["d00", "d01"]
+    assert top.rows["name"].to_list()[:4] == ["m0", "z1", "d00", "d01"]
 
 
 def test_daily_runs_take_the_newest_run_of_each_day_within_the_window() -> None:

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+__all__ = [
+    "CATEGORY_FILES",
+    "HORDE_MODEL_TYPES",
+    "HORDE_TYPES",
+    "IMAGE_GENERATION",
+    "REQUIRED_CATEGORIES",
+    "TEXT_GENERATION",
+    "CategoryPolicy",
+    "policy",
+]
+
 IMAGE_GENERATION: Final = "image_generation"
 TEXT_GENERATION: Final = "text_generation"
 

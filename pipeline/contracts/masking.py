@@ -10,6 +10,11 @@ import re
 from typing import Final
 from urllib.parse import unquote, unquote_plus
 
+__all__ = [
+    "masked_text",
+    "masked_url",
+]
+
 #: A URL inside free text: a scheme, "://", then everything up to whitespace or a quote/bracket that ends it.
 _URL_IN_TEXT: Final = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>`]+""")
 #: Query (or fragment) parameter names whose values are secrets: ``?password=``, ``token``, ``api_key``,

@@ -11,6 +11,14 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
+__all__ = [
+    "AnalysisRules",
+    "RetentionPolicy",
+    "RiskRules",
+    "analysis_rules",
+    "retention_policy",
+]
+
 if TYPE_CHECKING:
     from pipeline.contracts.settings import Settings
 

@@ -16,6 +16,39 @@ from typing import Final
 
 import polars as pl
 
+__all__ = [
+    "AUDIT_SCHEMA",
+    "BACKEND_VARIATION_DTYPE",
+    "BASELINE_ROW_SCHEMA",
+    "BILLION",
+    "BUCKET_ROW_SCHEMA",
+    "CASE_DUPLICATE_REASON",
+    "CHANGES_SCHEMA",
+    "COPY_DIFFERENCE_DTYPE",
+    "DUPLICATE_NAME_REASON",
+    "FAMILY_SCHEMA",
+    "HISTORY_FIELDS",
+    "HORDE_STATUS_SCHEMA",
+    "HORDE_USAGE_SCHEMA",
+    "HORDE_WORKER_SCHEMA",
+    "HOST_ROW_SCHEMA",
+    "MERGED_SCHEMA",
+    "MODEL_STATE_SCHEMA",
+    "NAMES_TABLE_SCHEMA",
+    "ORPHAN_COPY_REASON",
+    "PARSED_NAME_SCHEMA",
+    "POINT_SLOTS",
+    "PROBLEM_SCHEMA",
+    "RECORD_SCHEMA",
+    "RISK_SCHEMA",
+    "RUN_COLUMNS",
+    "TAG_ROW_SCHEMA",
+    "UNMATCHED_SCHEMA",
+    "HordeFrames",
+    "LoadedCategory",
+    "conformed",
+]
+
 #: A field of a backend copy (``aphrodite/<name>``, ``koboldcpp/<name>``) that disagrees with its canonical record,
 #: as text (SPEC §11 ``backend_copy_differs``): the copy's name, the field, the copy's value and the record's.
 COPY_DIFFERENCE_DTYPE: Final = pl.Struct(

@@ -33,6 +33,17 @@ from pipeline.contracts.setting_names import (
     variable_names,
 )
 
+__all__ = [
+    "SERVICE_DEFAULT_REDIS_URL",
+    "Settings",
+    "SettingsError",
+    "effective_settings",
+    "load_settings",
+    "secret_urls",
+    "settings_log_events",
+    "unknown_variables",
+]
+
 #: The Redis URL the service uses when ``..._REDIS__USE_REDIS`` is true and no URL is given.
 SERVICE_DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 

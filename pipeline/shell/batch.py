@@ -48,6 +48,18 @@ from pipeline.sources.http import HttpFetcher
 from pipeline.steps.history import with_history
 from pipeline.steps.outputs import RunOutputs, run_outputs
 
+__all__ = [
+    "NothingToRepublishError",
+    "Publisher",
+    "RunInputs",
+    "RunResult",
+    "Stopwatch",
+    "last_run",
+    "load_inputs",
+    "republish",
+    "run_once",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -18,6 +18,11 @@ from typing import ClassVar
 
 from pipeline.contracts.settings import Settings
 
+__all__ = [
+    "CacheHydrator",
+    "HydratorAlreadyRunningError",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -13,6 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+__all__ = [
+    "STOP_SIGNALS",
+    "RunInterrupted",
+    "StopRequest",
+    "stop_on_signals",
+]
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 

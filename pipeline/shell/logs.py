@@ -16,6 +16,16 @@ from typing import Any, Final
 
 from pipeline.contracts.masking import masked_text
 
+__all__ = [
+    "TERMINAL_ESCAPES",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "SecretMaskingFilter",
+    "configure_logging",
+    "terminal_safe",
+    "terminal_safe_json",
+]
+
 _STANDARD: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 #: How a character that would act on a terminal is shown instead: C0 and C1 controls (ESC starts an ANSI

@@ -15,6 +15,10 @@ import redis
 from pipeline.contracts import keys
 from pipeline.sinks.redis_client import REDIS_RETRY_AFTER_SECONDS
 
+__all__ = [
+    "InvalidationBus",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -20,6 +20,12 @@ import redis
 from redis.exceptions import LockError, WatchError
 from redis.lock import Lock
 
+__all__ = [
+    "LockHeldError",
+    "LockLostError",
+    "RedisLock",
+]
+
 log = logging.getLogger(__name__)
 
 

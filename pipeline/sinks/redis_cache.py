@@ -22,6 +22,12 @@ from pipeline.contracts.settings import Settings
 from pipeline.sinks.invalidation import InvalidationBus
 from pipeline.sinks.redis_client import REDIS_RETRY_AFTER_SECONDS
 
+__all__ = [
+    "DeletionRiskCache",
+    "RedisCache",
+    "StatisticsCache",
+]
+
 log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

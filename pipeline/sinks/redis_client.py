@@ -8,6 +8,13 @@ from redis.retry import Retry
 
 from pipeline.contracts.masking import masked_url
 
+__all__ = [
+    "CONFIG_ERRORS",
+    "REDIS_RETRY_AFTER_SECONDS",
+    "RedisConfigError",
+    "redis_client",
+]
+
 #: How long a cache stops asking Redis after it failed (no retry storm against a dead server).
 REDIS_RETRY_AFTER_SECONDS = 5.0
 #: Server replies that mean the configuration is wrong, not that Redis is away (SPEC §1: exit 2).

@@ -22,6 +22,11 @@ from pipeline.sinks.redis_values import RedisValues, output_values, restored_val
 if TYPE_CHECKING:
     from pipeline.steps.outputs import RunOutputs
 
+__all__ = [
+    "PublishError",
+    "RedisPublisher",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -20,6 +20,15 @@ from pipeline.steps.deletion_risk_view import encoded_views
 if TYPE_CHECKING:
     from pipeline.steps.outputs import RunOutputs
 
+__all__ = [
+    "STORED_SCHEMA",
+    "RedisValues",
+    "output_values",
+    "restored_values",
+    "run_values",
+    "stored_values",
+]
+
 #: key -> (value, expiry seconds or None for no expiry): what one run writes to Redis.
 RedisValues = dict[str, tuple[bytes, int | None]]
 #: The stored copy: one row per key, the key without REDIS_KEY_PREFIX (a republish uses today's prefix).

@@ -13,7 +13,7 @@ from pipeline.sinks.report_page import report_html
 from pipeline.steps.report import CategorySection, Chart
 from pipeline.steps.report_history import LineChart
 
-__all__ = ["ReportUnavailableError", "report_html", "write_report"]
+__all__ = ["REPORT_MARKER", "ReportFolderError", "ReportUnavailableError", "report_html", "write_report"]
 
 
 class ReportUnavailableError(RuntimeError):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 
-from pipeline.sources.untrusted_json import printable
+from pipeline.sources.untrusted_json import surrogates_escaped
 
 
 class HordeInputError(ValueError):
@@ -71,7 +71,7 @@ def shown(value: Any) -> str:
     """A short, printable rendering of a rejected value for a message."""
     if type(value) in (dict, list):
         return f"a {'JSON object' if type(value) is dict else 'list'}"
-    text = json.dumps(printable(value) if type(value) is str else value)
+    text = json.dumps(surrogates_escaped(value) if type(value) is str else value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -13,7 +13,7 @@ import polars as pl
 from pipeline.sources.bad_fraction import check_bad_fraction
 from pipeline.sources.field_columns import field_columns
 from pipeline.sources.horde_fields import ApiField, HordeInputError, field_problems, shown
-from pipeline.sources.untrusted_json import checked_loads, checked_text, printable, value_problem
+from pipeline.sources.untrusted_json import checked_loads, checked_text, surrogates_escaped, value_problem
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def checked_rows(
             good.append(row)
             continue
         name = row.get(name_field)
-        named = printable(name) if type(name) is str else f"item {index} ({name_field} {shown(name)})"
+        named = surrogates_escaped(name) if type(name) is str else f"item {index} ({name_field} {shown(name)})"
         verdicts.bad.append((named, "; ".join(problems)))
     return good
 

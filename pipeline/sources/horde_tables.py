@@ -34,7 +34,7 @@ from pipeline.sources.horde_rows import (
     typed_payload,
     with_names,
 )
-from pipeline.sources.untrusted_json import NOT_UNICODE, printable
+from pipeline.sources.untrusted_json import NOT_UNICODE, surrogates_escaped
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +92,17 @@ def _checked_usage(label: str, raw: bytes, verdicts: Verdicts) -> dict[str, dict
     problems: dict[str, list[str]] = {}
     for period, names in maps.items():
         for name, value in names.items():
-            if printable(name) != name:
+            if surrogates_escaped(name) != name:
                 problems.setdefault(name, []).append(f"name {NOT_UNICODE}")
             elif not fits("count", value):
                 problems.setdefault(name, []).append(f"'{period}' must be {WANTED['count']}, got {shown(value)}")
     bad_names = set(problems)
     every_name = {name for names in maps.values() for name in names}
     verdicts.rows = len(every_name) + len(repeats)
-    verdicts.bad += [(printable(name), "; ".join(reasons)) for name, reasons in problems.items()]
-    verdicts.bad += [(printable(name), f"repeated in '{owners[owner]}'; the first is kept") for owner, name in repeats]
+    verdicts.bad += [(surrogates_escaped(name), "; ".join(reasons)) for name, reasons in problems.items()]
+    verdicts.bad += [
+        (surrogates_escaped(name), f"repeated in '{owners[owner]}'; the first is kept") for owner, name in repeats
+    ]
     return {period: {k: v for k, v in names.items() if k not in bad_names} for period, names in maps.items()}
 
 

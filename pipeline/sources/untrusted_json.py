@@ -33,7 +33,7 @@ class Unusable:
     reason: str
 
 
-def printable(text: str) -> str:
+def surrogates_escaped(text: str) -> str:
     """``text`` with any lone surrogate written as a ``\\udcXX`` escape, so that it can be logged and stored."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(text) else text
 

@@ -21,12 +21,18 @@ from pipeline.contracts.schemas import (
     ORPHAN_COPY_REASON,
     conformed,
 )
-from pipeline.steps.audit_kinds import ERROR, SEVERITIES, finding
+from pipeline.steps.audit_kinds import ERROR, SEVERITIES, finding, in_audit_order
 from pipeline.steps.audit_names import name_findings
 from pipeline.steps.baselines import is_known_baseline
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.deletion_risk import is_blank, is_preferred_host
 from pipeline.steps.statistics import download_host
+
+__all__ = [
+    "audit_json",
+    "reference_audit",
+    "severity_counts",
+]
 
 #: Names listed in a ``duplicate_download`` detail before "and N more".
 _NAMES_SHOWN: Final = 5
@@ -146,8 +152,8 @@ def reference_audit(
     unmatched: pl.DataFrame | None = None,
     preferred_file_hosts: tuple[str, ...] = ("huggingface.co",),
 ) -> pl.DataFrame:
-    """Every finding of SPEC §11 for one category (``AUDIT_SCHEMA``): by severity, most urgent first, then by kind,
-    then in the records' order.
+    """Every finding of SPEC §11 for one category (``AUDIT_SCHEMA``), ``in_audit_order``: by severity, most urgent
+    first, then by kind, then in the records' order.
 
     ``records`` are the category's records; for text, with the parsed name columns and family keys (``size_b``,
     ``experts``, ``active_b``, ``_family_key``).
@@ -159,18 +165,8 @@ def reference_audit(
         parts += name_findings(records)
     if unmatched is not None:
         parts += _unmatched_findings(unmatched.lazy())
-    # Each part holds one kind (and mostly one severity): ordering the parts, not sorting the rows, lists the
-    # findings most urgent first and, within a kind, in the records' order, without a sort of every row.
     collected = [frame for frame in pl.collect_all(parts, engine=ENGINE) if frame.height]
-    single = [
-        piece
-        for frame in collected
-        for piece in (
-            frame.partition_by("severity", maintain_order=True) if frame["severity"].n_unique() > 1 else [frame]
-        )
-    ]
-    single.sort(key=lambda frame: (SEVERITIES.index(frame["severity"][0]), frame["kind"][0]))
-    found = pl.concat(single) if single else pl.DataFrame(schema=AUDIT_SCHEMA)
+    found = in_audit_order(pl.concat(collected)) if collected else pl.DataFrame(schema=AUDIT_SCHEMA)
     return conformed(found.with_columns(pl.lit(category).alias("category")), AUDIT_SCHEMA)
 
 

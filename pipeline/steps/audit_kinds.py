@@ -1,4 +1,5 @@
-"""The kinds of finding the reference audit reports (SPEC §11), their severities, and the columns of one finding."""
+"""The kinds of finding the reference audit reports (SPEC §11), their severities, the columns of one finding, and
+the one order findings are listed in (the audit table, ``horde-analytics audit`` and the report)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
+
+__all__ = [
+    "ERROR",
+    "INFO",
+    "KINDS",
+    "SEVERITIES",
+    "WARNING",
+    "AuditKind",
+    "finding",
+    "in_audit_order",
+    "selected_findings",
+    "severity_rank",
+]
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 #: Severities from most to least urgent: the order findings are listed in.
@@ -61,3 +75,31 @@ def finding(
         (null if value is None else value.cast(pl.String)).alias("value"),
         (null if expected is None else expected.cast(pl.String)).alias("expected"),
     ]
+
+
+def severity_rank(severity: pl.Expr) -> pl.Expr:
+    """0 for the most urgent severity, 1 for the next, ...; an unknown one after them all."""
+    return severity.replace_strict(
+        SEVERITIES, list(range(len(SEVERITIES))), default=len(SEVERITIES), return_dtype=pl.Int64
+    )
+
+
+def in_audit_order(findings: pl.DataFrame) -> pl.DataFrame:
+    """``findings`` (or rows with ``severity`` and ``kind``) in the audit's order: most urgent severity first, then
+    by kind (alphabetically), then in the order given (the records' order within one category's table).
+
+    The one order of findings: the ``audit`` snapshot table is written in it, ``horde-analytics audit`` lists the
+    latest run's findings in it (categories in the order the run wrote them), and the report's audit summary and
+    examples follow it (its page sorts a table by any column on a click).
+    """
+    return findings.sort(severity_rank(pl.col("severity")), "kind", maintain_order=True)
+
+
+def selected_findings(
+    findings: pl.DataFrame, *, category: str | None = None, kind: str | None = None, severity: str | None = None
+) -> pl.DataFrame:
+    """The findings that pass every given filter, ``in_audit_order``."""
+    for column, wanted in (("category", category), ("kind", kind), ("severity", severity)):
+        if wanted is not None:
+            findings = findings.filter(pl.col(column) == wanted)
+    return in_audit_order(findings)

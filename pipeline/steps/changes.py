@@ -11,6 +11,13 @@ from pipeline.contracts.models import CategoryChanges
 from pipeline.contracts.schemas import CHANGES_SCHEMA, conformed
 from pipeline.steps.collect_engine import ENGINE
 
+__all__ = [
+    "CHANGE_KINDS",
+    "changed_models",
+    "changes",
+    "changes_json",
+]
+
 #: Every kind of change, in the order the changes table lists them.
 CHANGE_KINDS: Final = (
     "added",

@@ -25,6 +25,17 @@ from pipeline.steps.names.spellings import display_spelling
 from pipeline.steps.risk_order import in_risk_order as in_risk_order  # the risk step's order (its home)
 from pipeline.steps.statistics import download_host, model_size_bytes
 
+__all__ = [
+    "FLAGS",
+    "HOST_FLAGS",
+    "deletion_risk_table",
+    "family_backend_variations",
+    "family_worker_count",
+    "in_risk_order",
+    "is_blank",
+    "is_preferred_host",
+]
+
 #: The flag columns of a risk row, in the order of DeletionRiskFlags (a test ties it to RISK_SCHEMA).
 FLAGS: Final = tuple(DeletionRiskFlags.model_fields)
 #: Flags about hosting and downloads: any of them is a warning (SPEC §6 ``has_warning``).

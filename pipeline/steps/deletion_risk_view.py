@@ -196,3 +196,10 @@ def deletion_risk_response(
 ) -> DeletionRiskView:
     """The §6 view of one risk table."""
     return DeletionRiskView(category=category, table=table, with_variations=with_variations, run_id=run_id)
+
+
+__all__ = [
+    "DeletionRiskView",
+    "deletion_risk_response",
+    "deletion_risk_summary",
+]

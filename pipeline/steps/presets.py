@@ -10,6 +10,13 @@ import polars as pl
 from pipeline.contracts.rules import RiskRules
 from pipeline.steps.deletion_risk import HOST_FLAGS
 
+__all__ = [
+    "CANDIDATE_SHARE_PERCENTAGE",
+    "PRESETS",
+    "UnknownPresetError",
+    "preset_filter",
+]
+
 #: Usage share (percent) under which a model is a deletion candidate.
 CANDIDATE_SHARE_PERCENTAGE: Final = 0.01
 

@@ -8,7 +8,7 @@ from typing import Final
 import polars as pl
 
 from pipeline.contracts.schemas import HISTORY_FIELDS
-from pipeline.steps.audit_kinds import KINDS, SEVERITIES
+from pipeline.steps.audit_kinds import KINDS, in_audit_order
 from pipeline.steps.report import TABLE_ROWS, TableView
 from pipeline.steps.risk_order import in_risk_order
 
@@ -123,28 +123,21 @@ def change_tables(changes: pl.DataFrame) -> list[TableView]:
 
 
 def audit_tables(audit: pl.DataFrame) -> list[TableView]:
-    """The reference audit (SPEC §11) in short: findings per kind and severity, then a few examples of each kind
-    (errors first, then the kinds with the most findings)."""
+    """The reference audit (SPEC §11) in short: findings per kind and severity, then the first few findings of each
+    kind, both ``in_audit_order`` (most urgent first, then by kind; the page sorts by count on a click)."""
     if audit.is_empty():
         return [
             TableView("audit", "Reference audit", "The audit found nothing in this category.", audit.head(0).select())
         ]
-    rank = {severity: index for index, severity in enumerate(SEVERITIES)}
     explained = {kind: spec.explanation for kind, spec in KINDS.items()}
-    counts = (
+    counts = in_audit_order(
         audit.group_by("severity", "kind")
         .len("findings")
-        .with_columns(
-            pl.col("severity").replace_strict(rank, default=len(rank), return_dtype=pl.Int64).alias("_rank"),
-            pl.col("kind").replace_strict(explained, default="").alias("what it means"),
-        )
-        .sort(["_rank", "findings", "kind"], descending=[False, True, False])
+        .with_columns(pl.col("kind").replace_strict(explained, default="").alias("what it means"))
     )
-    order = counts.with_row_index("_order").select("severity", "kind", "_order")
     examples = (
-        audit.join(order, on=["severity", "kind"])
-        .sort("_order", "name")
-        .group_by("_order", maintain_order=True)
+        in_audit_order(audit)
+        .group_by("severity", "kind", maintain_order=True)
         .head(AUDIT_EXAMPLES)
         .select("severity", "kind", "name", "detail")
     )
@@ -153,7 +146,7 @@ def audit_tables(audit: pl.DataFrame) -> list[TableView]:
             "audit",
             "Reference audit",
             "Findings per kind and severity (horde-analytics audit lists each one).",
-            counts.drop("_rank"),
+            counts,
         ),
         TableView(
             "audit", "Top problems", f"Up to {AUDIT_EXAMPLES} findings of each kind, most urgent kinds first.", examples
