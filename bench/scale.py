@@ -4,6 +4,10 @@
     .venv/bin/python bench/scale.py --scales 1 10 100 1000 --history-days 365
     .venv/bin/python bench/scale.py --scales 100 1000 --history-days 0 --repeat 3   # medians of 3 rounds
     .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady   # cold, then steady state (SPEC §9)
+    .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady --repeat 3 --no-history-cost \
+        --baseline /tmp/before-checkout      # each round also runs another commit's code: before/after, interleaved
+    REDIS_URL=redis://127.0.0.1:PORT/0 .venv/bin/python bench/scale.py --scales 100 --history-days 0 --steady \
+        --no-history-cost --floors           # and the floors: JSON decode, Parquet read, one bare MULTI/EXEC
 
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
 child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
@@ -13,7 +17,9 @@ run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of 
 scale alike; each row is then the median of its N runs, with the range of compute times beside it. Every cold run
 starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run follows on that
 snapshot, the reference unchanged as in a hydrator's runs, and both are reported per stage with the whole child
-process's time.
+process's time. Per stage the wall and the CPU seconds of the child process are shown (CPU: what the work costs,
+whatever else a shared machine runs; Redis' own CPU is not in it). ``--baseline DIR`` runs a checkout of another
+commit in the same rounds, alternating with this one, and shows the CPU ratio per stage.
 
 History: the 100x run's snapshot is replicated into ``--history-days`` daily snapshots (every table, manifests
 included, with a deterministic share of models losing their workers each day); then a child process answers
@@ -33,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,17 +61,26 @@ def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
     )
     publisher = None
     if settings.redis_url:
-        from pipeline.sinks.redis_cache import RedisPublisher
+        try:
+            from pipeline.sinks.redis_publisher import RedisPublisher
+        except ImportError:  # a baseline checkout from before the Redis modules were split
+            from pipeline.sinks.redis_cache import RedisPublisher  # type: ignore[attr-defined,no-redef]
 
         publisher = RedisPublisher.from_settings(settings)
     run_started = time.perf_counter()
     report = run_once(settings, publisher=publisher)
     total = time.perf_counter() - run_started
     models = sum(stats.total_models for (_, grouped), stats in report.outputs.statistics.items() if not grouped)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "import_s": imported,
         "run_s": total,
         "stages": report.timings,
+        # CPU seconds of this process per stage and in all (start-up included): what the work costs, whatever
+        # else a shared machine runs (Redis' own CPU is not in it)
+        "cpu_stages": getattr(report, "cpu_timings", {}),
+        "process_cpu_s": usage.ru_utime + usage.ru_stime,
+        "package": str(Path(sys.modules["pipeline"].__file__ or "").parent.parent),
         "models": models,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -96,6 +112,66 @@ def child_history(snapshots_dir: str, days: str) -> dict[str, object]:
         "max_days": int(answer["days_without_workers"].max() or 0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def child_floors(inputs_dir: str, snapshots_dir: str, repeat: str) -> dict[str, object]:
+    """What the stages cannot go below, on the same bytes (called in a child, after a run with Redis): decoding the
+    reference JSON (msgspec, untyped), reading its parsed tables back from the latest run's Parquet, and one
+    MULTI/EXEC of that run's stored Redis values with a bare redis-py pipeline, each beside the job's own publish
+    of the same values (alternating). Minimum of ``repeat`` rounds, wall and CPU seconds of this process."""
+    import msgspec
+    import polars as pl
+    import redis
+
+    from pipeline.contracts.settings import load_settings
+    from pipeline.sinks.parquet_snapshot import manifests, read_artifact
+    from pipeline.sinks.redis_publisher import RedisPublisher
+
+    def timed(work: Callable[[], object]) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        work()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    inputs, snapshots = Path(inputs_dir), Path(snapshots_dir)
+    settings = load_settings(snapshot_dir=str(snapshots))
+    latest = manifests(snapshots)[-1]
+    stored = read_artifact(snapshots, latest, "redis")
+    publisher = RedisPublisher.from_settings(settings)
+    values = publisher.restored(stored)
+    reference = sorted((inputs / "model_reference").glob("*.json"))
+    parquet = [
+        snapshots / entry["path"]
+        for table in ("records", "problems")
+        for entry in latest["tables"].get(table, {}).values()
+    ]
+    client = redis.Redis.from_url(settings.redis_url or "")
+
+    def bare_publish() -> None:
+        pipe = client.pipeline(transaction=True)
+        for key, (value, expiry) in values.items():
+            pipe.set(key, value, ex=expiry)
+        pipe.execute()
+
+    def job_publish() -> None:
+        with publisher.run_lock() as fence:
+            assert fence is not None
+            publisher.publish(values, fence)
+
+    work: dict[str, Callable[[], object]] = {
+        "json_decode": lambda: [msgspec.json.decode(path.read_bytes()) for path in reference],
+        "parquet_read": lambda: [pl.read_parquet(path) for path in parquet],
+        "redis_multi_exec": bare_publish,
+        "publish": job_publish,
+    }
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in work}
+    for _ in range(int(repeat)):
+        for name, call in work.items():
+            rounds[name].append(timed(call))
+    result: dict[str, object] = {f"{name}_wall": min(w for w, _ in laps) for name, laps in rounds.items()}
+    result |= {f"{name}_cpu": min(c for _, c in laps) for name, laps in rounds.items()}
+    result["redis_mb"] = sum(len(value) for value, _ in values.values()) / 1e6
+    result["json_mb"] = sum(path.stat().st_size for path in reference) / 1e6
+    return result
 
 
 def child_history_cost(inputs_dir: str, repeat: str) -> dict[str, object]:
@@ -224,14 +300,64 @@ def replicate_history(snapshots: Path, days: int) -> int:
     return written
 
 
-def in_child(function: str, *args: str) -> dict[str, object]:
+def in_child(function: str, *args: str, checkout: Path | None = None) -> dict[str, object]:
+    """``scale.function(*args)`` in a fresh process; with ``checkout``, the package is imported from that checkout
+    (another commit's code, for before/after rounds) instead of this one."""
     call = f"scale.{function}(*{args!r})"
     code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import json, scale; print(json.dumps({call}))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    env = os.environ.copy()
+    if checkout is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH")]))
+    # in the checkout's folder too: ``-c`` puts the working folder first on sys.path
+    cwd = str(checkout) if checkout is not None else None
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    if checkout is not None:
+        assert Path(str(result.get("package", checkout))).is_relative_to(checkout), "the baseline ran this checkout"
     return result
+
+
+STAGES = ("load", "compute", "snapshot", "commit", "publish", "maintain")
+
+
+def print_stages(
+    measured: dict[tuple[str, str], dict[int, list[dict[str, float]]]],
+    scales: list[int],
+    kinds: tuple[str, ...],
+    codes: list[str],
+) -> None:
+    """Medians per stage, wall and CPU seconds of the child process, per kind of run and per checkout; with a
+    baseline, this checkout's CPU against the baseline's (the ratio the machine's load moves least)."""
+    for kind in kinds:
+        print(f"{kind}: medians per stage, wall s / CPU s (process = the whole child process, start-up included)")
+        for scale in scales:
+            medians = {}
+            for code in codes:
+                runs = measured[(code, kind)][scale]
+                fields = {field for run in runs for field in run}
+                medians[code] = {field: statistics.median(run.get(field, 0.0) for run in runs) for field in fields}
+                median = medians[code]
+                stages = "  ".join(
+                    f"{stage} {median.get(stage, 0.0):.2f}/{median.get('cpu_' + stage, 0.0):.2f}" for stage in STAGES
+                )
+                print(
+                    f"  {scale:>5}x {code:>8}  process {median['process_s']:.2f}/{median['process_cpu_s']:.2f}"
+                    f"  import {median['import_s']:.2f}  {stages}  ({len(runs)} runs)"
+                )
+            if len(codes) == 2:
+                this, base = medians["this"], medians["baseline"]
+                ratios = "  ".join(
+                    f"{stage} {base.get('cpu_' + stage, 0.0) / this['cpu_' + stage]:.2f}x"
+                    for stage in STAGES
+                    if this.get("cpu_" + stage)
+                )
+                print(
+                    f"  {scale:>5}x  baseline/this CPU: process {base['process_cpu_s'] / this['process_cpu_s']:.2f}x"
+                    f"  {ratios}"
+                )
+        sys.stdout.flush()
 
 
 def main() -> None:
@@ -247,6 +373,18 @@ def main() -> None:
         action="store_true",
         help="after each cold run, run again on its snapshot (the reference unchanged: a hydrator's steady state)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of another commit: each round also runs it (interleaved), and the per-stage tables compare",
+    )
+    parser.add_argument("--no-history-cost", action="store_true", help="skip the history-per-run measurement")
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="after the runs: JSON decode, Parquet read and a bare MULTI/EXEC of the same bytes (needs REDIS_URL)",
+    )
     args = parser.parse_args()
 
     import generate
@@ -260,21 +398,30 @@ def main() -> None:
         inputs = workdir / f"inputs-{scale}"
         if not (inputs / "horde" / "workers_text.json").exists():
             generate.generate(args.data, scale, inputs)
-    runs: dict[int, list[dict[str, float]]] = {scale: [] for scale in args.scales}
-    steady: dict[int, list[dict[str, float]]] = {scale: [] for scale in args.scales}
+    # (code, kind) -> scale -> runs; code "this" is this checkout, "baseline" the --baseline one
+    measured: dict[tuple[str, str], dict[int, list[dict[str, float]]]] = {}
+    codes: list[tuple[str, Path | None]] = [("this", None)] + ([("baseline", args.baseline)] if args.baseline else [])
+    kinds = ("cold", "steady") if args.steady else ("cold",)
     models: dict[int, int] = {}
     for _ in range(args.repeat):
         for scale in args.scales:
-            inputs, snapshots = workdir / f"inputs-{scale}", workdir / f"snapshots-{scale}"
-            shutil.rmtree(snapshots, ignore_errors=True)  # a cold run: no earlier snapshot to read back (SPEC §9)
-            for kind in ("cold", "steady") if args.steady else ("cold",):
-                started = time.perf_counter()
-                result = in_child("child_run", str(inputs), str(snapshots))
-                process = time.perf_counter() - started
-                models[scale] = int(result["models"])  # type: ignore[call-overload]
-                stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
-                figures = {field: float(result[field]) for field in ("import_s", "run_s", "peak_rss_mb")}  # type: ignore[arg-type]
-                (runs if kind == "cold" else steady)[scale].append(figures | stages | {"process_s": process})
+            for code, checkout in codes:  # before and after alternate, so a slow spell hits both alike
+                inputs, snapshots = workdir / f"inputs-{scale}", workdir / f"snapshots-{scale}-{code}"
+                shutil.rmtree(snapshots, ignore_errors=True)  # a cold run: no earlier snapshot to read back (SPEC §9)
+                for kind in kinds:
+                    started = time.perf_counter()
+                    result = in_child("child_run", str(inputs), str(snapshots), checkout=checkout)
+                    process = time.perf_counter() - started
+                    models[scale] = int(result["models"])  # type: ignore[call-overload]
+                    stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
+                    cpu: dict[str, float] = result.get("cpu_stages") or {}  # type: ignore[assignment]
+                    figures = {
+                        field: float(result.get(field, 0.0))  # type: ignore[arg-type]
+                        for field in ("import_s", "run_s", "peak_rss_mb", "process_cpu_s")
+                    }
+                    run = figures | stages | {f"cpu_{stage}": value for stage, value in cpu.items()}
+                    measured.setdefault((code, kind), {}).setdefault(scale, []).append(run | {"process_s": process})
+    runs = measured[("this", "cold")]
     previous = None
     for scale in args.scales:
         median = {field: statistics.median(run[field] for run in runs[scale]) for field in runs[scale][0]}
@@ -303,7 +450,20 @@ def main() -> None:
                 f" = {extra / rest:.1%} of the rest of compute"
             )
 
-    for scale in args.scales:
+    for scale in args.scales if args.floors else ():
+        snapshots = workdir / f"snapshots-{scale}-this"
+        floors = in_child("child_floors", str(workdir / f"inputs-{scale}"), str(snapshots), str(max(args.repeat, 3)))
+        print(
+            f"{scale:>5}x floors (min of {max(args.repeat, 3)}, wall/CPU s): msgspec decode of the reference's"
+            f" {floors['json_mb']:.0f} MB {floors['json_decode_wall']:.2f}/{floors['json_decode_cpu']:.2f};"
+            f" its records and problems from Parquet"
+            f" {floors['parquet_read_wall']:.2f}/{floors['parquet_read_cpu']:.2f};"
+            f" one bare MULTI/EXEC of the {floors['redis_mb']:.0f} MB of Redis values"
+            f" {floors['redis_multi_exec_wall']:.2f}/{floors['redis_multi_exec_cpu']:.2f}, the job's publish of them"
+            f" {floors['publish_wall']:.2f}/{floors['publish_cpu']:.2f}"
+        )
+        sys.stdout.flush()
+    for scale in () if args.no_history_cost else args.scales:
         cost = in_child("child_history_cost", str(workdir / f"inputs-{scale}"), str(max(args.repeat, 3)))
         figures = {key: float(value) for key, value in cost.items()}  # type: ignore[arg-type]
         print(
@@ -313,18 +473,8 @@ def main() -> None:
             f" of {figures['compute_wall']:.2f} s"
         )
 
-    for label, measured in (("cold", runs), ("steady state", steady)) if args.steady else ():
-        print(f"{label}: medians per stage, s (process = the whole child process, start-up included)")
-        for scale in args.scales:
-            median = {
-                field: statistics.median(run.get(field, 0.0) for run in measured[scale]) for field in measured[scale][0]
-            }
-            stages = " ".join(
-                f"{stage} {median.get(stage, 0.0):.2f}"
-                for stage in ("load", "compute", "snapshot", "commit", "publish")
-            )
-            print(f"  {scale:>5}x  process {median['process_s']:.2f}  import {median['import_s']:.2f}  {stages}")
-        sys.stdout.flush()
+    if args.steady or args.baseline:
+        print_stages(measured, args.scales, kinds, [code for code, _ in codes])
 
     if args.history_days:
         scale = args.history_scale

@@ -21,7 +21,7 @@ from pipeline.shell.logs import configure_logging
 from pipeline.shell.store_upkeep import compact_store
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
-from pipeline.sinks.redis_cache import RedisConfigError
+from pipeline.sinks.redis_client import RedisConfigError
 
 
 def build_parser() -> ArgumentParser:

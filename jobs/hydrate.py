@@ -20,7 +20,8 @@ from pipeline.contracts.masking import masked_text
 from pipeline.contracts.settings import Settings, secret_urls
 from pipeline.shell.hydrator import CacheHydrator
 from pipeline.shell.logs import configure_logging
-from pipeline.sinks.redis_cache import InvalidationBus, RedisConfigError, redis_client
+from pipeline.sinks.invalidation import InvalidationBus
+from pipeline.sinks.redis_client import RedisConfigError, redis_client
 
 log = logging.getLogger("jobs.hydrate")
 

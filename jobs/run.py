@@ -23,13 +23,15 @@ from jobs._cli import (
 from jobs.audit import format_counts_line
 from pipeline.contracts.masking import masked_text, masked_url
 from pipeline.contracts.settings import Settings, secret_urls
-from pipeline.shell.batch import NothingToRepublishError, RunResult, republish, run_once
+from pipeline.shell.batch import RunResult, run_once
 from pipeline.shell.interrupts import RunInterrupted, StopRequest, stop_on_signals
 from pipeline.shell.logs import configure_logging
+from pipeline.shell.republish import NothingToRepublishError, republish
 from pipeline.sinks.history_store import OutOfOrderRunError
 from pipeline.sinks.lock import LockHeldError, LockLostError
 from pipeline.sinks.parquet_snapshot import SnapshotLockedError
-from pipeline.sinks.redis_cache import PublishError, RedisConfigError, RedisPublisher
+from pipeline.sinks.redis_client import RedisConfigError
+from pipeline.sinks.redis_publisher import PublishError, RedisPublisher
 from pipeline.steps.changes import changed_models
 
 log = logging.getLogger("jobs.run")

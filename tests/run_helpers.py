@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import redis
 
 from pipeline.contracts import keys
-from pipeline.sinks.parquet_snapshot import ARTIFACTS, TABLES, manifests
+from pipeline.sinks.parquet_snapshot import ARTIFACT_SUFFIXES, ARTIFACTS, TABLES, manifests
 from tests.conftest import SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,11 @@ def uncommitted_files(root: Path) -> list[Path]:
     for table in TABLES:
         found += [path for path in (root / table).rglob("*.parquet") if path.stem not in committed]
     for name in ARTIFACTS:
-        found += [path for path in (root / f"_{name}").glob("*.json") if path.stem not in committed]
+        found += [
+            path
+            for path in (root / f"_{name}").glob("*")
+            if path.suffix in ARTIFACT_SUFFIXES and path.stem not in committed
+        ]
     return found
 
 

@@ -387,7 +387,7 @@ def test_the_audit_cli_escapes_control_and_bidi_characters_with_the_one_terminal
 def test_a_run_publishes_the_audit_key_in_its_transaction(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)
     settings = load_settings()
-    from pipeline.sinks.redis_cache import RedisPublisher
+    from pipeline.sinks.redis_publisher import RedisPublisher
 
     report = run_once(settings, publisher=RedisPublisher.from_settings(settings))
     client = redis.Redis.from_url(redis_url)

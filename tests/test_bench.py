@@ -68,3 +68,31 @@ def test_primitives_bench_runs() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "group_by string key" in done.stdout and done.stdout.count("x\n") == 4
+
+
+def test_scale_bench_compares_a_baseline_checkout_per_stage(shared_data: Path, tmp_path: Path) -> None:
+    """``--steady --baseline``: cold and steady runs of both checkouts, wall and CPU per stage, and the ratios."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "scale.py"),
+            "--scales",
+            "1",
+            "--history-days",
+            "0",
+            "--no-history-cost",
+            "--steady",
+            "--baseline",
+            str(REPO),
+            "--data",
+            str(shared_data),
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cold: medians per stage" in done.stdout and "steady: medians per stage" in done.stdout
+    assert "baseline/this CPU: process" in done.stdout and "history per run" not in done.stdout

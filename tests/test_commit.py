@@ -21,7 +21,7 @@ from pipeline.shell.batch import run_once
 from pipeline.shell.interrupts import RunInterrupted, StopRequest
 from pipeline.sinks.lock import LockLostError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests, read_artifact
-from pipeline.sinks.redis_cache import RedisPublisher
+from pipeline.sinks.redis_publisher import RedisPublisher
 from tests.conftest import RedisServer, free_port
 from tests.run_helpers import (
     CliRun,
@@ -67,13 +67,14 @@ def test_a_committed_run_stores_exactly_what_it_published(
     monkeypatch.setenv("REDIS_URL", own_redis.url)
     assert main(["run"]) == 0
     (manifest,) = manifests(_store(tmp_path))
-    assert manifest["artifacts"] == {"redis": f"_redis/{manifest['run_id']}.json"}
+    assert manifest["artifacts"] == {"redis": f"_redis/{manifest['run_id']}.arrow"}
     document = read_artifact(_store(tmp_path), manifest, "redis")
-    assert document is not None and document["run_id"] == manifest["run_id"]
+    assert document is not None
     client = _client(own_redis.url)
-    stored = {f"{PREFIX}:{key}": value for key, (value, _) in document["keys"].items()}
+    stored = {f"{PREFIX}:{key}": value for key, value in document.select("key", "value").rows()}
     assert keys.last_run_key(PREFIX) in stored and len(stored) > 10
-    assert {key: client.get(key).decode() for key in stored} == stored
+    assert json.loads(stored[keys.last_run_key(PREFIX)])["run_id"] == manifest["run_id"]
+    assert {key: client.get(key) for key in stored} == stored
     _assert_redis_shows(client, manifest["run_id"])
 
 
@@ -140,7 +141,7 @@ def test_run_finished_seconds_cover_every_stage_including_publish(own_redis: Red
         if event["event"] == "run finished":
             finished = event["seconds"]
     assert run.finish()[0] == 0
-    assert list(stages) == ["load", "compute", "snapshot", "commit", "publish"]
+    assert list(stages) == ["load", "compute", "snapshot", "commit", "publish", "maintain"]
     assert finished is not None and finished >= sum(stages.values()) - 0.03  # laps are rounded to 0.01 s
 
 
@@ -272,7 +273,7 @@ def test_a_publisher_never_publishes_under_a_lost_lock(
     document = read_artifact(_store(tmp_path), manifests(_store(tmp_path))[-1], "redis")
     assert document is not None
     values = publisher.restored(document)
-    values[keys.last_run_key(PREFIX)] = (json.dumps({"run_id": "stale"}), None)
+    values[keys.last_run_key(PREFIX)] = (json.dumps({"run_id": "stale"}).encode(), None)
     lock = publisher.lock(ttl_ms=30_000)
     lock.acquire()
     _client(own_redis.url).set(keys.lock_key(PREFIX), "newer-run")

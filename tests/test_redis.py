@@ -21,16 +21,13 @@ from pipeline.contracts.models import CategoryChanges, CategoryDeletionRiskRespo
 from pipeline.contracts.settings import Settings, load_settings
 from pipeline.shell import batch
 from pipeline.shell.hydrator import CacheHydrator, HydratorAlreadyRunningError
+from pipeline.sinks.invalidation import InvalidationBus
 from pipeline.sinks.lock import LockHeldError, RedisLock
 from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sinks.previous_run import PreviousRecords
-from pipeline.sinks.redis_cache import (
-    DeletionRiskCache,
-    InvalidationBus,
-    RedisPublisher,
-    StatisticsCache,
-    redis_client,
-)
+from pipeline.sinks.redis_cache import DeletionRiskCache, StatisticsCache
+from pipeline.sinks.redis_client import redis_client
+from pipeline.sinks.redis_publisher import RedisPublisher
 from pipeline.sources.http import HttpFetcher
 from tests.conftest import SAMPLE_DATA, RedisServer
 from tests.run_helpers import GatedHorde, wait_until

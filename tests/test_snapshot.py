@@ -165,7 +165,7 @@ def test_python_dash_m_jobs_works(tmp_path: Path) -> None:
     assert any(event["event"] == "run finished" for event in events)
     # progress: one event per finished stage, in order, with its duration
     stages = [(event["stage"], event["seconds"]) for event in events if event["event"] == "stage finished"]
-    assert [stage for stage, _ in stages] == ["load", "compute", "snapshot", "commit"]
+    assert [stage for stage, _ in stages] == ["load", "compute", "snapshot", "commit", "maintain"]
     assert all(isinstance(seconds, float | int) and seconds >= 0 for _, seconds in stages)
 
 
@@ -192,5 +192,5 @@ def test_progress_on_a_terminal_is_readable_lines(tmp_path: Path) -> None:
     assert result.returncode == 0
     lines = b"".join(chunks).decode().splitlines()
     stages = [match.group(1) for line in lines if (match := re.search(r"stage finished stage=(\w+)", line))]
-    assert stages == ["load", "compute", "snapshot", "commit"]
+    assert stages == ["load", "compute", "snapshot", "commit", "maintain"]
     assert not any(line.lstrip().startswith("{") for line in lines)  # not JSON on a terminal

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,46 +29,35 @@ from pipeline.contracts.schemas import HordeFrames, LoadedCategory
 from pipeline.contracts.settings import Settings, settings_log_events
 from pipeline.shell.interrupts import StopRequest
 from pipeline.shell.reference_records import load_records
+from pipeline.shell.stopwatch import Stopwatch
 from pipeline.sinks.history_store import check_run_order, previous_states, rebuild_states
 from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
-    read_artifact,
     snapshot_lock,
     sweep_uncommitted,
 )
 from pipeline.sinks.previous_run import PreviousRecords
-from pipeline.sinks.redis_cache import PublishError, RedisValues
+from pipeline.sinks.redis_publisher import PublishError
+from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
-from pipeline.sinks.run_index import latest_manifest, reconcile_index
+from pipeline.sinks.run_index import reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.steps.history import with_history
 from pipeline.steps.outputs import RunOutputs, run_outputs
 
+__all__ = [
+    "Publisher",
+    "RunInputs",
+    "RunResult",
+    "last_run",
+    "load_inputs",
+    "run_once",
+]
+
 log = logging.getLogger(__name__)
-
-
-class Stopwatch:
-    """Seconds spent per named stage, measured between successive ``lap`` calls; each lap is logged, so a long
-    run shows its progress stage by stage (on a terminal as readable lines, elsewhere as JSON events).
-
-    A lap is also a stage boundary: a stop requested by a signal is honoured there (``stop.check``).
-    """
-
-    def __init__(self, stop: StopRequest | None = None) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-        self._stop = stop
-
-    def lap(self, stage: str, *, stoppable: bool = True) -> None:
-        now = time.perf_counter()
-        self.laps[stage] = round(now - self._last, 4)
-        self._last = now
-        log.info("stage finished", extra={"stage": stage, "seconds": round(self.laps[stage], 2)})
-        if stoppable and self._stop is not None:
-            self._stop.check()
 
 
 @dataclass
@@ -84,8 +74,11 @@ class RunResult:
     published_keys: list[str] = field(default_factory=list)
     #: why a committed run was not published to Redis (exit 4), None when it was or no Redis is configured
     not_published: str | None = None
-    #: seconds per stage: load, compute, snapshot, commit, publish; and history, the part of compute SPEC §10 adds
+    #: seconds per stage: load, compute, snapshot, commit, publish, maintain (the index, retention, compaction and
+    #: a rebuild, after the publish); and history, the part of compute SPEC §10 adds
     timings: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process per stage (same names as ``timings``)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,9 +130,9 @@ class Publisher(Protocol):
 
     def run_values(self, outputs: RunOutputs, last_run: LastRun) -> RedisValues: ...
 
-    def stored(self, run_id: str, values: RedisValues) -> dict[str, Any]: ...
+    def stored(self, values: RedisValues) -> pl.DataFrame: ...
 
-    def restored(self, document: dict[str, Any]) -> RedisValues: ...
+    def restored(self, stored: pl.DataFrame | dict[str, Any]) -> RedisValues: ...
 
     def publish(self, values: RedisValues, fence: RedisLock) -> list[str]: ...
 
@@ -153,10 +146,6 @@ def last_run(report: RunResult) -> LastRun:
         input_hashes=report.input_hashes,
         counts=report.counts,
     )
-
-
-class NothingToRepublishError(RuntimeError):
-    """The store has no committed run, or its latest run holds no Redis values."""
 
 
 def run_once(
@@ -187,7 +176,7 @@ def run_once(
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     store = open_store(settings.snapshot_dir)
     clock = Stopwatch(stop)
-    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish"})
+    log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish, maintain"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
         log.log(level, event, extra=fields)
     with (
@@ -229,18 +218,22 @@ def run_once(
             input_hashes=inputs.input_hashes,
             counts=counts,
             timings=clock.laps,
+            cpu_timings=clock.cpu_laps,
         )
         writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
-            for (table, category), frame in sorted(outputs.tables.items()):
-                writer.write(table, category, frame)
-            for category, item in sorted(inputs.records.items()):
-                writer.write("problems", category, item.problems)
-            report.finished_at = time.time()
+            report.finished_at = time.time()  # the outputs are complete; last_run says so
             redis_values: RedisValues | None = None
-            if publisher is not None:  # stored with the run, so `run --republish` sends exactly these
-                redis_values = publisher.run_values(outputs, last_run(report))
-                writer.write_artifact("redis", publisher.stored(run_id, redis_values))
+            # The Redis values are built and stored (so `run --republish` sends exactly these) on a second thread
+            # while the tables are written: both are mostly Polars, which lets go of the GIL. Leaving the pool
+            # waits for it, so an abort below never races the artifact's put.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-values") as pool:
+                stored = None if publisher is None else pool.submit(_stored_values, publisher, writer, report)
+                for (table, category), frame in sorted(outputs.tables.items()):
+                    writer.write(table, category, frame)
+                for category, item in sorted(inputs.records.items()):
+                    writer.write("problems", category, item.problems)
+                redis_values = None if stored is None else stored.result()
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
@@ -250,16 +243,24 @@ def run_once(
         except BaseException:
             writer.abort()
             raise
-        clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
         index_committed_run(store, run_id)  # readers find runs through the index (SPEC §13)
+        clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish
         if publisher is not None and redis_values is not None:
             report.published_keys, report.not_published = _published(publisher, redis_values, fence)
             clock.lap("publish", stoppable=False)
         if rebuild_after:
             rebuild_states(store)
         maintain_after_commit(store, retention_policy(settings), store_fence)  # still under the lock (SPEC §13)
+        clock.lap("maintain", stoppable=False)
     log.info("run finished", extra={"run_id": run_id, "seconds": round(time.time() - started, 3)})
     return report
+
+
+def _stored_values(publisher: Publisher, writer: SnapshotWriter, report: RunResult) -> RedisValues:
+    """Every Redis value of the run, written into its snapshot (before the commit: SPEC §12)."""
+    values = publisher.run_values(report.outputs, last_run(report))
+    writer.write_artifact("redis", publisher.stored(values))
+    return values
 
 
 def _published(publisher: Publisher, values: RedisValues, fence: RedisLock | None) -> tuple[list[str], str | None]:
@@ -273,31 +274,3 @@ def _published(publisher: Publisher, values: RedisValues, fence: RedisLock | Non
             reason = str(error)
     log.error("run committed but not published: redis still serves the previous run", extra={"error": reason})
     return [], reason
-
-
-def republish(settings: Settings, publisher: Publisher) -> tuple[str, list[str]]:
-    """Publish the latest committed run's stored Redis values again, computing nothing (SPEC §12).
-
-    Returns the run id and the keys published. Raises LockHeldError / LockLostError, PublishError (also when
-    Redis cannot give the lock), NothingToRepublishError.
-    """
-    root = open_store(settings.snapshot_dir)
-    with publisher.run_lock() as fence:
-        if fence is None:
-            raise PublishError("redis is unusable: nothing republished")
-        # through the run index, checked against one listing of the manifests (SPEC §13); read under the lock: no
-        # run can commit a newer one meanwhile
-        latest = latest_manifest(root)
-        if latest is None:
-            raise NothingToRepublishError(f"no committed run in {root.location} to republish")
-        try:
-            document = read_artifact(root, latest, "redis")
-        except (OSError, ValueError) as error:  # missing, unreadable, corrupt, or a path outside the store
-            raise NothingToRepublishError(f"run {latest['run_id']}: its Redis values cannot be read: {error}") from None
-        if document is None:
-            raise NothingToRepublishError(
-                f"run {latest['run_id']} stored no Redis values (it ran without REDIS_URL); `run` computes a new one"
-            )
-        published = publisher.publish(publisher.restored(document), fence)
-    log.info("run republished", extra={"run_id": latest["run_id"], "keys": len(published)})
-    return latest["run_id"], published

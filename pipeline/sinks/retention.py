@@ -35,7 +35,7 @@ import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.tables import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
-from pipeline.sinks.parquet_snapshot import ARTIFACTS, TABLES
+from pipeline.sinks.parquet_snapshot import ARTIFACTS, TABLES, artifact_keys
 from pipeline.sinks.run_index import (
     JOURNAL_DIR,
     add_run,
@@ -250,7 +250,7 @@ def _maintain_day(
     # 4. removed runs stop being history
     for run_id in sorted(dropped_ids):
         store.delete(manifest_key(run_id))
-        store.delete_all([f"_{name}/{run_id}.json" for name in ARTIFACTS])
+        store.delete_all([key for name in ARTIFACTS for key in artifact_keys(name, run_id)])
         report.runs_removed += 1
         _step(hook, "manifest removed", logging.DEBUG, day=day, run_id=run_id)
 

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
+if TYPE_CHECKING:
+    import httpx  # imported with the first request (``HttpFetcher._pool``): a run on folders never loads it
 
 from pipeline.contracts.rules import InputLimits
 
@@ -124,8 +125,7 @@ class HttpFetcher:
         max_bytes: int = InputLimits.horde_api_max_bytes,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        # Redirects are followed by hand: only to the same host (SPEC §2.2).
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._client: httpx.Client | None = None
         self._timeout = timeout
         self._attempts = max(1, attempts)
         self._backoff_base = backoff_base
@@ -145,10 +145,22 @@ class HttpFetcher:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+
+    def _pool(self) -> httpx.Client:
+        """The connection pool, made for the first request (importing httpx costs a run on folders ~0.07 s)."""
+        if self._client is None:
+            import httpx
+
+            # Redirects are followed by hand: only to the same host (SPEC §2.2).
+            self._client = httpx.Client(timeout=httpx.Timeout(self._timeout), follow_redirects=False)
+        return self._client
 
     def get_bytes(self, url: str, params: dict[str, str] | None = None, *, missing_ok: bool = False) -> bytes | None:
         """The body of ``url``; None for a 404 when ``missing_ok``. Conditional when a cache dir is set."""
+        import httpx
+
         cached = self._cached(url, params)
         headers = {"If-None-Match": cached.etag} if cached is not None else {}
         last_problem = "no attempt made"
@@ -181,8 +193,11 @@ class HttpFetcher:
 
     def _answer(self, url: str, params: dict[str, str] | None, headers: dict[str, str]) -> _Answer:
         """One attempt, redirects included, within one deadline; the body only for a success."""
+        import httpx
+
+        client = self._pool()
         with _Deadline(self._timeout, self._streams) as deadline:
-            request = self._client.build_request("GET", url, params=params, headers=headers)
+            request = client.build_request("GET", url, params=params, headers=headers)
             request.extensions["trace"] = deadline.trace
             origin = request.url
             for _ in range(MAX_REDIRECTS + 1):
@@ -190,7 +205,7 @@ class HttpFetcher:
                     raise _DeadlineExceeded
                 request.extensions["timeout"] = httpx.Timeout(deadline.remaining()).as_dict()
                 try:
-                    response = self._client.send(request, stream=True)
+                    response = client.send(request, stream=True)
                 except httpx.TransportError as error:
                     _raise_if_past(deadline, error)
                     raise
@@ -206,6 +221,8 @@ class HttpFetcher:
 
     def _body(self, response: httpx.Response, deadline: _Deadline) -> bytes:
         """The decoded body, read until the deadline and at most ``max_bytes`` (an endless or huge body stops)."""
+        import httpx
+
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise self._too_large(response, f"declares {declared} bytes")
@@ -237,6 +254,8 @@ class HttpFetcher:
     def _cache_paths(self, url: str, params: dict[str, str] | None) -> tuple[Path, Path] | None:
         if self._cache_dir is None:
             return None
+        import httpx
+
         key = hashlib.sha256(str(httpx.URL(url, params=params)).encode()).hexdigest()[:32]
         return self._cache_dir / f"{key}.body", self._cache_dir / f"{key}.etag"
 
@@ -280,6 +299,8 @@ class HttpFetcher:
 def _raise_if_past(deadline: _Deadline, error: httpx.TransportError) -> None:
     """``_DeadlineExceeded`` for an error the deadline caused: a timeout (every wait is given the time left) or a
     connection the deadline shut."""
+    import httpx
+
     if deadline.expired or isinstance(error, httpx.TimeoutException):
         raise _DeadlineExceeded from None
 

@@ -176,12 +176,18 @@ def severity_counts(findings: pl.DataFrame) -> dict[str, int]:
     return {severity: int(counted.get(severity, 0)) for severity in SEVERITIES}
 
 
-def audit_json(findings: pl.DataFrame, *, category: str, run_id: str | None) -> str:
-    """The Redis value of ``{prefix}:analytics:audit:{category}``: counts per severity and every finding."""
-    document = {
-        "category": category,
-        "run_id": run_id,
-        "counts": severity_counts(findings),
-        "findings": findings.select(AUDIT_SCHEMA.names()[1:]).to_dicts(),
-    }
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+def audit_json(findings: pl.DataFrame, *, category: str, run_id: str | None) -> bytes:
+    """The Redis value of ``{prefix}:analytics:audit:{category}`` (UTF-8): counts per severity and every finding.
+
+    ``{"category", "run_id", "counts", "findings": [...]}`` as ``json.dumps`` writes it compactly with
+    ``ensure_ascii=False``; the findings (one per reference problem, so as many as the reference has records) are
+    encoded by Polars, which escapes strings the same way (a test holds both to the same bytes).
+    """
+    head = json.dumps(
+        {"category": category, "run_id": run_id, "counts": severity_counts(findings)},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    rows = findings.select(pl.struct(AUDIT_SCHEMA.names()[1:]).struct.json_encode().str.join(","))
+    encoded: bytes = rows.to_series().cast(pl.Binary).item() if findings.height else b""
+    return b"".join((head[:-1].encode(), b',"findings":[', encoded, b"]}"))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Final, TypeVar
 
 import polars as pl
 
@@ -14,6 +17,8 @@ from pipeline.contracts.models import (
 )
 from pipeline.contracts.schemas import HISTORY_FIELDS
 from pipeline.steps.deletion_risk import FLAGS
+
+ViewKeyT = TypeVar("ViewKeyT", bound=Hashable)
 
 
 def deletion_risk_summary(table: pl.DataFrame) -> CategoryDeletionRiskSummary:
@@ -37,25 +42,25 @@ def deletion_risk_summary(table: pl.DataFrame) -> CategoryDeletionRiskSummary:
     return CategoryDeletionRiskSummary(**totals)
 
 
-def _info_struct(table: pl.DataFrame, with_variations: bool) -> pl.Expr:
-    """One row as the ModelDeletionRiskInfo JSON object, fields in the model's order (plus ``members``)."""
+#: The row field only the variations view fills; every view of a table shares the fields around it.
+_VARIATIONS: Final = "backend_variations"
+
+
+def _info_fields(table: pl.DataFrame, names: list[str]) -> list[pl.Expr]:
+    """The ModelDeletionRiskInfo fields ``names`` of a row, as Pydantic writes them (``backend_variations`` apart)."""
     fields: list[pl.Expr] = []
-    for name in ModelDeletionRiskInfo.model_fields:
+    for name in names:
         if name == "deletion_risk_flags":
             fields.append(pl.struct(*FLAGS).alias(name))
         elif name == "usage_trend":
             fields.append(pl.struct("day_to_month_ratio", "month_to_total_ratio").alias(name))
-        elif name == "backend_variations" and not (with_variations and name in table.columns):
-            fields.append(pl.lit(None).alias(name))
         elif name in ("usage_hour", "usage_minute"):
             fields.append(pl.lit(None, dtype=pl.Int64).alias(name))  # not available from the AI Horde
         elif name in HISTORY_FIELDS:
             fields.append(_history_field(table, name))
         else:
             fields.append(pl.col(name))
-    if "members" in table.columns:
-        fields.append(pl.col("members"))  # grouped rows name their member models (an additive field)
-    return pl.struct(*fields)
+    return fields
 
 
 def _history_field(table: pl.DataFrame, name: str) -> pl.Expr:
@@ -66,6 +71,38 @@ def _history_field(table: pl.DataFrame, name: str) -> pl.Expr:
     if dtype.is_temporal():
         return pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ").alias(name)
     return pl.col(name)
+
+
+class _EncodedRows:
+    """One risk table's rows as JSON objects, in two parts around ``backend_variations``: encoded once, shared
+    by every view of the table (the variations view adds only that field)."""
+
+    def __init__(self, table: pl.DataFrame) -> None:
+        self.table = table
+        names = list(ModelDeletionRiskInfo.model_fields)
+        cut = names.index(_VARIATIONS)
+        tail = _info_fields(table, names[cut + 1 :])
+        if "members" in table.columns:
+            tail.append(pl.col("members"))  # grouped rows name their member models (an additive field)
+        parts = table.select(
+            pl.struct(*_info_fields(table, names[:cut])).struct.json_encode().str.head(-1).alias("head"),
+            pl.struct(*tail).struct.json_encode().str.slice(1).alias("tail"),
+        )
+        self.head, self.tail = parts["head"], parts["tail"]
+
+    def write(self, buffer: io.BytesIO, with_variations: bool) -> None:
+        """Every row, comma-separated, into ``buffer``: ``{head,"backend_variations":...,tail}``."""
+        if not self.table.height:
+            return
+        middle: pl.Expr = pl.lit(f'"{_VARIATIONS}":null')
+        if with_variations and _VARIATIONS in self.table.columns:
+            middle = pl.struct(_VARIATIONS).struct.json_encode().str.slice(1).str.head(-1)
+        rows = self.table.select(self.head, middle.alias("middle"), self.tail)
+        # The CSV writer puts the parts side by side straight into the buffer, in one copy (a text view at 100x
+        # is ~100 MB of JSON: each copy of it costs); every part is JSON, so nothing needs quoting.
+        rows.write_csv(buffer, include_header=False, separator=",", line_terminator=",", quote_style="never")
+        buffer.seek(-1, io.SEEK_END)  # the terminator after the last row
+        buffer.truncate()
 
 
 @dataclass(frozen=True)
@@ -89,6 +126,10 @@ class DeletionRiskView:
 
     def json(self) -> str:
         """Compact UTF-8 JSON of the CategoryDeletionRiskResponse."""
+        return self.encoded(_EncodedRows(self.table)).decode()
+
+    def encoded(self, rows: _EncodedRows) -> bytes:
+        """``json()`` as UTF-8 bytes, from this view's table's ``rows`` (see ``encoded_views``)."""
         summary = self.summary()
         envelope = {
             "category": self.category,
@@ -100,25 +141,54 @@ class DeletionRiskView:
             "summary": summary.model_dump(mode="json"),
             "run_id": self.run_id,
         }
-        rows = self.table.select(_info_struct(self.table, self.with_variations).struct.json_encode())
-        # Joined by Polars (no list of 100k Python strings) and copied once into the value: a text view at 100x
-        # is ~90 MB of JSON, so each extra copy of it costs.
-        models = rows.to_series().str.join(",").item() if rows.height else ""
-        parts: list[str] = []
+        before: list[str] = []  # the envelope's fields before the models, and (``after``) after them
+        after: list[str] = []
+        parts = before
         for key in CategoryDeletionRiskResponse.model_fields:
-            parts.append("," if parts else "{")
+            parts.append("," if before else "{")
             if key == "models":
-                parts += ['"models":[', models, "]"]
+                parts.append('"models":[')
+                parts = after
+                parts.append("]")
             else:
                 parts.append(
                     json.dumps(key) + ":" + json.dumps(envelope[key], separators=(",", ":"), ensure_ascii=False)
                 )
         parts.append("}")
-        return "".join(parts)
+        buffer = io.BytesIO()
+        buffer.write("".join(before).encode())
+        rows.write(buffer, self.with_variations)
+        buffer.write("".join(after).encode())
+        return buffer.getvalue()
 
     def response(self) -> CategoryDeletionRiskResponse:
         """The view as the validated Pydantic model (built from ``json()``: one serialization path)."""
         return CategoryDeletionRiskResponse.model_validate_json(self.json())
+
+
+def encoded_views(views: Mapping[ViewKeyT, DeletionRiskView]) -> dict[ViewKeyT, bytes]:
+    """The JSON of every view, each table's rows encoded once: views of equal tables share their rows (the
+    variations view adds only ``backend_variations``), and equal views share one value."""
+    tables: list[_EncodedRows] = []
+    values: dict[ViewKeyT, bytes] = {}
+    done: dict[tuple[int, bool, str, str | None, int | None, int | None], bytes] = {}
+    for key, view in views.items():
+        rows = next((rows for rows in tables if _same_table(rows.table, view.table)), None)
+        if rows is None:
+            rows = _EncodedRows(view.table)
+            tables.append(rows)
+        shape = (id(rows), view.with_variations, view.category, view.run_id, view.limit, view.total_count)
+        if shape not in done:
+            done[shape] = view.encoded(rows)
+        values[key] = done[shape]
+    return values
+
+
+def _same_table(one: pl.DataFrame, other: pl.DataFrame) -> bool:
+    """True when both frames hold the same rows (two views of one table are often distinct but equal frames)."""
+    if one is other:
+        return True
+    return one.schema == other.schema and one.height == other.height and one.equals(other)
 
 
 def deletion_risk_response(

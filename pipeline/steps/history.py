@@ -248,8 +248,12 @@ def with_history(outputs: RunOutputs, previous: Mapping[str, pl.DataFrame], run_
         tables[("deletion_risk", category)] = conformed(pl.concat(parts), RISK_SCHEMA)
         tables[("model_state", category)] = state
         tables[("changes", category)] = changes(previous.get(category), state, category)
+        attached: dict[tuple[int, bool], pl.DataFrame] = {}  # views of one table keep sharing one table
         for key, view in outputs.deletion_risk.items():
             if key[0] != category:
                 continue
-            views[key] = replace(view, table=_attached(view.table, fields, key[1]))
+            shared = (id(view.table), key[1])
+            if shared not in attached:
+                attached[shared] = _attached(view.table, fields, key[1])
+            views[key] = replace(view, table=attached[shared])
     return replace(outputs, tables=tables, deletion_risk=views)
