@@ -82,3 +82,23 @@ def test_report_shows_history_changes_and_usage_over_time(
     assert "lost all its workers" in text
     for name in lost_rows["name"].to_list():
         assert f"<td>{name}</td>" in text
+
+
+def test_report_reads_only_the_manifests_of_the_days_it_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SPEC §13: the report finds the newest run of each day through the run index; the other runs' manifests are
+    # never read, so breaking one of them changes nothing (reading every manifest would report it)
+    monkeypatch.setenv("HORDE_SOURCE", str(_horde_day(tmp_path / "horde", usage_factor=1.0, lose_workers=False)))
+    for when in ("2026-03-01T06:00:00Z", "2026-03-01T12:00:00Z", "2026-03-02T06:00:00Z"):
+        assert main(["run", "--as-of", when]) == 0
+    manifests_dir = tmp_path / "snapshots" / "_runs"
+    runs_at = {path: json.loads(path.read_text())["run_at"] for path in manifests_dir.glob("*.json")}
+    (first,) = [path for path, run_at in runs_at.items() if run_at.startswith("2026-03-01T06")]
+    first.write_text("{ not json")
+    capsys.readouterr()
+    assert main(["report"]) == 0
+    out, err = capsys.readouterr()
+    assert "manifest ignored" not in err
+    page = Path(out.strip()).read_text()
+    assert "Usage over time appears once" not in page  # two days drawn: 03-01 (its 12:00 run) and 03-02

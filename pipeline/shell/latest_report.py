@@ -4,12 +4,13 @@ and charts written."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
-from pipeline.sinks.parquet_snapshot import manifests, run_tables
+from pipeline.sinks.parquet_snapshot import run_tables
 from pipeline.sinks.report_files import write_report
+from pipeline.sinks.run_index import latest_manifest, load_index, runs
+from pipeline.sinks.run_manifests import read_manifest
 from pipeline.sinks.store import FolderStore, SnapshotStore, open_store
 from pipeline.steps.report import REPORT_TABLES
 from pipeline.steps.report_history import HISTORY_DAYS, POINT_COLUMNS, LineChart, daily_runs, usage_charts, usage_points
@@ -26,12 +27,13 @@ class ReportTablesError(ValueError):
     """The latest run's committed files are Parquet but not the tables the report needs."""
 
 
-def _usage_over_time(
-    store: SnapshotStore, runs: list[dict[str, Any]]
-) -> tuple[dict[str, tuple[LineChart, ...]], str | None]:
+def _usage_over_time(store: SnapshotStore) -> tuple[dict[str, tuple[LineChart, ...]], str | None]:
     """category -> usage-over-time charts from the newest committed run of each day (SPEC §9, §10), and a note
-    when the history is too short to draw them."""
-    days = daily_runs(runs)
+    when the history is too short to draw them. The days' runs are found through the run index (SPEC §13): only
+    their manifests are read, never every manifest."""
+    indexed = runs(load_index(store)).select("run_id", "run_at").to_dicts()
+    found = (read_manifest(store, run["run_id"]) for run in daily_runs(indexed))
+    days = [manifest for manifest in found if manifest is not None]
     by_category: dict[str, dict[str, pl.DataFrame]] = {}
     for manifest in days:
         for (_, category), risk in run_tables(store, manifest, ["deletion_risk"], POINT_COLUMNS).items():
@@ -62,12 +64,11 @@ def write_latest_report(snapshot_dir: str | Path, out: str | None = None) -> Pat
     the report's own ReportUnavailableError and ReportFolderError.
     """
     store = open_store(snapshot_dir)
-    runs = manifests(store)
-    if not runs:
+    latest = latest_manifest(store)
+    if latest is None:
         raise NoCommittedRunError(f"no committed snapshot in {store.location}; run `horde-analytics run` first")
-    latest = runs[-1]
     try:
-        sections = report_sections(run_tables(store, latest, REPORT_TABLES), *_usage_over_time(store, runs))
+        sections = report_sections(run_tables(store, latest, REPORT_TABLES), *_usage_over_time(store))
     except pl.exceptions.PolarsError as error:
         message = f"the snapshot of run {latest['run_id']} in {store.location} is not readable as report tables"
         raise ReportTablesError(f"{message} ({error})") from error

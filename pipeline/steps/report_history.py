@@ -36,7 +36,7 @@ class LineChart:
 
 def daily_runs(manifests: Sequence[dict[str, Any]], days: int = HISTORY_DAYS) -> list[dict[str, Any]]:
     """The newest committed run of each UTC day, for the ``days`` days up to the newest run, oldest first
-    (``manifests`` oldest first, as ``parquet_snapshot.manifests`` gives them)."""
+    (``manifests`` oldest first: manifests or the run index's rows, anything with ``run_at``)."""
     newest_of_day: dict[str, dict[str, Any]] = {}
     for manifest in manifests:
         newest_of_day[str(manifest["run_at"])[:10]] = manifest
