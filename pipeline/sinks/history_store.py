@@ -5,7 +5,6 @@ contributes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +14,9 @@ import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifest_key, manifests
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifests
 from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
+from pipeline.sinks.run_manifests import write_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.steps.deletion_risk import FLAGS
 from pipeline.steps.history import model_state
@@ -161,10 +161,6 @@ class Rebuilt:
     rewritten: list[str]
 
 
-def _rewrite_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
-    store.put(manifest_key(manifest["run_id"]), json.dumps(manifest, indent=1, sort_keys=True).encode())
-
-
 def _carries_removed_runs(state: pl.DataFrame, run_at: datetime) -> bool:
     """True when ``state`` remembers runs before ``run_at`` (a model first seen earlier): the oldest kept run's
     state after retention removed the runs before it."""
@@ -203,5 +199,5 @@ def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
                 changed = True
             states[category] = state
         if changed:
-            _rewrite_manifest(store, manifest)
+            write_manifest(store, manifest)
     return Rebuilt(runs=len(found), states=compared, rewritten=rewritten)
