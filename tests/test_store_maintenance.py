@@ -21,6 +21,7 @@ import pytest
 from jobs.__main__ import main
 from pipeline.contracts.settings import load_settings
 from pipeline.shell.batch import run_once
+from pipeline.shell.store_upkeep import rebuild_history
 from pipeline.sinks.history_store import model_timeline
 from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
@@ -418,3 +419,13 @@ def test_an_index_written_before_manifest_versions_is_brought_up_to_date(tmp_pat
     reconcile_index(root)
     assert_index_is_the_manifests(root)
     assert_consistent(root, template, set(stored["run_id"]))
+
+
+def test_a_rebuild_of_history_leaves_the_index_naming_the_rewritten_states(tmp_path: Path, template: Template) -> None:
+    # `history --rebuild` rewrites states of compacted runs into their own files: readers go through the index, so
+    # the rebuild brings the index in line before it lets go of the lock
+    root = tmp_path / "snapshots"
+    build_store(root, template, ((0, 1), (1, 2)))
+    maintain_store(root, RetentionPolicy())
+    assert rebuild_history(root).rewritten
+    assert_index_is_the_manifests(root)

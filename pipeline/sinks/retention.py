@@ -46,7 +46,7 @@ from pipeline.sinks.run_index import (
     runs,
     write_index,
 )
-from pipeline.sinks.run_manifests import COMPACTED_KEY, MAX_MANIFEST_BYTES, manifest_key, read_manifest
+from pipeline.sinks.run_manifests import COMPACTED_KEY, MAX_MANIFEST_BYTES, manifest_key, read_manifest, write_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import StoreFence
 from pipeline.steps.collect_engine import ENGINE
@@ -191,10 +191,6 @@ def _own_manifest(store: SnapshotStore, run_id: str) -> dict[str, Any] | None:
     return manifest if usable else None
 
 
-def _write_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
-    store.put(manifest_key(manifest["run_id"]), msgspec.json.encode(manifest, order="sorted"))
-
-
 def _maintain_day(
     store: SnapshotStore,
     day: str,
@@ -242,7 +238,7 @@ def _maintain_day(
                 continue
             entry = {key: value for key, value in entry.items() if key != "path"}
             manifest["tables"][table][category] = entry | {COMPACTED_KEY: target}
-        _write_manifest(store, manifest)
+        write_manifest(store, manifest)
         switched.append(run_id)
         _step(hook, "manifest switched", logging.DEBUG, day=day, run_id=run_id)
     versions = manifest_versions(store) if switched else {}  # one listing, not one request per manifest
