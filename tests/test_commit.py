@@ -390,7 +390,7 @@ def test_a_stop_after_the_tables_were_written_removes_them(
     settings = load_settings()
     stop = StopRequest()
     handler = _StopAfterStage(stop, "snapshot")
-    batch_log = logging.getLogger("pipeline.shell.batch")
+    batch_log = logging.getLogger("pipeline.shell.stopwatch")
     batch_log.addHandler(handler)
     batch_log.setLevel(logging.INFO)
     try:

@@ -9,7 +9,6 @@ manifests (``history``, ``latest_table``) never see it, and the next run sweeps 
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -29,9 +28,11 @@ from pipeline.sinks.run_manifests import (
     COMPACTED_KEY,
     MANIFEST_DIR,
     SnapshotReadError,
+    entry_path,
     manifest_key,
     manifests,
     read_manifest,
+    write_manifest,
 )
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
@@ -150,9 +151,7 @@ class SnapshotWriter:
             manifest["input_entries"] = input_entries
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
-        key = manifest_key(self.run_id)
-        self.store.put(key, json.dumps(manifest, indent=1, sort_keys=True).encode())
-        return key
+        return write_manifest(self.store, manifest)
 
     def abort(self) -> None:
         """Remove every file this run wrote (a failed run leaves nothing behind)."""
@@ -192,8 +191,11 @@ def read_artifact(root: Path | str | SnapshotStore, manifest: dict[str, Any], na
 
 
 def _entry_key(entry: dict[str, Any]) -> str:
-    """The store key of the file that holds one manifest entry's rows: its own, or after compaction the day's."""
-    return str(entry.get(COMPACTED_KEY) or entry["path"])
+    """``entry_path``, for an entry of a checked manifest (which always names its file)."""
+    key = entry_path(entry)
+    if key is None:
+        raise SnapshotReadError(f"manifest entry {entry!r} names no file")
+    return key
 
 
 def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:
