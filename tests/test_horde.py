@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -16,10 +17,13 @@ from werkzeug import Request, Response
 from jobs.__main__ import main
 from pipeline import load_records
 from pipeline.contracts.rules import AnalysisRules
+from pipeline.contracts.settings import load_settings
+from pipeline.shell.batch import load_inputs
 from pipeline.sinks.parquet_snapshot import manifests
 from pipeline.sources.horde import HordeInputError, horde_frames, horde_payloads, load_horde
 from pipeline.sources.horde_tables import status_frame, usage_frame, workers_frame
 from pipeline.sources.http import FetchError, HttpFetcher
+from pipeline.sources.records import ReferenceInputError
 from pipeline.steps.merge import merged_models
 from pipeline.steps.names import parse_name
 from pipeline.steps.outputs import run_outputs
@@ -177,6 +181,26 @@ def test_bad_status_payloads_are_clear_errors(httpserver: HTTPServer, body: byte
     serve_snapshot(httpserver, SAMPLE_DATA / "horde", fault)
     with HttpFetcher(attempts=1) as fetcher, pytest.raises(HordeInputError, match=message):
         load_horde(httpserver.url_for("/api"), fetcher)
+
+
+def test_horde_and_records_load_together_and_a_horde_error_comes_first(tmp_path: Path) -> None:
+    """The Horde payloads load on a second thread beside the records: when both are unusable the Horde error is
+    raised (as when they loaded one after the other), and the collector's pause ends with the load."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    both_bad = load_settings(model_reference_source=str(empty), horde_source=str(tmp_path / "nowhere"))
+    with HttpFetcher() as fetcher, pytest.raises(HordeInputError, match="neither a folder"):
+        load_inputs(both_bad, fetcher)
+    records_bad = load_settings(model_reference_source=str(empty), horde_source=str(SAMPLE_DATA / "horde"))
+    with HttpFetcher() as fetcher, pytest.raises(ReferenceInputError, match="required file is missing"):
+        load_inputs(records_bad, fetcher)
+    good = load_settings(
+        model_reference_source=str(SAMPLE_DATA / "model_reference"), horde_source=str(SAMPLE_DATA / "horde")
+    )
+    with HttpFetcher() as fetcher:
+        loaded = load_inputs(good, fetcher)
+    assert set(loaded.horde) == {"image", "text"} and "text_generation" in loaded.records
+    assert gc.isenabled()
 
 
 def test_bad_usage_shape_is_a_clear_error() -> None:

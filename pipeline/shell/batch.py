@@ -43,6 +43,7 @@ from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
 from pipeline.sinks.run_index import reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
+from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
 from pipeline.steps.history import with_history
@@ -93,17 +94,25 @@ class RunInputs:
 def load_inputs(settings: Settings, fetcher: HttpFetcher, previous: PreviousRecords | None = None) -> RunInputs:
     """Read and validate records and Horde data (raises on unusable input); a reference file whose bytes are
     the ``previous`` run's is read back from its snapshot (SPEC §9)."""
-    # Horde first: its decoding peak then lands on a fresh heap, not on the memory the records decoding leaves
-    # with the allocators (measured at 1000x scale).
-    horde, horde_hashes = load_horde(
-        settings.horde_source, fetcher, max_bad_record_fraction=settings.max_bad_record_fraction
-    )
-    records = load_records(
-        settings.model_reference_source,
-        max_bad_record_fraction=settings.max_bad_record_fraction,
-        fetcher=fetcher,
-        reuse=previous,
-    )
+    # The Horde payloads load on a second thread while the records load here: each side's Polars work (and file
+    # reads and hashes) lets go of the GIL, so the other side's decoding runs meanwhile. One pause of the cyclic
+    # collector spans both (a pause of each would end while the other still decodes). A Horde error wins, as when
+    # the two loaded one after the other.
+    with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="horde-load") as pool:
+        horde_loaded = pool.submit(
+            load_horde, settings.horde_source, fetcher, max_bad_record_fraction=settings.max_bad_record_fraction
+        )
+        try:
+            records = load_records(
+                settings.model_reference_source,
+                max_bad_record_fraction=settings.max_bad_record_fraction,
+                fetcher=fetcher,
+                reuse=previous,
+            )
+        except BaseException:
+            horde_loaded.result()  # its error first, if it has one
+            raise
+        horde, horde_hashes = horde_loaded.result()
     hashes = {keys.records_hash_key(category): item.input_hash for category, item in records.items()} | horde_hashes
     return RunInputs(records=records, horde=horde, input_hashes=hashes)
 
