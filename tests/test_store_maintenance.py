@@ -484,3 +484,29 @@ def check_readers_list_only_the_newest_manifests(root: Path | str, template: Tem
 
 def test_readers_list_only_the_manifests_after_the_newest_indexed_run(tmp_path: Path, template: Template) -> None:
     check_readers_list_only_the_newest_manifests(tmp_path / "snapshots", template)
+
+
+def test_the_sweep_lists_no_data_folder_and_removes_exactly_a_killed_runs_files(
+    tmp_path: Path, template: Template
+) -> None:
+    """Runs put a pending marker before their first file and remove it after their manifest: the sweep lists only
+    the markers, and a killed run's files (and its ``*.tmp``) are found from its marker, other runs' never listed."""
+    root = tmp_path / "snapshots"
+    ids = build_store(root, template, ((1, 2), (0, 2)))
+    sweep_uncommitted(root)  # the one full sweep of a store (its runs could predate markers)
+    counted, store = counting(root)
+    assert sweep_uncommitted(store) == []
+    assert [key for key in counted.listed if not key.startswith("_pending/")] == [], "only the markers are listed"
+
+    killed = SnapshotWriter(root=root, run_id=NEWEST.strftime("%Y%m%dT%H%M%SZ") + "-killed", run_at=NEWEST)
+    killed_keys = [killed.write(table, category, frame) for (table, category), frame in sorted(template.items())]
+    half_put = root / f"{killed_keys[0]}.0badf00d.tmp"  # a put stopped by SIGKILL in a folder
+    half_put.write_bytes(b"half")
+    counted, store = counting(root)
+    removed = sweep_uncommitted(store)
+    assert sorted(removed) == sorted([*killed_keys, half_put.relative_to(root).as_posix()])
+    assert not (root / "_pending").exists() or not any((root / "_pending").glob("*.json"))
+    listed_data = {key for key in counted.listed if not key.startswith(("_pending/", "_runs/", "_redis/"))}
+    older = {key for key in listed_data if key.rsplit("/", 1)[-1] < killed.run_id}
+    assert older == set(), "another run's files are never listed"
+    assert_consistent(root, template, set(ids))

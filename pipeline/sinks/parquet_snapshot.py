@@ -3,7 +3,9 @@
 Layout: ``{root}/{table}/category={category}/run_date=YYYY-MM-DD/{run_id}.parquet`` and
 ``{root}/_runs/{run_id}.json``, where ``root`` is a folder or an ``s3://bucket/prefix`` (``pipeline.sinks.store``).
 A run without a manifest is not part of history: readers that follow the
-manifests (``history``, ``latest_table``) never see it, and the next run sweeps its files away.
+manifests (``history``, ``latest_table``) never see it, and the next run sweeps its files away. Before its first
+file a run puts ``_pending/{run_id}.json`` (its day and categories) and removes it after its manifest, so the sweep
+finds a killed run's files from its marker, never by listing the store's data files.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ __all__ = [
     "ARTIFACT_SUFFIXES",
     "COMPACTED_KEY",
     "MANIFEST_DIR",
+    "PENDING_DIR",
     "TABLES",
     "SnapshotLockLostError",
     "SnapshotLockedError",
@@ -55,6 +59,7 @@ __all__ = [
     "latest_table",
     "manifest_key",
     "manifests",
+    "pending_key",
     "read_artifact",
     "read_manifest",
     "run_tables",
@@ -74,6 +79,17 @@ ARTIFACTS: Final = ("redis",)
 #: An artifact is a frame in a zstd-compressed Arrow IPC file (JSON compresses ~30x: 300 MB of Redis values at
 #: 100x are ~9 MB, in about the CPU time writing them plain takes); runs before it wrote a JSON document.
 ARTIFACT_SUFFIXES: Final = (".arrow", ".json")
+
+
+#: One marker per run being written, ``{PENDING_DIR}/{run_id}.json``: what the sweep deletes if it never commits.
+PENDING_DIR: Final = "_pending"
+#: Put after the one full sweep of a store written before pending markers: from then on markers suffice.
+_MARKED_SINCE: Final = f"{PENDING_DIR}/_swept"
+
+
+def pending_key(run_id: str) -> str:
+    """The key of the marker of a run that has files but may not have its manifest yet."""
+    return f"{PENDING_DIR}/{run_id}.json"
 
 
 def table_key(table: str, category: str, run_date: str, run_id: str) -> str:
@@ -99,9 +115,22 @@ class SnapshotWriter:
     run_at: datetime
     written: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    #: the categories the pending marker names (None: no marker yet); tables and the artifact are put on two threads
+    _marked: set[str] | None = field(default=None, init=False, repr=False)
+    _marker_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.store = open_store(self.root)
+
+    def _mark_pending(self, category: str | None) -> None:
+        """Put (or widen) this run's pending marker before a file of ``category`` (None: the artifact) is put."""
+        with self._marker_lock:
+            if self._marked is not None and (category is None or category in self._marked):
+                return
+            marked = (self._marked or set()) | ({category} if category is not None else set())
+            marker = {"run_id": self.run_id, "run_date": self.run_date, "categories": sorted(marked)}
+            self.store.put(pending_key(self.run_id), json.dumps(marker).encode())
+            self._marked = marked
 
     @property
     def run_date(self) -> str:
@@ -120,6 +149,7 @@ class SnapshotWriter:
         stamped.write_parquet(buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         # Recorded before the put: a put that fails half-way (a full disk) still leaves abort() a key to remove.
         self.written.setdefault(table, {})[category] = {"path": key, "rows": stamped.height}
+        self._mark_pending(category)
         self.store.put(key, buffer.getbuffer().tobytes())
         return key
 
@@ -132,6 +162,7 @@ class SnapshotWriter:
         frame.write_ipc(buffer, compression="zstd")
         # Recorded before the put, as for a table: abort() removes a half-written artifact too.
         self.artifacts[name] = key
+        self._mark_pending(None)
         self.store.put(key, buffer.getbuffer().tobytes())
         return key
 
@@ -152,6 +183,7 @@ class SnapshotWriter:
             manifest["artifacts"] = self.artifacts
         key = manifest_key(self.run_id)
         self.store.put(key, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        self.store.delete(pending_key(self.run_id))  # committed: nothing of it is swept (a kill here: see the sweep)
         return key
 
     def abort(self) -> None:
@@ -161,6 +193,7 @@ class SnapshotWriter:
                 self.store.delete(entry["path"])
         for key in self.artifacts.values():
             self.store.delete(key)
+        self.store.delete(pending_key(self.run_id))
         self.written.clear()
         self.artifacts.clear()
 
@@ -259,16 +292,61 @@ def run_tables(
 
 
 def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
-    """Delete leftovers of runs that never committed (``*.tmp`` files, tables and artifacts without a manifest);
+    """Delete leftovers of runs that never committed (tables, artifacts and ``*.tmp`` files without a manifest);
     the keys removed.
 
-    Call only while holding the snapshot lock: a running run's files have no manifest yet either. A run is
-    committed when ``_runs/`` lists its manifest: one listing of names, as the run index is checked against it
-    (SPEC §13), and no manifest is read. So the files of a run whose manifest exists but cannot be read are kept
-    (a repaired manifest brings the run back), and nothing is deleted through a symlink that leads out of the
-    store (the store never lists or deletes through one).
+    Call only while holding the snapshot lock: a running run's files have no manifest yet either. Each run that
+    writes a file first puts its pending marker (``_pending/{run_id}.json``: its day and categories) and removes it
+    after its manifest, so the sweep lists only ``_pending/``: a marker whose run has a manifest is removed (killed
+    right after its commit), one without has exactly that run's files deleted (its keys follow from the marker; its
+    day folders are listed from its run id on, for ``*.tmp`` files). No data folder is listed otherwise. A store
+    written before markers is swept once by listing everything (``_sweep_unmarked``). No manifest is read: the
+    files of a run whose manifest exists but cannot be read are kept (a repaired manifest brings the run back).
     """
     store = open_store(root)
+    removed: list[str] = []
+    if not store.exists(_MARKED_SINCE):
+        removed += _sweep_unmarked(store)
+        store.put(_MARKED_SINCE, b"")
+    for marker in store.list(PENDING_DIR, recursive=False):
+        run_id = marker.rsplit("/", 1)[-1].removesuffix(".json")
+        if marker.endswith(".tmp"):  # a marker's own put, killed (a folder)
+            store.delete(marker)
+        elif marker.endswith(".json") and run_id:
+            if not store.exists(manifest_key(run_id)):
+                removed += _sweep_run(store, marker, run_id)
+            store.delete(marker)
+    if removed:
+        log.warning("swept uncommitted snapshot files", extra={"count": len(removed)})
+    return removed
+
+
+def _sweep_run(store: SnapshotStore, marker: str, run_id: str) -> list[str]:
+    """Delete the files of the uncommitted run ``run_id`` its pending marker leads to; the keys removed."""
+    try:
+        pending = json.loads(store.get(marker, max_bytes=1024 * 1024))
+        run_date, categories = str(pending["run_date"]), [str(category) for category in pending["categories"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.error(
+            "pending marker unreadable; its run's files stay",
+            extra={"marker": store.where(marker), "reason": str(error)},
+        )
+        return []
+    folders = [f"{table}/category={category}/run_date={run_date}" for table in TABLES for category in categories]
+    folders += [MANIFEST_DIR, *(f"_{name}" for name in ARTIFACTS)]
+    removed = []
+    for folder in folders:
+        own = f"{folder}/{run_id}."  # {run_id}.parquet, .arrow, .json and their *.tmp; never another run's
+        keys = [key for key in store.list_after(folder, f"{folder}/{run_id}") if key.startswith(own)]
+        if folder == MANIFEST_DIR:
+            keys = [key for key in keys if key.endswith(".tmp")]
+        store.delete_all(keys)
+        removed += keys
+    return removed
+
+
+def _sweep_unmarked(store: SnapshotStore) -> list[str]:
+    """The sweep of a store whose runs wrote no pending markers: every data file is listed (once per store)."""
     listed = store.list(MANIFEST_DIR, recursive=False)
     kept = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in listed if key.endswith(".json")}
     removed: list[str] = []
@@ -293,8 +371,6 @@ def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
             if file_name.endswith(".tmp") or run_id not in kept:
                 store.delete(key)
                 removed.append(key)
-    if removed:
-        log.warning("swept uncommitted snapshot files", extra={"count": len(removed)})
     return removed
 
 
