@@ -255,6 +255,36 @@ def test_rebuild_equals_the_incremental_state_bit_for_bit(
     assert _states(root)[(third["run_id"], IMAGE)].equals(incremental[(third["run_id"], IMAGE)])
 
 
+def test_a_rebuild_after_retention_starts_from_the_oldest_kept_state(
+    days: Days, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SPEC §10 + §13: once retention removed D1, D2's stored state is the only record of it; a rebuild must give
+    # the same values as the runs computed, not restart history at D2
+    root = tmp_path / "snapshots"
+    for day in (D1, D2, D6):
+        assert main(days.argv(day)) == 0
+    monkeypatch.setenv("SNAPSHOT_KEEP_ALL_DAYS", "1")
+    monkeypatch.setenv("SNAPSHOT_KEEP_DAILY_DAYS", "1")
+    assert main(days.argv(D9)) == 0  # its maintenance removes D1 (8 days old), keeps D2 (the 7-day comparison's)
+    assert [manifest["run_at"][:10] for manifest in manifests(root)] == ["2026-03-02", "2026-03-06", "2026-03-09"]
+    files = {path: path.read_bytes() for path in root.glob("model_state/**/*.parquet")}
+    capsys.readouterr()
+    assert main(["history", "--rebuild"]) == 0
+    assert "3 committed runs: 6 states compared, 0 rewritten" in capsys.readouterr().out
+    assert {path: path.read_bytes() for path in root.glob("model_state/**/*.parquet")} == files
+
+
+def test_a_run_time_in_the_future_is_refused(days: Days, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # retention counts back from the newest run: a typo'd year would have the next maintenance remove the history
+    root = tmp_path / "snapshots"
+    assert main(days.argv(D1)) == 0
+    capsys.readouterr()
+    reference, horde = days.inputs[D2]
+    assert main(["run", "--as-of", "2062-03-02T06:00:00Z", "--reference", str(reference), "--horde", str(horde)]) == 2
+    assert "is in the future" in capsys.readouterr().err
+    assert len(manifests(root)) == 1
+
+
 def test_a_backfill_older_than_the_newest_run_needs_rebuild_after(
     days: Days, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -153,3 +153,26 @@ def test_the_duckdb_example_reads_committed_runs_from_a_bucket(
     assert "no-such-bucket" in str(failure.value) and SECRET_KEY not in str(failure.value)
     captured = capfd.readouterr()  # the file descriptors: DuckDB writes there directly
     assert SECRET_KEY not in captured.out + captured.err
+
+
+def test_both_examples_read_a_compacted_store_exactly(tmp_path: Path) -> None:
+    # SPEC §13: after compaction the README's readers see the same rows as before (each kept run's rows once)
+    root = tmp_path / "snapshots"
+    for when in ("2026-03-01T06:00:00Z", "2026-03-01T12:00:00Z", "2026-03-02T06:00:00Z"):
+        assert main(["run", "--as-of", when]) == 0  # the third run's maintenance compacts 2026-03-01
+    compacted = list(root.glob("deletion_risk/category=*/run_date=2026-03-01/compact-*.parquet"))
+    assert len(compacted) == 2 and not list(root.glob("deletion_risk/category=*/run_date=2026-03-01/2026*"))
+
+    namespace: dict[str, Any] = {}
+    exec(readme_snippet("python"), namespace)
+    result = namespace["days_without_workers"]
+    without = {
+        name
+        for manifest in manifests(root)
+        for (_, category), risk in run_tables(root, manifest, ["deletion_risk"]).items()
+        if category == "text_generation"
+        for name in risk.filter(~pl.col("grouped"), pl.col("no_active_workers"))["name"].to_list()
+    }
+    assert sorted(result["name"].to_list()) == sorted(without)
+    assert set(result["days_without_workers"].to_list()) <= {1, 2}
+    assert duckdb.sql(readme_snippet("sql")).fetchall() == latest_at_risk_per_category(root)

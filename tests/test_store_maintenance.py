@@ -22,6 +22,7 @@ import pytest
 from jobs.__main__ import main
 from pipeline.contracts.settings import load_settings
 from pipeline.shell.batch import run_once
+from pipeline.shell.store_upkeep import rebuild_history
 from pipeline.sinks.history_store import model_timeline
 from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
@@ -141,6 +142,16 @@ def glob_counts(root: Path | str, table: str) -> pl.DataFrame:
     )
 
 
+def assert_glob_sees_each_kept_run_once(root: Path | str, template: Template, expected: set[str]) -> None:
+    """A plain glob over the store (the README's way) sees every kept run, each with exactly its rows, and no
+    removed run (a run's rows twice, or a removed run's, would show here)."""
+    for table in TABLES:
+        seen = glob_counts(root, table)
+        rows = sum(frame.height for (name, _), frame in template.items() if name == table)
+        assert set(seen["run_id"]) == expected, table
+        assert set(seen["len"]) == {rows}, table
+
+
 def test_retention_and_compaction_keep_each_kept_row_once_and_drop_the_rest(tmp_path: Path, template: Template) -> None:
     root = tmp_path / "snapshots"
     ids = build_store(root, template)
@@ -152,9 +163,7 @@ def test_retention_and_compaction_keep_each_kept_row_once_and_drop_the_rest(tmp_
     assert report.runs_removed == 4 and report.days_compacted == 2
     assert_consistent(root, template, expected)
     # at rest a plain glob sees each kept run's rows once and nothing of a removed run
-    for table in TABLES:
-        seen = glob_counts(root, table)
-        assert set(seen["run_id"]) == expected
+    assert_glob_sees_each_kept_run_once(root, template, expected)
     # one file per table, category and closed day; the open day keeps its runs' own files
     for days_back, files in ((1, 1), (2, 1), (10, 1), (0, 2)):
         day = (NEWEST.date() - timedelta(days=days_back)).isoformat()
@@ -178,8 +187,7 @@ def test_retention_and_compaction_keep_each_kept_row_once_and_drop_the_rest(tmp_
     maintain_store(root, RetentionPolicy())
     expected = kept_ids(runs(load_index(root)))
     assert_consistent(root, template, expected)
-    for table in TABLES:
-        assert set(glob_counts(root, table)["run_id"]) == expected
+    assert_glob_sees_each_kept_run_once(root, template, expected)
 
 
 def test_readers_work_without_the_index_and_the_next_maintenance_writes_it(tmp_path: Path, template: Template) -> None:
@@ -282,8 +290,8 @@ def test_sigkill_during_maintenance_loses_nothing_and_the_next_run_finishes(
         expected = expected | ({manifest["run_id"] for manifest in manifests(root)} - committed)
     assert not list((root / JOURNAL_DIR).glob("day=*"))
     assert_consistent(root, template, expected, clones)
+    assert_glob_sees_each_kept_run_once(root, template, expected)
     for table in TABLES:
-        assert set(glob_counts(root, table)["run_id"]) == expected
         files = [path.name for path in (root / table).glob("category=image_generation/run_date=*/*")]
         assert not [name for name in files if not name.endswith(".parquet")], "no .tmp left"
     stored = read_index(root)
@@ -419,6 +427,16 @@ def test_an_index_written_before_manifest_versions_is_brought_up_to_date(tmp_pat
     reconcile_index(root)
     assert_index_is_the_manifests(root)
     assert_consistent(root, template, set(stored["run_id"]))
+
+
+def test_a_rebuild_of_history_leaves_the_index_naming_the_rewritten_states(tmp_path: Path, template: Template) -> None:
+    # `history --rebuild` rewrites states of compacted runs into their own files: readers go through the index, so
+    # the rebuild brings the index in line before it lets go of the lock
+    root = tmp_path / "snapshots"
+    build_store(root, template, ((0, 1), (1, 2)))
+    maintain_store(root, RetentionPolicy())
+    assert rebuild_history(root).rewritten
+    assert_index_is_the_manifests(root)
 
 
 class CountingStore:

@@ -187,7 +187,7 @@ def run_once(
     ):
         reconcile_index(store)  # before the sweep: the index must not name files the sweep removes (SPEC §13)
         sweep_uncommitted(store)
-        if not check_run_order(store, run_at, rebuild_after=rebuild_after):
+        if not check_run_order(store, run_at, rebuild_after=rebuild_after, now=datetime.fromtimestamp(started, UTC)):
             publisher = None  # Redis is a projection of the newest committed run, not of a backfill
         with HttpFetcher(
             timeout=settings.horde_api_timeout,

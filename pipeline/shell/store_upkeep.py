@@ -10,6 +10,7 @@ from pipeline.contracts.rules import RetentionPolicy
 from pipeline.sinks.history_store import Rebuilt, rebuild_states
 from pipeline.sinks.parquet_snapshot import snapshot_lock
 from pipeline.sinks.retention import MaintenanceReport, maintain_store
+from pipeline.sinks.run_index import reconcile_index
 from pipeline.sinks.store import open_store
 
 __all__ = ["compact_store", "rebuild_history"]
@@ -29,4 +30,6 @@ def rebuild_history(location: Path | str) -> Rebuilt:
     """``model_state`` recomputed from every committed run, under the store's lock (a run must not commit
     meanwhile)."""
     with snapshot_lock(location):
-        return rebuild_states(location)
+        rebuilt = rebuild_states(location)
+        reconcile_index(location)  # rewritten manifests name new state files: readers go through the index
+        return rebuilt

@@ -5,9 +5,8 @@ contributes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,8 +14,9 @@ import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifest_key, manifests, pending_key
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifests, pending_key
 from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
+from pipeline.sinks.run_manifests import write_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.steps.deletion_risk import FLAGS
 from pipeline.steps.history import model_state
@@ -72,9 +72,24 @@ class OutOfOrderRunError(ValueError):
     """A run (a backfill) not newer than the newest committed run, without ``--rebuild-after``."""
 
 
-def check_run_order(root: Path | str | SnapshotStore, run_at: datetime, *, rebuild_after: bool) -> bool:
+#: How far past the clock a run's time may be (clocks of two machines differ a little). Retention counts back from
+#: the newest run's time (SPEC §13), so a run stamped years ahead by a typo would have the next maintenance remove
+#: nearly all history: such a run is refused.
+MAX_RUN_TIME_AHEAD: Final = timedelta(minutes=5)
+
+
+def check_run_order(
+    root: Path | str | SnapshotStore, run_at: datetime, *, rebuild_after: bool, now: datetime | None = None
+) -> bool:
     """True when ``run_at`` is newer than every committed run; False for an accepted backfill (``rebuild_after``);
-    raises OutOfOrderRunError otherwise (runs are ordered by their time, SPEC §10)."""
+    raises OutOfOrderRunError otherwise (runs are ordered by their time, SPEC §10), and for a time more than
+    ``MAX_RUN_TIME_AHEAD`` past ``now`` (the clock)."""
+    now = now or datetime.now(UTC)
+    if run_at > now + MAX_RUN_TIME_AHEAD:
+        raise OutOfOrderRunError(
+            f"run time {run_at.isoformat()} is in the future (the clock says {now.isoformat(timespec='seconds')}); "
+            "retention counts back from the newest run, so a future run would remove the history before it"
+        )
     newest = newest_run_time(root)
     if newest is None or run_at > newest:
         return True
@@ -146,13 +161,17 @@ class Rebuilt:
     rewritten: list[str]
 
 
-def _rewrite_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
-    store.put(manifest_key(manifest["run_id"]), json.dumps(manifest, indent=1, sort_keys=True).encode())
+def _carries_removed_runs(state: pl.DataFrame, run_at: datetime) -> bool:
+    """True when ``state`` remembers runs before ``run_at`` (a model first seen earlier): the oldest kept run's
+    state after retention removed the runs before it."""
+    first_seen = state["first_seen"].min()
+    return isinstance(first_seen, datetime) and first_seen < run_at
 
 
 def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
     """Recompute ``model_state`` from every committed run in run order, writing each one that differs from the
-    stored state (or is missing). Call under the snapshot lock."""
+    stored state (or is missing). The oldest kept run's state is the start when it remembers runs that retention
+    has removed (SPEC §13); otherwise the rebuild starts from nothing. Call under the snapshot lock."""
     states: dict[str, pl.DataFrame] = {}
     compared = 0
     rewritten: list[str] = []
@@ -162,11 +181,16 @@ def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
         run_at = run_time(manifest)
         changed = False
         for category, entry in sorted(manifest["tables"].get("deletion_risk", {}).items()):
-            risk = entry_scan(store, manifest["run_id"], entry, hive_partitioning=False).collect()
-            state = model_state(states.get(category), risk, run_at)
             stored_entry = manifest["tables"].get("model_state", {}).get(category)
             compared += 1
             stored = None if stored_entry is None else _state(store, manifest["run_id"], stored_entry)
+            if category not in states and stored is not None and _carries_removed_runs(stored, run_at):
+                # SPEC §13: retention removed the runs before this one; their history lives on only in this
+                # run's stored state, so the rebuild starts from it instead of from nothing
+                states[category] = stored
+                continue
+            risk = entry_scan(store, manifest["run_id"], entry, hive_partitioning=False).collect()
+            state = model_state(states.get(category), risk, run_at)
             if stored is None or not stored.equals(state, null_equal=True):
                 writer = SnapshotWriter(root=store, run_id=manifest["run_id"], run_at=run_at)
                 writer.write("model_state", category, state)
@@ -175,6 +199,6 @@ def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
                 changed = True
             states[category] = state
         if changed:
-            _rewrite_manifest(store, manifest)
+            write_manifest(store, manifest)
             store.delete(pending_key(manifest["run_id"]))  # its writer's marker: the run is committed
     return Rebuilt(runs=len(found), states=compared, rewritten=rewritten)

@@ -32,9 +32,11 @@ from pipeline.sinks.run_manifests import (
     COMPACTED_KEY,
     MANIFEST_DIR,
     SnapshotReadError,
+    entry_path,
     manifest_key,
     manifests,
     read_manifest,
+    write_manifest,
 )
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
@@ -181,8 +183,7 @@ class SnapshotWriter:
             manifest["input_entries"] = input_entries
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
-        key = manifest_key(self.run_id)
-        self.store.put(key, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        key = write_manifest(self.store, manifest)
         self.store.delete(pending_key(self.run_id))  # committed: nothing of it is swept (a kill here: see the sweep)
         return key
 
@@ -225,8 +226,11 @@ def read_artifact(root: Path | str | SnapshotStore, manifest: dict[str, Any], na
 
 
 def _entry_key(entry: dict[str, Any]) -> str:
-    """The store key of the file that holds one manifest entry's rows: its own, or after compaction the day's."""
-    return str(entry.get(COMPACTED_KEY) or entry["path"])
+    """``entry_path``, for an entry of a checked manifest (which always names its file)."""
+    key = entry_path(entry)
+    if key is None:
+        raise SnapshotReadError(f"manifest entry {entry!r} names no file")
+    return key
 
 
 def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:

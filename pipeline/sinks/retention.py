@@ -46,14 +46,14 @@ from pipeline.sinks.run_index import (
     runs,
     write_index,
 )
-from pipeline.sinks.run_manifests import COMPACTED_KEY, MAX_MANIFEST_BYTES, manifest_key, read_manifest
+from pipeline.sinks.run_manifests import COMPACTED_KEY, MAX_MANIFEST_BYTES, manifest_key, read_manifest, write_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import StoreFence
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.retention_plan import (
-    COMPACT_PREFIX,
     RetentionPolicy,
     compact_file_name,
+    compacted_period,
     groups_to_compact,
     kept_runs,
 )
@@ -150,7 +150,7 @@ def _read_rows(store: SnapshotStore, sources: pl.DataFrame) -> pl.DataFrame:
         scan = pl.scan_parquet(store.scan_target(path), storage_options=store.storage_options)
         # A run's own file holds only that run, a compacted file named for exactly these runs only them; any other
         # file (a day awaiting its rewrite, a run rebuilt to its own file since) is filtered to the runs it serves.
-        if compacted and path.rsplit("/", 1)[-1] != compact_file_name(_period(path), run_ids):
+        if compacted and path.rsplit("/", 1)[-1] != compact_file_name(compacted_period(path), run_ids):
             scan = scan.filter(pl.col("run_id").is_in(run_ids))
         scans.append(scan)
     try:
@@ -159,11 +159,6 @@ def _read_rows(store: SnapshotStore, sources: pl.DataFrame) -> pl.DataFrame:
         # Files of one day written by different versions (an added column): read one by one, align by name.
         rows = pl.concat([scan.collect(engine=ENGINE) for scan in scans], how="diagonal_relaxed")
     return rows if rows["run_at"].is_sorted() else rows.sort("run_at", "run_id", maintain_order=True)
-
-
-def _period(path: str) -> str:
-    """The period (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH``) in a compacted file's name ``compact-{period}-{digest}``."""
-    return path.rsplit("/", 1)[-1].removeprefix(COMPACT_PREFIX).rsplit("-", 1)[0]
 
 
 def _write_table(store: SnapshotStore, key: str, frame: pl.DataFrame) -> None:
@@ -189,10 +184,6 @@ def _own_manifest(store: SnapshotStore, run_id: str) -> dict[str, Any] | None:
         return None
     usable = isinstance(manifest, dict) and isinstance(manifest.get("tables"), dict)
     return manifest if usable else None
-
-
-def _write_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> None:
-    store.put(manifest_key(manifest["run_id"]), msgspec.json.encode(manifest, order="sorted"))
 
 
 def _maintain_day(
@@ -242,7 +233,7 @@ def _maintain_day(
                 continue
             entry = {key: value for key, value in entry.items() if key != "path"}
             manifest["tables"][table][category] = entry | {COMPACTED_KEY: target}
-        _write_manifest(store, manifest)
+        write_manifest(store, manifest)
         switched.append(run_id)
         _step(hook, "manifest switched", logging.DEBUG, day=day, run_id=run_id)
     versions = manifest_versions(store) if switched else {}  # one listing, not one request per manifest

@@ -32,6 +32,7 @@ from pipeline.sinks.run_manifests import (
     COMPACTED_KEY,
     MANIFEST_DIR,
     SnapshotReadError,
+    entry_path,
     manifest_key,
     read_manifest,
 )
@@ -65,11 +66,6 @@ _RUN_TIME: Final = re.compile(r"\d{8}T\d{6}Z")
 _CHECKED_ONE_BY_ONE: Final = 8
 
 Root = Path | str | SnapshotStore
-
-
-def entry_path(entry: dict[str, Any]) -> str:
-    """The store-relative file that holds one manifest entry's rows."""
-    return str(entry.get(COMPACTED_KEY) or entry["path"])
 
 
 def manifest_rows(manifest: dict[str, Any], version: str | None = None) -> pl.DataFrame:

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
+
 from pipeline.sinks.store import SnapshotStore, open_store
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ def _safe_entry(store: SnapshotStore, manifest_key: str, table: str, category: s
     """True when ``entry`` names a file inside the store; a manifest never makes a reader open anything else
     (an absolute path, ``..``, a symlink that leads out of the store: ``SnapshotStore.contains``)."""
     # after compaction (SPEC §13) an entry names the day's file under ``compacted_path`` instead of ``path``
-    where = (entry.get(COMPACTED_KEY) or entry.get("path")) if isinstance(entry, dict) else None
+    where = entry_path(entry) if isinstance(entry, dict) else None
     safe = isinstance(where, str) and store.contains(where)
     if not safe:
         log.warning(
@@ -119,3 +121,17 @@ def read_manifest(root: Path | str | SnapshotStore, run_id: str) -> dict[str, An
             "snapshot manifest ignored: it cannot be read", extra={"manifest": store.where(key), "problem": problem}
         )
     return manifest
+
+
+def entry_path(entry: dict[str, Any]) -> str | None:
+    """The store key of the file that holds one manifest entry's rows: its own, or after compaction (SPEC §13) the
+    day's, which the entry names under ``compacted_path`` instead of ``path``."""
+    where = entry.get(COMPACTED_KEY) or entry.get("path")
+    return where if isinstance(where, str) else None
+
+
+def write_manifest(store: SnapshotStore, manifest: dict[str, Any]) -> str:
+    """Put a run's manifest whole (a run's commit, a compaction's switch, a rebuild's new state); its key."""
+    key = manifest_key(manifest["run_id"])
+    store.put(key, msgspec.json.encode(manifest, order="sorted"))
+    return key

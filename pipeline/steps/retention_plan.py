@@ -67,6 +67,11 @@ def compact_file_name(period: str, run_ids: Iterable[str]) -> str:
     return f"{COMPACT_PREFIX}{period}-{digest}.parquet"
 
 
+def compacted_period(path: str) -> str:
+    """The period (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH``) in a compacted file's name (``compact_file_name``)."""
+    return path.rsplit("/", 1)[-1].removeprefix(COMPACT_PREFIX).rsplit("-", 1)[0]
+
+
 def is_compacted_file(name: str) -> bool:
     """Whether a data file's name is a compacted day (as opposed to one run's file, named by its run id)."""
     return name.startswith(COMPACT_PREFIX)
