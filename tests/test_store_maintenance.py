@@ -31,7 +31,6 @@ from pipeline.sinks.parquet_snapshot import (
     manifests,
     run_tables,
     snapshot_lock,
-    sweep_uncommitted,
 )
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
@@ -45,6 +44,7 @@ from pipeline.sinks.run_index import (
     runs,
 )
 from pipeline.sinks.store import SnapshotStore, open_store
+from pipeline.sinks.uncommitted import sweep_uncommitted
 from pipeline.steps.retention_plan import RetentionPolicy, kept_runs
 from tests.conftest import REPO
 

@@ -153,16 +153,12 @@ def write_index(root: Root, index: pl.DataFrame) -> None:
 
 
 def load_index(root: Root) -> pl.DataFrame:
-    """The index readers use: the stored one, checked against the manifests' names (no reads): runs committed
-    since it was written (a run killed between its manifest and the index update, a manifest put there by hand)
-    are read and added. Run ids begin with their run time, so only the names from the newest indexed run's second
-    on are listed (``list_after``: S3's ``StartAfter``), never the year before it. A run whose manifest is gone is
-    only possible while a maintenance is marked in ``_maintenance/`` (it removes manifests before the index rows):
-    then every name is listed and such runs are dropped. No stored index: built from every manifest (and written
-    by the next run, which holds the lock).
-
-    Not seen until the next run reconciles the index under the lock: a backfill (``--rebuild-after``, older than
-    the newest run) killed between its manifest and its index update, and a manifest removed by hand."""
+    """The index readers use, checked against the manifests' names (no reads): runs committed since it was written
+    are read and added; only the names from the newest indexed run's second on are listed (run ids begin with
+    their time; ``list_after`` is S3's ``StartAfter``). Runs whose manifest is gone exist only while a maintenance
+    is marked in ``_maintenance/``: then every name is listed and they are dropped. No stored index: built from
+    every manifest. Left to the next run's reconcile: a ``--rebuild-after`` backfill (older than the newest run)
+    killed before its index update, and a manifest removed by hand."""
     store = open_store(root)
     index = read_index(store)
     if index is None:
@@ -185,9 +181,8 @@ def load_index(root: Root) -> pl.DataFrame:
 
 
 def _newer_than(index: pl.DataFrame) -> str | None:
-    """The manifest key the names of runs not yet in ``index`` sort after: the second of its newest run id
-    (``YYYYMMDDTHHMMSSZ-...``, so a run of the same second is still listed); None when its run ids do not begin
-    with a time (then every name is listed)."""
+    """The key after which unindexed manifests sort: the second of the newest run id (a run of the same second is
+    still listed); None when run ids do not begin with a time (then every name is listed)."""
     newest = index["run_id"].max()
     if not isinstance(newest, str) or not _RUN_TIME.match(newest):
         return None
