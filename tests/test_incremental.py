@@ -24,8 +24,14 @@ REUSED = "input unchanged: records read from the previous run"
 RUN_FIELDS = ("run_id", "run_at", "computed_at")
 
 
-def reused_categories(caplog: pytest.LogCaptureFixture) -> set[str]:
-    return {getattr(record, "category", "") for record in caplog.records if record.getMessage() == REUSED}
+def reused_categories(caplog: pytest.LogCaptureFixture, parsed_tables: bool | None = None) -> set[str]:
+    """The categories read back; with ``parsed_tables``, only those whose names and families were (or were not)."""
+    return {
+        getattr(record, "category", "")
+        for record in caplog.records
+        if record.getMessage() == REUSED
+        and (parsed_tables is None or getattr(record, "parsed_tables", None) is parsed_tables)
+    }
 
 
 def run(snapshots: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> RunResult:
@@ -51,6 +57,8 @@ def test_a_warm_run_reads_unchanged_records_back_and_matches_a_cold_run(
     warm = run(tmp_path / "warm", monkeypatch, as_of=second_run)
     loaded = {category for table, category in first.outputs.tables if table == "records"}
     assert reused_categories(caplog) == loaded and loaded
+    # the text names and families are read back with the records (SPEC §9): the loop below compares them too
+    assert reused_categories(caplog, parsed_tables=True) == {"text_generation"}
 
     assert warm.input_hashes == cold.input_hashes
     assert set(warm.outputs.tables) == set(cold.outputs.tables)
@@ -115,3 +123,28 @@ def test_an_unreadable_previous_snapshot_means_decoding(
     assert_frame_equal(
         second.outputs.tables[("records", "text_generation")], first.outputs.tables[("records", "text_generation")]
     )
+
+
+@pytest.mark.parametrize("group_by_variant", [True, False])
+def test_parsed_tables_are_read_back_only_under_the_same_grouping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, group_by_variant: bool
+) -> None:
+    monkeypatch.setenv("GROUP_BY_VARIANT", str(not group_by_variant).lower())
+    run(tmp_path / "warm", monkeypatch, as_of=datetime(2026, 1, 1, tzinfo=UTC))
+    shutil.copytree(tmp_path / "warm", tmp_path / "cold")
+    monkeypatch.setenv("GROUP_BY_VARIANT", str(group_by_variant).lower())
+    caplog.set_level(logging.INFO)
+    second_run = datetime(2026, 1, 2, tzinfo=UTC)
+    warm = run(tmp_path / "warm", monkeypatch, as_of=second_run)
+    # the records are the same bytes, but the families of the other grouping are not this run's: parsed again
+    assert "text_generation" in reused_categories(caplog, parsed_tables=False)
+    assert reused_categories(caplog, parsed_tables=True) == set()
+    cold = run(tmp_path / "cold", monkeypatch, as_of=second_run, reuse_inputs=False)
+    for table in ("names", "families"):
+        key = (table, "text_generation")
+        assert_frame_equal(warm.outputs.tables[key], cold.outputs.tables[key])
+    caplog.clear()
+    # the next run under this grouping reads them back, and they are this grouping's
+    third = run(tmp_path / "warm", monkeypatch, as_of=datetime(2026, 1, 3, tzinfo=UTC))
+    assert reused_categories(caplog, parsed_tables=True) == {"text_generation"}
+    assert_frame_equal(third.outputs.tables[("families", "text_generation")], cold.outputs.tables[key])

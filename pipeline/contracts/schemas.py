@@ -158,6 +158,10 @@ class LoadedCategory:
     problems: pl.DataFrame
     input_hash: str
     entries: int
+    #: the ``names`` and ``families`` tables of these records when an earlier run's were read back with them
+    #: (SPEC §9: parsed by the same parser code, families under the same grouping); None: computed by the run
+    names: pl.DataFrame | None = None
+    families: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)

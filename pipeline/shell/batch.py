@@ -36,7 +36,7 @@ from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
     snapshot_lock,
 )
-from pipeline.sinks.previous_run import PreviousRecords
+from pipeline.sinks.previous_run import PreviousRecords, parsed_tables_key
 from pipeline.sinks.redis_publisher import PublishError
 from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
@@ -175,6 +175,8 @@ def run_once(
     run_at = as_of or datetime.fromtimestamp(started, tz=UTC)
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     store = open_store(settings.snapshot_dir)
+    rules = analysis_rules(settings)
+    parsed_key = parsed_tables_key(rules.group_by_variant)  # what the names and families tables depend on (SPEC §9)
     clock = Stopwatch(stop)
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish, maintain"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
@@ -197,13 +199,12 @@ def run_once(
             cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
             # SPEC §9: unchanged reference files are read back from the previous run (reuse_inputs=False decodes all)
-            inputs = load(settings, fetcher, PreviousRecords.latest(store) if reuse_inputs else None)
+            previous = PreviousRecords.latest(store, parsed_key) if reuse_inputs else None
+            inputs = load(settings, fetcher, previous)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
-        outputs = run_outputs(
-            inputs.records, inputs.horde, analysis_rules(settings), computed_at=int(started), run_id=run_id
-        )
+        outputs = run_outputs(inputs.records, inputs.horde, rules, computed_at=int(started), run_id=run_id)
         history_started = time.perf_counter()
         outputs = with_history(outputs, previous_states(store, run_at), run_at)
         clock.lap("compute")
@@ -239,7 +240,9 @@ def run_once(
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
             store_fence.verify()  # the lock object of an object store, likewise
             entries = {keys.records_hash_key(category): item.entries for category, item in inputs.records.items()}
-            writer.commit(input_hashes=inputs.input_hashes, counts=counts, input_entries=entries)
+            writer.commit(
+                input_hashes=inputs.input_hashes, counts=counts, input_entries=entries, parsed_tables_key=parsed_key
+            )
         except BaseException:
             writer.abort()
             raise

@@ -165,7 +165,12 @@ class SnapshotWriter:
         return key
 
     def commit(
-        self, *, input_hashes: dict[str, str], counts: dict[str, int], input_entries: dict[str, int] | None = None
+        self,
+        *,
+        input_hashes: dict[str, str],
+        counts: dict[str, int],
+        input_entries: dict[str, int] | None = None,
+        parsed_tables_key: str | None = None,
     ) -> str:
         """Write the manifest last: from now on this run is part of history."""
         manifest: dict[str, Any] = {
@@ -177,6 +182,8 @@ class SnapshotWriter:
         }
         if input_entries is not None:  # entries per reference input, for incremental runs (SPEC §9)
             manifest["input_entries"] = input_entries
+        if parsed_tables_key is not None:  # the code and grouping its names and families came from (SPEC §9)
+            manifest["parsed_tables_key"] = parsed_tables_key
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
         key = write_manifest(self.store, manifest)

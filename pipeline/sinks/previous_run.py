@@ -6,10 +6,15 @@ and the ``problems`` table (what validation reported), and its manifest records 
 count. Reading two Parquet files is several times cheaper than decoding the JSON, and the outputs are the same
 either way (``tests/test_incremental.py`` compares every table of a warm run with a cold one). When anything of
 the previous run cannot be read, the file is decoded as usual: reuse is an optimisation, never a dependency.
+
+The parsed tables of those records, ``names`` and ``families``, depend on nothing else but the parser's code and
+the grouping rule: they are read back too when the previous run's ``parsed_tables_key`` (a hash of both) is this
+run's, so a new parser or another ``GROUP_BY_VARIANT`` parses again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Final
@@ -17,29 +22,52 @@ from typing import Any, Final
 import polars as pl
 
 from pipeline.contracts import keys
-from pipeline.contracts.schemas import PROBLEM_SCHEMA, RECORD_SCHEMA, LoadedCategory
+from pipeline.contracts.schemas import (
+    FAMILY_SCHEMA,
+    NAMES_TABLE_SCHEMA,
+    PROBLEM_SCHEMA,
+    RECORD_SCHEMA,
+    LoadedCategory,
+)
 from pipeline.sinks.parquet_snapshot import SnapshotReadError, run_tables
 from pipeline.sinks.run_index import latest_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
+from pipeline.steps import names as names_package
 
 log = logging.getLogger(__name__)
 
 #: The tables that together are what ``load_records`` returns for one category.
 REUSED_TABLES: Final = ("records", "problems")
+#: The tables computed from the records alone, read back when the parser and the grouping are unchanged.
+PARSED_TABLES: Final = ("names", "families")
+
+
+def parsed_tables_key(group_by_variant: bool) -> str:
+    """What the ``names`` and ``families`` tables of unchanged records depend on: the source of the name parser
+    and the families (``pipeline/steps/names/``), and the grouping rule."""
+    digest = hashlib.sha256(f"group_by_variant={group_by_variant}".encode())
+    for source in sorted(Path(names_package.__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 class PreviousRecords:
     """The loaded categories of the latest committed run, handed out by input hash."""
 
-    def __init__(self, store: SnapshotStore, manifest: dict[str, Any] | None) -> None:
+    def __init__(
+        self, store: SnapshotStore, manifest: dict[str, Any] | None, parsed_tables_key: str | None = None
+    ) -> None:
         self.store = store
         self.manifest = manifest
+        #: this run's ``parsed_tables_key``; None never reads the parsed tables back
+        self.parsed_tables_key = parsed_tables_key
 
     @classmethod
-    def latest(cls, root: Path | str | SnapshotStore) -> PreviousRecords:
+    def latest(cls, root: Path | str | SnapshotStore, parsed_tables_key: str | None = None) -> PreviousRecords:
         """The latest committed run of the store (none when the store has no committed run)."""
         store = open_store(root)
-        return cls(store, latest_manifest(store))  # a folder store: through its run index (SPEC §13)
+        # a folder store: through its run index (SPEC §13)
+        return cls(store, latest_manifest(store), parsed_tables_key)
 
     def __call__(self, category: str, source_file: str, input_hash: str) -> LoadedCategory | None:
         """``category`` as loading ``source_file`` would give it, when its bytes hash as the previous run's."""
@@ -52,17 +80,31 @@ class PreviousRecords:
             return None
         if any(category not in manifest["tables"].get(table, {}) for table in REUSED_TABLES):
             return None
+        tables: tuple[str, ...] = REUSED_TABLES
+        if self._parsed_tables_apply(category):
+            tables += PARSED_TABLES
         try:
-            frames = run_tables(self.store, {**manifest, "tables": _only(manifest, category)}, REUSED_TABLES)
-            records = frames[("records", category)].select(RECORD_SCHEMA.names()).cast(RECORD_SCHEMA)
-            problems = frames[("problems", category)].select(PROBLEM_SCHEMA.names()).cast(PROBLEM_SCHEMA)
+            frames = run_tables(self.store, {**manifest, "tables": _only(manifest, category, tables)}, tables)
+            records, problems, names, families = (
+                frames[(table, category)].select(schema.names()).cast(schema) if (table, category) in frames else None
+                for table, schema in (
+                    ("records", RECORD_SCHEMA),
+                    ("problems", PROBLEM_SCHEMA),
+                    ("names", NAMES_TABLE_SCHEMA),
+                    ("families", FAMILY_SCHEMA),
+                )
+            )
         except (SnapshotReadError, pl.exceptions.PolarsError, OSError) as error:
             log.warning(
                 "previous run's records unreadable: decoding the input",
                 extra={"category": category, "run_id": manifest["run_id"], "error": str(error)},
             )
             return None
-        log.info("input unchanged: records read from the previous run", extra={"category": category})
+        assert records is not None and problems is not None  # checked in the manifest above
+        log.info(
+            "input unchanged: records read from the previous run",
+            extra={"category": category, "parsed_tables": names is not None},
+        )
         return LoadedCategory(
             category=category,
             source_file=source_file,
@@ -70,9 +112,21 @@ class PreviousRecords:
             problems=problems,
             input_hash=input_hash,
             entries=entries,
+            names=names,
+            families=families,
+        )
+
+    def _parsed_tables_apply(self, category: str) -> bool:
+        """Whether the previous run's parsed tables of ``category`` are this run's (same parser and grouping)."""
+        manifest = self.manifest
+        assert manifest is not None
+        return (
+            self.parsed_tables_key is not None
+            and manifest.get("parsed_tables_key") == self.parsed_tables_key
+            and all(category in manifest["tables"].get(table, {}) for table in PARSED_TABLES)
         )
 
 
-def _only(manifest: dict[str, Any], category: str) -> dict[str, dict[str, Any]]:
-    """The manifest's entries of the reused tables for one category."""
-    return {table: {category: manifest["tables"][table][category]} for table in REUSED_TABLES}
+def _only(manifest: dict[str, Any], category: str, tables: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The manifest's entries of ``tables`` for one category."""
+    return {table: {category: manifest["tables"][table][category]} for table in tables}

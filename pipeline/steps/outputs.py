@@ -75,8 +75,9 @@ def run_outputs(
         # parsed names, families, parameter buckets, the grouped and the variations views (CategoryPolicy)
         has_families = category_rules.has_families
         if has_families:
-            # Every text name is parsed once; every table below reads these collected frames.
-            names = text_names(records.lazy()).collect(engine=ENGINE)
+            # Every text name is parsed once (or read back with unchanged records: SPEC §9); every table below
+            # reads these collected frames.
+            names = item.names if item.names is not None else text_names(records.lazy()).collect(engine=ENGINE)
             parsed = with_parsed_names(records.lazy(), names.lazy()).with_columns(
                 parameter_count().alias("parameter_count")
             )
@@ -84,8 +85,9 @@ def run_outputs(
             named = with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
             grouped_rows = family_records(named).collect(engine=ENGINE).lazy()
             outputs.tables[("names", category)] = names
-            family_table = families(named, names.lazy())
-            outputs.tables[("families", category)] = family_table.collect(engine=ENGINE)
+            outputs.tables[("families", category)] = (
+                item.families if item.families is not None else families(named, names.lazy()).collect(engine=ENGINE)
+            )
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
             grouped_rows = named  # grouping only changes text (SPEC §5)
