@@ -19,7 +19,8 @@ from pipeline.contracts.models import CategoryChanges, CategoryDeletionRiskRespo
 from pipeline.contracts.rules import RiskRules
 from pipeline.contracts.schemas import POINT_SLOTS
 from pipeline.contracts.settings import load_settings
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, latest_table, manifests, run_tables
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, latest_table, manifests, pending_key, run_tables
+from pipeline.sinks.store import open_store
 from pipeline.steps.changes import changes
 from pipeline.steps.history import history_fields, model_state
 from pipeline.steps.presets import preset_filter
@@ -90,7 +91,7 @@ class Days:
 
 
 def killed_run(days: Days, root: Path, scratch: Path) -> set[Path]:
-    """What a run killed before its commit leaves: every table file of the run, and no manifest."""
+    """What a run killed before its commit leaves: every table file of the run, its pending marker, no manifest."""
     assert main(days.argv(KILLED, "--snapshot-dir", str(scratch))) == 0
     left: set[Path] = set()
     for source in scratch.glob("*/category=*/run_date=*/*.parquet"):
@@ -98,6 +99,10 @@ def killed_run(days: Days, root: Path, scratch: Path) -> set[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
         left.add(target)
+    (manifest,) = manifests(scratch)
+    categories = sorted({category for entries in manifest["tables"].values() for category in entries})
+    marker = {"run_id": manifest["run_id"], "run_date": manifest["run_at"][:10], "categories": categories}
+    open_store(root).put(pending_key(manifest["run_id"]), json.dumps(marker).encode())
     return left
 
 

@@ -18,9 +18,10 @@ from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import AUDIT_SCHEMA
 from pipeline.contracts.settings import load_settings
 from pipeline.shell.reference_records import load_records
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, read_artifact, sweep_uncommitted
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, read_artifact
 from pipeline.sinks.redis_publisher import RedisPublisher
 from pipeline.sinks.redis_values import restored_values, run_values, stored_values
+from pipeline.sinks.uncommitted import sweep_uncommitted
 from pipeline.sources.horde import load_horde
 from pipeline.steps.audit import audit_json
 from pipeline.steps.deletion_risk_view import encoded_views

@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 from jobs.__main__ import main
-from pipeline.sinks.parquet_snapshot import SnapshotReadError, history, latest_table, manifests, sweep_uncommitted
+from pipeline.sinks.parquet_snapshot import SnapshotReadError, history, latest_table, manifests
+from pipeline.sinks.uncommitted import sweep_uncommitted
 
 BAD_MANIFESTS: dict[str, Callable[[Path], object]] = {
     "empty": lambda path: path.write_bytes(b""),

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 import pytest
@@ -30,7 +31,6 @@ from pipeline.sinks.parquet_snapshot import (
     manifests,
     run_tables,
     snapshot_lock,
-    sweep_uncommitted,
 )
 from pipeline.sinks.retention import index_committed_run, maintain_store
 from pipeline.sinks.run_index import (
@@ -43,7 +43,8 @@ from pipeline.sinks.run_index import (
     reconcile_index,
     runs,
 )
-from pipeline.sinks.store import open_store
+from pipeline.sinks.store import SnapshotStore, open_store
+from pipeline.sinks.uncommitted import sweep_uncommitted
 from pipeline.steps.retention_plan import RetentionPolicy, kept_runs
 from tests.conftest import REPO
 
@@ -436,3 +437,94 @@ def test_a_rebuild_of_history_leaves_the_index_naming_the_rewritten_states(tmp_p
     maintain_store(root, RetentionPolicy())
     assert rebuild_history(root).rewritten
     assert_index_is_the_manifests(root)
+
+
+class CountingStore:
+    """A store that records every key its listings return (a seam: readers accept any ``SnapshotStore``)."""
+
+    def __init__(self, inner: SnapshotStore) -> None:
+        self.inner = inner
+        self.listed: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def list_after(self, prefix: str, start_after: str) -> list[str]:
+        keys = self.inner.list_after(prefix, start_after)
+        self.listed += keys
+        return keys
+
+    def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
+        keys = self.inner.list(prefix, recursive=recursive)
+        self.listed += keys
+        return keys
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        found = self.inner.versions(prefix)
+        self.listed += list(found)
+        return found
+
+
+def counting(root: Path | str) -> tuple[CountingStore, SnapshotStore]:
+    store = CountingStore(open_store(root))
+    return store, cast(SnapshotStore, store)
+
+
+def check_readers_list_only_the_newest_manifests(root: Path | str, template: Template) -> None:
+    """A run committed but not indexed (killed between its manifest and the index update) is found by listing only
+    the manifest names from the newest indexed run's second on; a run whose manifest a maintenance removed (its
+    marker in ``_maintenance/``) is dropped by the full check that the marker calls for."""
+    ids = build_store(root, template, ((1, 3), (0, 3)))
+    unindexed = (NEWEST + timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SZ") + "-unindexed"
+    writer = SnapshotWriter(root=root, run_id=unindexed, run_at=NEWEST + timedelta(seconds=1))
+    for (table, category), frame in sorted(template.items()):
+        writer.write(table, category, frame)
+    writer.commit(input_hashes={}, counts={})  # and killed before index_committed_run
+
+    counted, store = counting(root)
+    index = load_index(store)
+    assert set(index["run_id"]) == {*ids, unindexed}
+    latest = latest_manifest(store)
+    assert latest is not None and latest["run_id"] == unindexed
+    listed = {key for key in counted.listed if key.startswith("_runs/")}
+    assert listed <= {f"_runs/{ids[-1]}.json", f"_runs/{unindexed}.json"}, "older manifests are never listed"
+    assert f"_runs/{unindexed}.json" in listed
+
+    # a maintenance killed after removing a manifest, before the index follows: its marker calls for the full check
+    reconcile_index(root)
+    raw = open_store(root)
+    raw.put(f"{JOURNAL_DIR}/day={NEWEST.date() - timedelta(days=1)}", b"")
+    raw.delete(f"_runs/{ids[0]}.json")
+    assert set(load_index(root)["run_id"]) == {*ids[1:], unindexed}
+    followed = history(root, "deletion_risk", "image_generation")
+    assert followed is not None and set(followed.collect()["run_id"]) == {*ids[1:], unindexed}
+
+
+def test_readers_list_only_the_manifests_after_the_newest_indexed_run(tmp_path: Path, template: Template) -> None:
+    check_readers_list_only_the_newest_manifests(tmp_path / "snapshots", template)
+
+
+def test_the_sweep_lists_no_data_folder_and_removes_exactly_a_killed_runs_files(
+    tmp_path: Path, template: Template
+) -> None:
+    """Runs put a pending marker before their first file and remove it after their manifest: the sweep lists only
+    the markers, and a killed run's files (and its ``*.tmp``) are found from its marker, other runs' never listed."""
+    root = tmp_path / "snapshots"
+    ids = build_store(root, template, ((1, 2), (0, 2)))
+    sweep_uncommitted(root)  # the one full sweep of a store (its runs could predate markers)
+    counted, store = counting(root)
+    assert sweep_uncommitted(store) == []
+    assert [key for key in counted.listed if not key.startswith("_pending/")] == [], "only the markers are listed"
+
+    killed = SnapshotWriter(root=root, run_id=NEWEST.strftime("%Y%m%dT%H%M%SZ") + "-killed", run_at=NEWEST)
+    killed_keys = [killed.write(table, category, frame) for (table, category), frame in sorted(template.items())]
+    half_put = root / f"{killed_keys[0]}.0badf00d.tmp"  # a put stopped by SIGKILL in a folder
+    half_put.write_bytes(b"half")
+    counted, store = counting(root)
+    removed = sweep_uncommitted(store)
+    assert sorted(removed) == sorted([*killed_keys, half_put.relative_to(root).as_posix()])
+    assert not (root / "_pending").exists() or not any((root / "_pending").glob("*.json"))
+    listed_data = {key for key in counted.listed if not key.startswith(("_pending/", "_runs/", "_redis/"))}
+    older = {key for key in listed_data if key.rsplit("/", 1)[-1] < killed.run_id}
+    assert older == set(), "another run's files are never listed"
+    assert_consistent(root, template, set(ids))

@@ -31,6 +31,7 @@ from tests.test_store_maintenance import (
     assert_glob_sees_each_kept_run_once,
     assert_index_is_the_manifests,
     build_store,
+    check_readers_list_only_the_newest_manifests,
     kept_ids,
     template,  # noqa: F401  (the fixture)
 )
@@ -149,3 +150,11 @@ def test_a_maintenance_whose_lock_object_was_taken_over_stops_before_touching_ma
     assert_consistent(s3_location, template, set(before))
     index = read_index(store)
     assert index is not None and index.filter(pl.col("run_id").is_in(sorted(before)[1:3]))["compacted"].all()
+
+
+def test_readers_on_a_bucket_list_only_the_manifests_after_the_newest_indexed_run(
+    s3_location: str,
+    template: Template,  # noqa: F811
+) -> None:
+    """The same on a bucket: the listing starts after a key (S3's ``StartAfter``), so older names are never sent."""
+    check_readers_list_only_the_newest_manifests(s3_location, template)

@@ -35,7 +35,6 @@ from pipeline.sinks.lock import RedisLock
 from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
     snapshot_lock,
-    sweep_uncommitted,
 )
 from pipeline.sinks.previous_run import PreviousRecords, parsed_tables_key
 from pipeline.sinks.redis_publisher import PublishError
@@ -43,6 +42,7 @@ from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
 from pipeline.sinks.run_index import reconcile_index
 from pipeline.sinks.store import FolderStore, open_store
+from pipeline.sinks.uncommitted import sweep_uncommitted
 from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher

@@ -82,6 +82,9 @@ class FolderStore:
         version = _file_version(path)
         return path.read_bytes(), version
 
+    def list_after(self, prefix: str, start_after: str) -> list[str]:
+        return [key for key in self.list(prefix, recursive=False) if key > start_after]
+
     def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
         folder = self.root / checked_prefix(prefix) if prefix else self.root
         if not folder.is_dir() or folder.is_symlink():

@@ -14,7 +14,7 @@ import polars as pl
 
 from pipeline.contracts.categories import CATEGORY_FILES
 from pipeline.contracts.schemas import MODEL_STATE_SCHEMA, RISK_SCHEMA, RUN_COLUMNS
-from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifests
+from pipeline.sinks.parquet_snapshot import SnapshotWriter, entry_scan, manifests, pending_key
 from pipeline.sinks.run_index import load_index, manifests_newest_first, runs, scan_indexed
 from pipeline.sinks.run_manifests import write_manifest
 from pipeline.sinks.store import SnapshotStore, open_store
@@ -200,4 +200,5 @@ def rebuild_states(root: Path | str | SnapshotStore) -> Rebuilt:
             states[category] = state
         if changed:
             write_manifest(store, manifest)
+            store.delete(pending_key(manifest["run_id"]))  # its writer's marker: the run is committed
     return Rebuilt(runs=len(found), states=compared, rewritten=rewritten)

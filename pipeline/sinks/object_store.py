@@ -112,6 +112,18 @@ class ObjectStore:
         except Exception as error:
             raise _object_store_error(self.location, error) from None
 
+    def list_after(self, prefix: str, start_after: str) -> list[str]:
+        import obstore
+
+        prefix = checked_prefix(prefix)
+        try:  # S3 ListObjectsV2 with StartAfter: the names before it are never sent
+            listed = obstore.list(self._store, prefix=prefix or None, offset=start_after)
+            keys = [str(meta["path"]) for batch in listed for meta in batch]
+        except Exception as error:
+            raise _object_store_error(self.location, error) from None
+        depth = prefix.count("/") + 1 if prefix else 0
+        return sorted(key for key in keys if key.count("/") == depth)  # direct entries only, as list(recursive=False)
+
     def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
         import obstore
 

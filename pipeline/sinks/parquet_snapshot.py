@@ -3,13 +3,17 @@
 Layout: ``{root}/{table}/category={category}/run_date=YYYY-MM-DD/{run_id}.parquet`` and
 ``{root}/_runs/{run_id}.json``, where ``root`` is a folder or an ``s3://bucket/prefix`` (``pipeline.sinks.store``).
 A run without a manifest is not part of history: readers that follow the
-manifests (``history``, ``latest_table``) never see it, and the next run sweeps its files away.
+manifests (``history``, ``latest_table``) never see it, and the next run sweeps its files away. Before its first
+file a run puts ``_pending/{run_id}.json`` (its day and categories) and removes it after its manifest, so the sweep
+finds a killed run's files from its marker, never by listing the store's data files.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -38,13 +42,13 @@ from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
 from pipeline.steps.collect_engine import ENGINE
-from pipeline.steps.retention_plan import is_compacted_file
 
 __all__ = [
     "ARTIFACTS",
     "ARTIFACT_SUFFIXES",
     "COMPACTED_KEY",
     "MANIFEST_DIR",
+    "PENDING_DIR",
     "TABLES",
     "SnapshotLockLostError",
     "SnapshotLockedError",
@@ -56,11 +60,11 @@ __all__ = [
     "latest_table",
     "manifest_key",
     "manifests",
+    "pending_key",
     "read_artifact",
     "read_manifest",
     "run_tables",
     "snapshot_lock",
-    "sweep_uncommitted",
     "table_key",
     "table_path",
 ]
@@ -75,6 +79,15 @@ ARTIFACTS: Final = ("redis",)
 #: An artifact is a frame in a zstd-compressed Arrow IPC file (JSON compresses ~30x: 300 MB of Redis values at
 #: 100x are ~9 MB, in about the CPU time writing them plain takes); runs before it wrote a JSON document.
 ARTIFACT_SUFFIXES: Final = (".arrow", ".json")
+
+
+#: One marker per run being written, ``{PENDING_DIR}/{run_id}.json``: what the sweep deletes if it never commits.
+PENDING_DIR: Final = "_pending"
+
+
+def pending_key(run_id: str) -> str:
+    """The key of the marker of a run that has files but may not have its manifest yet."""
+    return f"{PENDING_DIR}/{run_id}.json"
 
 
 def table_key(table: str, category: str, run_date: str, run_id: str) -> str:
@@ -100,9 +113,22 @@ class SnapshotWriter:
     run_at: datetime
     written: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    #: the categories the pending marker names (None: no marker yet); tables and the artifact are put on two threads
+    _marked: set[str] | None = field(default=None, init=False, repr=False)
+    _marker_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.store = open_store(self.root)
+
+    def _mark_pending(self, category: str | None) -> None:
+        """Put (or widen) this run's pending marker before a file of ``category`` (None: the artifact) is put."""
+        with self._marker_lock:
+            if self._marked is not None and (category is None or category in self._marked):
+                return
+            marked = (self._marked or set()) | ({category} if category is not None else set())
+            marker = {"run_id": self.run_id, "run_date": self.run_date, "categories": sorted(marked)}
+            self.store.put(pending_key(self.run_id), json.dumps(marker).encode())
+            self._marked = marked
 
     @property
     def run_date(self) -> str:
@@ -121,6 +147,7 @@ class SnapshotWriter:
         stamped.write_parquet(buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         # Recorded before the put: a put that fails half-way (a full disk) still leaves abort() a key to remove.
         self.written.setdefault(table, {})[category] = {"path": key, "rows": stamped.height}
+        self._mark_pending(category)
         self.store.put(key, buffer.getbuffer().tobytes())
         return key
 
@@ -133,6 +160,7 @@ class SnapshotWriter:
         frame.write_ipc(buffer, compression="zstd")
         # Recorded before the put, as for a table: abort() removes a half-written artifact too.
         self.artifacts[name] = key
+        self._mark_pending(None)
         self.store.put(key, buffer.getbuffer().tobytes())
         return key
 
@@ -158,7 +186,9 @@ class SnapshotWriter:
             manifest["parsed_tables_key"] = parsed_tables_key
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
-        return write_manifest(self.store, manifest)
+        key = write_manifest(self.store, manifest)
+        self.store.delete(pending_key(self.run_id))  # committed: nothing of it is swept (a kill here: see the sweep)
+        return key
 
     def abort(self) -> None:
         """Remove every file this run wrote (a failed run leaves nothing behind)."""
@@ -167,6 +197,7 @@ class SnapshotWriter:
                 self.store.delete(entry["path"])
         for key in self.artifacts.values():
             self.store.delete(key)
+        self.store.delete(pending_key(self.run_id))
         self.written.clear()
         self.artifacts.clear()
 
@@ -265,46 +296,6 @@ def run_tables(
         for table in tables
         for category, entry in manifest["tables"].get(table, {}).items()
     }
-
-
-def sweep_uncommitted(root: Path | str | SnapshotStore) -> list[str]:
-    """Delete leftovers of runs that never committed (``*.tmp`` files, tables and artifacts without a manifest);
-    the keys removed.
-
-    Call only while holding the snapshot lock: a running run's files have no manifest yet either. A run is
-    committed when ``_runs/`` lists its manifest: one listing of names, as the run index is checked against it
-    (SPEC §13), and no manifest is read. So the files of a run whose manifest exists but cannot be read are kept
-    (a repaired manifest brings the run back), and nothing is deleted through a symlink that leads out of the
-    store (the store never lists or deletes through one).
-    """
-    store = open_store(root)
-    listed = store.list(MANIFEST_DIR, recursive=False)
-    kept = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in listed if key.endswith(".json")}
-    removed: list[str] = []
-    for table in TABLES:
-        for key in store.list(table):
-            name = key.rsplit("/", 1)[-1]
-            # Compacted day files (``compact-*``) belong to many runs: the maintenance of the store removes them.
-            orphan = name.endswith(".tmp") or (
-                name.endswith(".parquet") and name.removesuffix(".parquet") not in kept and not is_compacted_file(name)
-            )
-            if orphan and key.count("/") == 3:  # {table}/category=*/run_date=*/{file}: nothing else is ours
-                store.delete(key)
-                removed.append(key)
-    for key in listed:
-        if key.endswith(".tmp"):
-            store.delete(key)
-            removed.append(key)
-    for name in ARTIFACTS:
-        for key in store.list(f"_{name}", recursive=False):
-            file_name = key.rsplit("/", 1)[-1]
-            run_id = next((file_name.removesuffix(end) for end in ARTIFACT_SUFFIXES if file_name.endswith(end)), None)
-            if file_name.endswith(".tmp") or run_id not in kept:
-                store.delete(key)
-                removed.append(key)
-    if removed:
-        log.warning("swept uncommitted snapshot files", extra={"count": len(removed)})
-    return removed
 
 
 def snapshot_lock(

@@ -4,10 +4,11 @@ without reading every manifest. The same on a folder and on a bucket (``pipeline
 
 The manifests stay the source of truth (a manifest is the commit, §7.2); the index is a projection of them,
 replaced whole (a folder: tmp file, then a rename; a bucket: one put) after each commit and by the maintenance of
-the store. Readers use it, checked against one listing of the manifests' names (never a read of every manifest):
-a run committed but not yet indexed (killed between its manifest and the index update) is read from its
-manifest, a run whose manifest is gone is dropped. When the index is missing they build it in memory from the
-manifests; the next run (or ``compact``) writes it under the lock.
+the store. Readers use it, checked against a listing of only the manifest names newer than its newest run (never a
+read, nor a listing, of every manifest): a run committed but not yet indexed (killed between its manifest and the
+index update) is read from its manifest; while a maintenance is marked, every name is listed and a run whose
+manifest is gone is dropped. When the index is missing they build it in memory from the manifests; the next run
+(or ``compact``) writes it under the lock.
 
 A run's rows are in its own file (``{run_id}.parquet``) or, once its day is compacted, in the day's compacted file
 together with the other runs of that day: readers always select the rows of a run by its ``run_id`` from the one
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +60,8 @@ INDEX_SCHEMA: Final = pl.Schema(
     ]
 )
 _FILE_COLUMN: Final = "__index_file"
+#: The start of a run id a run makes (``shell/batch.py``): its run time to the second, so ids sort by time.
+_RUN_TIME: Final = re.compile(r"\d{8}T\d{6}Z")
 #: Up to this many files are checked one request each before a scan; more, by one listing per table and category.
 _CHECKED_ONE_BY_ONE: Final = 8
 
@@ -149,22 +153,40 @@ def write_index(root: Root, index: pl.DataFrame) -> None:
 
 
 def load_index(root: Root) -> pl.DataFrame:
-    """The index readers use: the stored one, checked against one listing of the manifests' names (no reads):
-    runs committed since it was written (a run killed between its manifest and the index update, a manifest put
-    there by hand) are read and added, runs whose manifest is gone are dropped. No stored index: built from every
-    manifest (and written by the next run, which holds the lock)."""
+    """The index readers use, checked against the manifests' names (no reads): runs committed since it was written
+    are read and added; only the names from the newest indexed run's second on are listed (run ids begin with
+    their time; ``list_after`` is S3's ``StartAfter``). Runs whose manifest is gone exist only while a maintenance
+    is marked in ``_maintenance/``: then every name is listed and they are dropped. No stored index: built from
+    every manifest. Left to the next run's reconcile: a ``--rebuild-after`` backfill (older than the newest run)
+    killed before its index update, and a manifest removed by hand."""
     store = open_store(root)
     index = read_index(store)
-    names = manifest_names(store)
     if index is None:
+        names = manifest_names(store)
         if names:
             log.warning("no run index; reading every manifest", extra={"path": store.where(INDEX_PATH)})
         return index_from_manifests(store, names, {})
     indexed = set(index["run_id"].unique())
-    missing, gone = names - indexed, indexed - names
+    start = _newer_than(index)
+    if start is None or journaled_days(store):
+        names = manifest_names(store)
+        gone = indexed - names
+    else:
+        names = {_run_id(key) for key in store.list_after(MANIFEST_DIR, start) if key.endswith(".json")}
+        gone = set()
+    missing = names - indexed
     if not missing and not gone:
         return index
     return pl.concat([index.filter(~pl.col("run_id").is_in(gone)), index_from_manifests(store, missing, {})])
+
+
+def _newer_than(index: pl.DataFrame) -> str | None:
+    """The key after which unindexed manifests sort: the second of the newest run id (a run of the same second is
+    still listed); None when run ids do not begin with a time (then every name is listed)."""
+    newest = index["run_id"].max()
+    if not isinstance(newest, str) or not _RUN_TIME.match(newest):
+        return None
+    return f"{MANIFEST_DIR}/{newest[:16]}"
 
 
 def journaled_days(root: Root) -> list[str]:

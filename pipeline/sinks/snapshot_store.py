@@ -63,6 +63,11 @@ class SnapshotStore(Protocol):
         """The value at ``key`` and a version token for ``replace_if_unchanged``; FileNotFoundError when absent."""
         ...
 
+    def list_after(self, prefix: str, start_after: str) -> list[str]:
+        """The direct entries of the folder ``prefix`` whose keys sort after ``start_after`` (a key; S3's
+        ``StartAfter``), sorted: only the newer names of a folder of names that sort by time."""
+        ...
+
     def list(self, prefix: str, *, recursive: bool = True) -> list[str]:
         """The keys under the folder ``prefix`` (all of them, or only its direct entries), sorted."""
         ...
