@@ -19,6 +19,7 @@ from pipeline.sources.horde_fields import (
     USAGE_PERIODS,
     WANTED,
     WORKER_FIELDS,
+    ApiField,
     Count,
     HordeInputError,
     api_struct,
@@ -43,16 +44,25 @@ _Worker: Final = api_struct("Worker", WORKER_FIELDS)
 _Usage: Final = msgspec.defstruct("Usage", [(period, dict[str, Count]) for period in USAGE_PERIODS], gc=False)
 
 
+def _payload_rows(
+    label: str, raw: bytes, shape: Any, fields: dict[str, ApiField], key: str, verdicts: Verdicts, *, typed: bool
+) -> tuple[list[Any], bool]:
+    """A payload's rows: typed structs when the whole payload decodes as ``shape`` (the fast path), else the
+    checked rows, each bad one reported in ``verdicts``; and whether they are the typed ones."""
+    typed_rows = typed_payload(label, raw, list[shape], typed=typed)
+    if typed_rows is not None:
+        verdicts.rows = len(typed_rows)
+        return typed_rows, True
+    return checked_rows(label, raw, fields, key, verdicts), False
+
+
 def status_frame(
     label: str, raw: bytes, *, max_bad_fraction: float = InputLimits.max_bad_record_fraction, typed: bool = True
 ) -> pl.DataFrame:
     """``GET /v2/status/models`` -> one row per model name; bad and repeated rows are reported and dropped."""
     verdicts = Verdicts(label)
-    typed_rows = typed_payload(label, raw, list[_Status], typed=typed)  # type: ignore[valid-type]
-    if typed_rows is not None:
-        verdicts.rows = len(typed_rows)
-    rows = typed_rows if typed_rows is not None else checked_rows(label, raw, STATUS_FIELDS, "name", verdicts)
-    frame = rows_frame(rows, STATUS_FIELDS, HORDE_STATUS_SCHEMA, typed=typed_rows is not None)
+    rows, is_typed = _payload_rows(label, raw, _Status, STATUS_FIELDS, "name", verdicts, typed=typed)
+    frame = rows_frame(rows, STATUS_FIELDS, HORDE_STATUS_SCHEMA, typed=is_typed)
     frame = first_of_each(frame, "name", verdicts)
     verdicts.checked(max_bad_fraction)
     return with_names(label, frame)
@@ -137,13 +147,10 @@ def workers_frame(
 ) -> pl.DataFrame:
     """``GET /v2/workers`` -> one row per (worker, served model name); bad and repeated workers are dropped."""
     verdicts = Verdicts(label)
-    typed_rows = typed_payload(label, raw, list[_Worker], typed=typed)  # type: ignore[valid-type]
-    if typed_rows is not None:
-        verdicts.rows = len(typed_rows)
-    rows = typed_rows if typed_rows is not None else checked_rows(label, raw, WORKER_FIELDS, "id", verdicts)
+    rows, is_typed = _payload_rows(label, raw, _Worker, WORKER_FIELDS, "id", verdicts, typed=typed)
     fields = {column: spec for column, spec in WORKER_FIELDS.items() if column != "models"}
-    models = [row.models for row in typed_rows] if typed_rows is not None else [row.get("models") for row in rows]
-    workers = rows_frame(rows, fields, HORDE_WORKER_SCHEMA, typed=typed_rows is not None)
+    models = [row.models for row in rows] if is_typed else [row.get("models") for row in rows]
+    workers = rows_frame(rows, fields, HORDE_WORKER_SCHEMA, typed=is_typed)
     workers = workers.with_columns(list_series("model", models, pl.String()))
     workers = first_of_each(workers, "worker_id", verdicts)
     verdicts.checked(max_bad_fraction)
