@@ -20,6 +20,8 @@ import redis
 from redis.exceptions import LockError, WatchError
 from redis.lock import Lock
 
+from pipeline.sinks.lease_renewal import LeaseRenewal
+
 __all__ = [
     "LockHeldError",
     "LockLostError",
@@ -48,8 +50,7 @@ class RedisLock:
         self.token = uuid.uuid4().hex
         # thread_local=False: the renewal thread must see the token the main thread acquired with.
         self._lock = Lock(client, key, timeout=ttl_ms / 1000, blocking=False, thread_local=False)
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
+        self._renewal = LeaseRenewal("lock-renewer")
         #: Held by renewal and by a fenced transaction: our own PEXPIRE would otherwise trip the WATCH.
         self._renewing = threading.Lock()
         #: Set when a renewal found the key no longer ours.
@@ -59,17 +60,13 @@ class RedisLock:
         """Take the lock or raise LockHeldError (RedisError when Redis cannot be asked)."""
         if not self._lock.acquire(blocking=False, token=self.token):
             raise LockHeldError(f"another run holds the lock {self.key}")
-        self._stop.clear()
         self.lost.clear()
-        self._renewer = threading.Thread(target=self._renew_until_stopped, name="lock-renewer", daemon=True)
-        self._renewer.start()
+        self._renewal.start(self._renew, self.ttl_ms / 3000)
 
     def stop_renewing(self) -> None:
         """Stop renewing, keeping the token: unless released first, the lock expires after its TTL. This is how
         a paused or dead holder looks to the other runs (tests play one with it)."""
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
+        self._renewal.stop()
 
     def release(self) -> bool:
         """Give the lock back; False when it was no longer ours (or Redis could not be reached)."""
@@ -118,17 +115,18 @@ class RedisLock:
             finally:
                 pipe.reset()
 
-    def _renew_until_stopped(self) -> None:
-        while not self._stop.wait(self.ttl_ms / 3000):
-            try:
-                with self._renewing:
-                    self._lock.reacquire()  # back to the full TTL, only while the token is ours
-            except LockError:
-                log.error("lock lost while running", extra={"key": self.key})
-                self.lost.set()
-                return
-            except redis.RedisError as error:
-                log.warning("lock renewal failed", extra={"error": str(error)})
+    def _renew(self) -> bool:
+        """One renewal; False when the lock is no longer ours (renewing stops)."""
+        try:
+            with self._renewing:
+                self._lock.reacquire()  # back to the full TTL, only while the token is ours
+        except LockError:
+            log.error("lock lost while running", extra={"key": self.key})
+            self.lost.set()
+            return False
+        except redis.RedisError as error:  # Redis away for a moment: the next renewal tries again
+            log.warning("lock renewal failed", extra={"error": str(error)})
+        return True
 
     def __enter__(self) -> RedisLock:
         self.acquire()

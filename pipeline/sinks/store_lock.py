@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
+from pipeline.sinks.lease_renewal import LeaseRenewal
 from pipeline.sinks.store import FolderStore, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,8 @@ class ObjectLock:
         self.clock = clock
         self.token = uuid.uuid4().hex
         self._version: str | None = None
-        self._stop = threading.Event()
         self._guard = threading.Lock()
-        self._renewer: threading.Thread | None = None
+        self._renewal = LeaseRenewal("store-lock-renewer")
         self.lost = threading.Event()
 
     @property
@@ -103,10 +103,8 @@ class ObjectLock:
         if version is None:
             version = self._take_over_stale()
         self._version = version
-        self._stop.clear()
         self.lost.clear()
-        self._renewer = threading.Thread(target=self._renew_until_stopped, name="store-lock-renewer", daemon=True)
-        self._renewer.start()
+        self._renewal.start(self._renew_or_retry, self.ttl_seconds / 3)
 
     def _take_over_stale(self) -> str:
         try:
@@ -142,14 +140,15 @@ class ObjectLock:
             self._version = renewed
             return True
 
-    def _renew_until_stopped(self) -> None:
-        while not self._stop.wait(self.ttl_seconds / 3):
-            try:
-                if not self._renew():
-                    log.error("snapshot lock lost while running", extra={"lock": self.where})
-                    return
-            except OSError as error:  # the store unreachable for a moment: the next renewal tries again
-                log.warning("snapshot lock renewal failed", extra={"lock": self.where, "error": str(error)})
+    def _renew_or_retry(self) -> bool:
+        """One renewal; False when the lock is no longer ours (renewing stops)."""
+        try:
+            if not self._renew():
+                log.error("snapshot lock lost while running", extra={"lock": self.where})
+                return False
+        except OSError as error:  # the store unreachable for a moment: the next renewal tries again
+            log.warning("snapshot lock renewal failed", extra={"lock": self.where, "error": str(error)})
+        return True
 
     def verify(self) -> None:
         """Raise SnapshotLockLostError unless the lock object still holds our token (SPEC §12: the fence)."""
@@ -165,9 +164,7 @@ class ObjectLock:
     def stop_renewing(self) -> None:
         """Stop renewing, keeping the token: unless released first, the lock goes stale after its TTL. This is how
         a paused or dead holder looks to the other runs (tests play one with it)."""
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
+        self._renewal.stop()
 
     def release(self) -> None:
         """Stop renewing and delete the lock object if it is still ours."""
