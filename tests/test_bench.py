@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from pipeline import load_records
 from pipeline.sources.horde import load_horde
-from tests.conftest import REPO
+from tests.conftest import REPO, RedisServer
 
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -96,3 +97,32 @@ def test_scale_bench_compares_a_baseline_checkout_per_stage(shared_data: Path, t
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cold: medians per stage" in done.stdout and "steady: medians per stage" in done.stdout
     assert "baseline/this CPU: process" in done.stdout and "history per run" not in done.stdout
+
+
+def test_floor_benches_run_against_a_real_redis(shared_data: Path, tmp_path: Path, own_redis: RedisServer) -> None:
+    environment = {**os.environ, "REDIS_URL": own_redis.url}
+    scale = [sys.executable, str(REPO / "bench" / "scale.py"), "--scales", "1", "--history-days", "0"]
+    options = ["--no-history-cost", "--steady", "--floors", "--repeat", "1"]
+    done = subprocess.run(
+        [*scale, *options, "--data", str(shared_data), "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "floors (min of 3" in done.stdout and "steady:" in done.stdout
+    snapshots = str(tmp_path / "snapshots-1-this")
+    floors = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "floors.py"), str(tmp_path / "inputs-1"), snapshots, "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+    )
+    assert floors.returncode == 0, floors.stderr[-2000:]
+    lines = floors.stdout.splitlines()
+    assert any("write the run's 87 tables at zstd 3" in line for line in lines), floors.stdout
+    total = next(line for line in lines if "in all, one after another" in line)
+    wall, cpu = (float(part) for part in total.split()[:3:2])
+    assert wall > 0 and cpu > 0
