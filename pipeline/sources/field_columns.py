@@ -38,6 +38,8 @@ def list_series(name: str, values: Sequence[Any], inner: pl.DataType) -> pl.Seri
     """
     lists = [value if type(value) is list else [] for value in values]
     lengths = pl.Series(list(map(len, lists)), dtype=pl.UInt32)
+    if not lengths.sum():  # nothing to regroup (the text records' triggers and downloads)
+        return pl.select(pl.repeat(pl.lit([], dtype=pl.List(inner)), len(lists))).to_series().alias(name)
     flat = pl.Series("value", list(chain.from_iterable(lists)), dtype=inner, strict=False)
     # The row numbers ascend, and saying so lets the group-by cut runs of equal rows instead of hashing them.
     rows = pl.int_range(len(lists), dtype=pl.UInt32, eager=True).repeat_by(lengths).explode().set_sorted()

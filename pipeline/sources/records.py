@@ -197,12 +197,13 @@ def validated_records(
     frame = pl.concat([part[1] for part in parts], rechunk=False).with_row_index("position")
     del parts
     bad = verdicts.filter(pl.col("reason") != "")
-    good = frame.join(bad.select("position"), on="position", how="anti")
+    # (each filter or join copies every column, lists too: skipped when it would drop nothing, the usual case)
+    good = frame.join(bad.select("position"), on="position", how="anti") if bad.height else frame
 
     # Duplicates: a repeated JSON key (the decoder kept the first) and names equal but for case.
-    folded = good.with_columns(pl.col("name").str.to_lowercase().alias("_folded"))
-    case_dupes = folded.filter(pl.col("_folded").is_duplicated() & ~pl.col("_folded").is_first_distinct())
-    good = folded.filter(pl.col("_folded").is_first_distinct()).drop("_folded")
+    first = good["name"].str.to_lowercase().is_first_distinct()
+    case_dupes = good.filter(~first) if not first.all() else good.clear()
+    good = good.filter(first) if case_dupes.height else good
 
     records = good.with_columns(
         pl.lit(category).alias("category"),
