@@ -12,7 +12,9 @@
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
 child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
 view, Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and
-models per second. Growth is the compute time divided by the previous scale's. With ``--repeat N`` the scales
+models per second. The child imports the `run` command's module as the console script does; with ``--steady`` or
+``--baseline`` the import's wall and CPU seconds and the start-up CPU (everything before the run: the
+interpreter, imports, settings, the Redis client) are shown too. Growth is the compute time divided by the previous scale's. With ``--repeat N`` the scales
 run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared machine hits every
 scale alike; each row is then the median of its N runs, with the range of compute times beside it. Every cold run
 starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run follows on that
