@@ -10,18 +10,18 @@
         --no-history-cost --floors           # and the floors: JSON decode, Parquet read, one bare MULTI/EXEC
 
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
-child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
-view, Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and
-models per second. The child imports the `run` command's module as the console script does; with ``--steady`` or
-``--baseline`` the import's wall and CPU seconds and the start-up CPU (everything before the run: the
-interpreter, imports, settings, the Redis client) are shown too. Growth is the compute time divided by the previous scale's. With ``--repeat N`` the scales
-run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared machine hits every
-scale alike; each row is then the median of its N runs, with the range of compute times beside it. Every cold run
-starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run follows on that
-snapshot, the reference unchanged as in a hydrator's runs, and both are reported per stage with the whole child
-process's time. Per stage the wall and the CPU seconds of the child process are shown (CPU: what the work costs,
-whatever else a shared machine runs; Redis' own CPU is not in it). ``--baseline DIR`` runs a checkout of another
-commit in the same rounds, alternating with this one, and shows the CPU ratio per stage.
+child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every view,
+Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and models per
+second. The child imports the `run` command's module as the console script does; with ``--steady`` or ``--baseline``
+the import's wall and CPU seconds and the start-up CPU (everything before the run: the interpreter, imports,
+settings, the Redis client) are shown too. Growth is the compute time divided by the previous scale's. With
+``--repeat N`` the scales run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared
+machine hits every scale alike; each row is then the median of its N runs, with the range of compute times beside
+it. Every cold run starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run
+follows on that snapshot, the reference unchanged as in a hydrator's runs, and both are reported per stage with the
+whole child process's time. Per stage the wall and the CPU seconds of the child process are shown (CPU: what the
+work costs, whatever else a shared machine runs; Redis' own CPU is not in it). ``--baseline DIR`` runs a checkout of
+another commit in the same rounds, alternating with this one, and shows the CPU ratio per stage.
 
 History: the 100x run's snapshot is replicated into ``--history-days`` daily snapshots (every table, manifests
 included, with a deterministic share of models losing their workers each day); then a child process answers

@@ -118,7 +118,7 @@ def folded_text_aliases(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     alias_lists = (
         matches.sort("position").group_by("_canonical", maintain_order=True).agg(pl.col("name").alias("_aliases"))
     )
-    orphans = keyed.filter(is_copy & ~pl.col("position").is_in(matches["position"]))
+    orphans = keyed.filter(is_copy & ~pl.col("position").is_in(matches["position"].implode()))
     folded = (
         pl.concat([canonical, orphans])
         .join(alias_lists, left_on="name", right_on="_canonical", how="left")
