@@ -10,16 +10,18 @@
         --no-history-cost --floors           # and the floors: JSON decode, Parquet read, one bare MULTI/EXEC
 
 For each scale the generator (bench/generate.py) writes scaled inputs to a temporary folder (not timed); then a
-child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every
-view, Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and
-models per second. Growth is the compute time divided by the previous scale's. With ``--repeat N`` the scales
-run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared machine hits every
-scale alike; each row is then the median of its N runs, with the range of compute times beside it. Every cold run
-starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run follows on that
-snapshot, the reference unchanged as in a hydrator's runs, and both are reported per stage with the whole child
-process's time. Per stage the wall and the CPU seconds of the child process are shown (CPU: what the work costs,
-whatever else a shared machine runs; Redis' own CPU is not in it). ``--baseline DIR`` runs a checkout of another
-commit in the same rounds, alternating with this one, and shows the CPU ratio per stage.
+child process runs one full `run` (load, parse, join, statistics grouped and ungrouped, deletion risk in every view,
+Parquet snapshot, and Redis when REDIS_URL is set) and reports import time, time per stage, peak RSS and models per
+second. The child imports the `run` command's module as the console script does; with ``--steady`` or ``--baseline``
+the import's wall and CPU seconds and the start-up CPU (everything before the run: the interpreter, imports,
+settings, the Redis client) are shown too. Growth is the compute time divided by the previous scale's. With
+``--repeat N`` the scales run in N interleaved rounds (100x, 1000x, 100x, 1000x, ...), so a slow spell of a shared
+machine hits every scale alike; each row is then the median of its N runs, with the range of compute times beside
+it. Every cold run starts from an empty snapshot folder (nothing to read back); with ``--steady`` a second run
+follows on that snapshot, the reference unchanged as in a hydrator's runs, and both are reported per stage with the
+whole child process's time. Per stage the wall and the CPU seconds of the child process are shown (CPU: what the
+work costs, whatever else a shared machine runs; Redis' own CPU is not in it). ``--baseline DIR`` runs a checkout of
+another commit in the same rounds, alternating with this one, and shows the CPU ratio per stage.
 
 History: the 100x run's snapshot is replicated into ``--history-days`` daily snapshots (every table, manifests
 included, with a deterministic share of models losing their workers each day); then a child process answers
@@ -49,11 +51,18 @@ sys.path.insert(0, str(HERE))
 def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
     """One full run in this process; returns timings (called in a child)."""
     inputs, snapshots = Path(inputs_dir), Path(snapshots_dir)
-    started = time.perf_counter()
+    # start-up as `horde-analytics run` has it: the console script imports the command's module
+    started, cpu_started = time.perf_counter(), time.process_time()
+    try:
+        from jobs.__main__ import command_module
+    except ImportError:  # a baseline checkout from before the console script imported commands this way
+        import jobs.run  # noqa: F401
+    else:
+        command_module("run")
     from pipeline.contracts.settings import load_settings
     from pipeline.shell.batch import run_once
 
-    imported = time.perf_counter() - started
+    imported, import_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     settings = load_settings(
         model_reference_source=str(inputs / "model_reference"),
         horde_source=str(inputs / "horde"),
@@ -67,6 +76,8 @@ def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
             from pipeline.sinks.redis_cache import RedisPublisher  # type: ignore[attr-defined,no-redef]
 
         publisher = RedisPublisher.from_settings(settings)
+    # start-up: everything this process did before the run (the interpreter, imports, settings, the Redis client)
+    before_run = resource.getrusage(resource.RUSAGE_SELF)
     run_started = time.perf_counter()
     report = run_once(settings, publisher=publisher)
     total = time.perf_counter() - run_started
@@ -74,6 +85,8 @@ def child_run(inputs_dir: str, snapshots_dir: str) -> dict[str, object]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "import_s": imported,
+        "import_cpu_s": import_cpu,
+        "startup_cpu_s": before_run.ru_utime + before_run.ru_stime,
         "run_s": total,
         "stages": report.timings,
         # CPU seconds of this process per stage and in all (start-up included): what the work costs, whatever
@@ -344,7 +357,8 @@ def print_stages(
                 )
                 print(
                     f"  {scale:>5}x {code:>8}  process {median['process_s']:.2f}/{median['process_cpu_s']:.2f}"
-                    f"  import {median['import_s']:.2f}  {stages}  ({len(runs)} runs)"
+                    f"  import {median['import_s']:.2f}/{median['import_cpu_s']:.2f}"
+                    f"  start-up CPU {median['startup_cpu_s']:.2f}  {stages}  ({len(runs)} runs)"
                 )
             if len(codes) == 2:
                 this, base = medians["this"], medians["baseline"]
@@ -355,7 +369,8 @@ def print_stages(
                 )
                 print(
                     f"  {scale:>5}x  baseline/this CPU: process {base['process_cpu_s'] / this['process_cpu_s']:.2f}x"
-                    f"  {ratios}"
+                    f"  import {base['import_cpu_s'] / this['import_cpu_s']:.2f}x"
+                    f"  start-up {base['startup_cpu_s'] / this['startup_cpu_s']:.2f}x  {ratios}"
                 )
         sys.stdout.flush()
 
@@ -417,7 +432,14 @@ def main() -> None:
                     cpu: dict[str, float] = result.get("cpu_stages") or {}  # type: ignore[assignment]
                     figures = {
                         field: float(result.get(field, 0.0))  # type: ignore[arg-type]
-                        for field in ("import_s", "run_s", "peak_rss_mb", "process_cpu_s")
+                        for field in (
+                            "import_s",
+                            "import_cpu_s",
+                            "startup_cpu_s",
+                            "run_s",
+                            "peak_rss_mb",
+                            "process_cpu_s",
+                        )
                     }
                     run = figures | stages | {f"cpu_{stage}": value for stage, value in cpu.items()}
                     measured.setdefault((code, kind), {}).setdefault(scale, []).append(run | {"process_s": process})

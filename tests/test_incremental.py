@@ -119,7 +119,8 @@ def test_an_unreadable_previous_snapshot_means_decoding(
     caplog.set_level(logging.INFO)
     second = run(root, monkeypatch)
     assert "text_generation" not in reused_categories(caplog)
-    assert any("previous run's records unreadable" in record.getMessage() for record in caplog.records)
+    warnings = [record for record in caplog.records if "previous run's records unreadable" in record.getMessage()]
+    assert warnings and str(root / entry["path"]) in getattr(warnings[0], "error", ""), "the warning names the file"
     assert_frame_equal(
         second.outputs.tables[("records", "text_generation")], first.outputs.tables[("records", "text_generation")]
     )

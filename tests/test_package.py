@@ -40,6 +40,19 @@ def test_a_run_on_folders_never_imports_httpx() -> None:
     assert done.stdout.strip().splitlines()[-1] == "0 False", done.stderr[-2000:]
 
 
+def test_a_command_is_imported_with_the_collector_paused_then_restored() -> None:
+    # start-up (issue 18): the cyclic collector would walk the freshly imported objects again and again for nothing
+    code = (
+        "import gc, sys; from jobs.__main__ import command_module; collections = []; "
+        "gc.callbacks.append(lambda phase, info: collections.append(phase)); "
+        "(gc.enable if sys.argv[1] == 'on' else gc.disable)(); module = command_module('run'); "
+        "print(module.__name__, 'polars' in sys.modules, len(collections), gc.isenabled())"
+    )
+    for state, restored in (("on", "True"), ("off", "False")):
+        done = subprocess.run([sys.executable, "-c", code, state], capture_output=True, text=True, check=True)
+        assert done.stdout.split() == ["jobs.run", "True", "0", restored], done.stderr[-2000:]
+
+
 def test_frame_schemas_match_the_models() -> None:
     assert list(BACKEND_VARIATION_DTYPE.to_schema()) == list(BackendVariation.model_fields)
     nested = {"deletion_risk_flags", "usage_trend", "usage_hour", "usage_minute"}

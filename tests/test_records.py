@@ -503,3 +503,25 @@ def test_a_decoding_error_wins_over_the_hash_beside_it() -> None:
     with pytest.raises(ReferenceInputError, match="bad input"):
         sha256_while(b"x" * 1_000_000, broken)
     assert sha256_while(b"abc", lambda: 1) == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 1)
+
+
+def test_a_file_is_decoded_with_the_hash_of_the_bytes_decoded(tmp_path: Path) -> None:
+    import hashlib
+
+    def sha256(raw: bytes) -> str:
+        return hashlib.sha256(raw).hexdigest()
+
+    first, second = (json.dumps({name: _image(name)}).encode() for name in ("A", "B"))
+    held = ReferenceFile("image_generation", "stable_diffusion.json", first)  # bytes already read (a URL's body)
+    assert held.sha256() == sha256(first)
+    assert category_records(held).input_hash == sha256(first)
+    # A file in a folder is hashed in pieces and read only when decoded: when it is replaced in between (after the
+    # check for an unchanged file, SPEC §9), the run records the hash of what it decoded.
+    path = tmp_path / "stable_diffusion.json"
+    path.write_bytes(first)
+    stored = ReferenceFile("image_generation", str(path), path)
+    assert stored.sha256() == sha256(first)
+    path.write_bytes(second)
+    loaded = category_records(stored)
+    assert loaded.input_hash == sha256(second)
+    assert loaded.records["name"].to_list() == ["B"]

@@ -3,7 +3,7 @@ pure step, or read back from the previous run when the bytes are unchanged (SPEC
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import polars as pl
 
@@ -37,24 +37,38 @@ def category_records(
     )
 
 
+class Reuse(Protocol):
+    """Categories as an earlier run loaded them (incremental runs, SPEC §9; ``PreviousRecords``)."""
+
+    def input_hash(self, category: str) -> str | None:
+        """The sha256 of the bytes the earlier run loaded ``category`` from (None: nothing to reuse)."""
+        ...
+
+    def __call__(self, category: str, source_file: str, input_hash: str) -> LoadedCategory | None:
+        """``category`` as loading ``source_file`` (whose bytes hash as ``input_hash``) would give it; None
+        decodes the file."""
+        ...
+
+
 @collector_paused()
 def load_records(
     source: str,
     *,
     max_bad_record_fraction: float = InputLimits.max_bad_record_fraction,
     fetcher: HttpFetcher | None = None,
-    reuse: Callable[[str, str, str], LoadedCategory | None] | None = None,
+    reuse: Reuse | None = None,
     decoding: Decoding = DEFAULT_DECODING,
 ) -> dict[str, LoadedCategory]:
     """Every category present at ``source`` (a folder or a base URL), validated and canonical; raises
-    ReferenceInputError when one is unusable.
-
-    ``reuse(category, source_file, sha256)`` may return the category as an earlier run loaded the same bytes
-    (incremental runs, SPEC §9); None decodes them.
-    """
+    ReferenceInputError when one is unusable. A category that ``reuse`` holds for the same bytes is taken from
+    it instead of decoded (incremental runs, SPEC §9)."""
     loaded: dict[str, LoadedCategory] = {}
     for file in reference_files(source, fetcher):
-        reused = reuse(file.category, file.label, file.sha256()) if reuse is not None else None
+        reused = None
+        # Hashed here only when an earlier run could match it; otherwise the decoder hashes the bytes it reads,
+        # beside its own work.
+        if reuse is not None and reuse.input_hash(file.category) is not None:
+            reused = reuse(file.category, file.label, file.sha256())
         loaded[file.category] = (
             reused
             if reused is not None

@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -268,34 +268,40 @@ def entry_scan(
     return scan.filter(pl.col("run_id") == run_id) if COMPACTED_KEY in entry else scan
 
 
-def _read_entry(
-    store: SnapshotStore, run_id: str, entry: dict[str, Any], columns: Sequence[str] | None = None
-) -> pl.DataFrame:
-    """One manifest entry's table, with its hive columns (``category``, ``run_date``) as history reads them;
-    only ``columns`` when given (read from the file, not read then dropped)."""
-    scan = entry_scan(store, run_id, entry)
-    try:
-        return (scan if columns is None else scan.select(columns)).collect(engine=ENGINE)
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise SnapshotReadError(
-            f"snapshot file {store.where(_entry_key(entry))} cannot be read ({type(error).__name__}: {error})"
-        ) from None
-
-
 def run_tables(
     root: Path | str | SnapshotStore,
     manifest: dict[str, Any],
     tables: Iterable[str],
     columns: Sequence[str] | None = None,
+    *,
+    schemas: Mapping[str, pl.Schema] | None = None,
 ) -> dict[tuple[str, str], pl.DataFrame]:
     """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (its own file
-    or, after compaction, its rows of the day's file; only ``columns`` of each when given)."""
+    or, after compaction, its rows of the day's file), with the hive columns ``category`` and ``run_date``; only
+    ``columns`` of each when given, or each table as ``schemas[table]`` (its columns, in order, cast): read from
+    the files, not read then dropped. SnapshotReadError names a file that cannot be read."""
     store = open_store(root)
-    return {
-        (table, category): _read_entry(store, manifest["run_id"], entry, columns)
-        for table in tables
-        for category, entry in manifest["tables"].get(table, {}).items()
+    run_id = manifest["run_id"]
+    entries = {
+        (table, category): entry for table in tables for category, entry in manifest["tables"].get(table, {}).items()
     }
+    scans = {key: entry_scan(store, run_id, entry) for key, entry in entries.items()}
+    if schemas is not None:
+        scans = {key: scan.select(schemas[key[0]].names()).cast(schemas[key[0]]) for key, scan in scans.items()}
+    elif columns is not None:
+        scans = {key: scan.select(columns) for key, scan in scans.items()}
+    try:
+        # one query for every file: Polars reads them side by side, not one after the other
+        return dict(zip(scans, pl.collect_all(list(scans.values()), engine=ENGINE), strict=True))
+    except (pl.exceptions.PolarsError, OSError):
+        pass
+    for key, scan in scans.items():  # which file: read them one by one, so that the error names it
+        try:
+            scan.collect(engine=ENGINE)
+        except (pl.exceptions.PolarsError, OSError) as error:
+            where = store.where(_entry_key(entries[key]))
+            raise SnapshotReadError(f"snapshot file {where} cannot be read ({type(error).__name__}: {error})") from None
+    raise SnapshotReadError(f"the tables of run {run_id} cannot be read together: {sorted(scans)}")
 
 
 def snapshot_lock(

@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 REUSED_TABLES: Final = ("records", "problems")
 #: The tables computed from the records alone, read back when the parser and the grouping are unchanged.
 PARSED_TABLES: Final = ("names", "families")
+#: Each table read back, as loading gives it.
+_SCHEMAS: Final = {
+    "records": RECORD_SCHEMA,
+    "problems": PROBLEM_SCHEMA,
+    "names": NAMES_TABLE_SCHEMA,
+    "families": FAMILY_SCHEMA,
+}
 
 
 def parsed_tables_key(group_by_variant: bool) -> str:
@@ -69,6 +76,13 @@ class PreviousRecords:
         # a folder store: through its run index (SPEC §13)
         return cls(store, latest_manifest(store), parsed_tables_key)
 
+    def input_hash(self, category: str) -> str | None:
+        """The sha256 of the bytes the previous run loaded ``category`` from (None: no previous run had it)."""
+        if self.manifest is None:
+            return None
+        found = self.manifest.get("input_hashes", {}).get(keys.records_hash_key(category))
+        return found if isinstance(found, str) else None
+
     def __call__(self, category: str, source_file: str, input_hash: str) -> LoadedCategory | None:
         """``category`` as loading ``source_file`` would give it, when its bytes hash as the previous run's."""
         manifest = self.manifest
@@ -76,7 +90,7 @@ class PreviousRecords:
             return None
         name = keys.records_hash_key(category)
         entries = manifest.get("input_entries", {}).get(name)
-        if manifest.get("input_hashes", {}).get(name) != input_hash or not isinstance(entries, int):
+        if self.input_hash(category) != input_hash or not isinstance(entries, int):
             return None
         if any(category not in manifest["tables"].get(table, {}) for table in REUSED_TABLES):
             return None
@@ -84,16 +98,9 @@ class PreviousRecords:
         if self._parsed_tables_apply(category):
             tables += PARSED_TABLES
         try:
-            frames = run_tables(self.store, {**manifest, "tables": _only(manifest, category, tables)}, tables)
-            records, problems, names, families = (
-                frames[(table, category)].select(schema.names()).cast(schema) if (table, category) in frames else None
-                for table, schema in (
-                    ("records", RECORD_SCHEMA),
-                    ("problems", PROBLEM_SCHEMA),
-                    ("names", NAMES_TABLE_SCHEMA),
-                    ("families", FAMILY_SCHEMA),
-                )
-            )
+            only = {**manifest, "tables": _only(manifest, category, tables)}
+            frames = run_tables(self.store, only, tables, schemas=_SCHEMAS)
+            records, problems, names, families = (frames.get((table, category)) for table in _SCHEMAS)
         except (SnapshotReadError, pl.exceptions.PolarsError, OSError) as error:
             log.warning(
                 "previous run's records unreadable: decoding the input",

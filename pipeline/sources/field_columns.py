@@ -23,11 +23,10 @@ def field_columns(items: Sequence[Any], fields: dict[str, str], *, typed: bool) 
     """``{column: source field}`` read from decoded structs (``typed``: attributes named as the columns) or from
     dicts (keys named as the source fields; a non-dict item reads as empty)."""
     if typed:
-        read = attrgetter(*fields)  # a tuple per item when there are several fields, the value when one
-        rows = [(read(item),) for item in items] if len(fields) == 1 else list(map(read, items))
-    else:
-        sources = tuple(fields.values())
-        rows = [tuple(map((item if type(item) is dict else _EMPTY).get, sources)) for item in items]
+        # one C-level pass per field: twice as fast as a tuple per item transposed
+        return {column: list(map(attrgetter(column), items)) for column in fields}
+    sources = tuple(fields.values())
+    rows = [tuple(map((item if type(item) is dict else _EMPTY).get, sources)) for item in items]
     return transposed(rows, list(fields))
 
 
@@ -39,8 +38,11 @@ def list_series(name: str, values: Sequence[Any], inner: pl.DataType) -> pl.Seri
     """
     lists = [value if type(value) is list else [] for value in values]
     lengths = pl.Series(list(map(len, lists)), dtype=pl.UInt32)
+    if not lengths.sum():  # nothing to regroup (the text records' triggers and downloads)
+        return pl.select(pl.repeat(pl.lit([], dtype=pl.List(inner)), len(lists))).to_series().alias(name)
     flat = pl.Series("value", list(chain.from_iterable(lists)), dtype=inner, strict=False)
-    rows = pl.int_range(len(lists), dtype=pl.UInt32, eager=True).repeat_by(lengths).explode()
+    # The row numbers ascend, and saying so lets the group-by cut runs of equal rows instead of hashing them.
+    rows = pl.int_range(len(lists), dtype=pl.UInt32, eager=True).repeat_by(lengths).explode().set_sorted()
     grouped = pl.DataFrame({"row": rows, "value": flat}).group_by("row").agg("value")
     every_row = pl.DataFrame({"row": pl.int_range(len(lists), dtype=pl.UInt32, eager=True)})
     filled = every_row.join(grouped, on="row", how="left", maintain_order="left")

@@ -3,8 +3,12 @@ where a file belongs is an error naming the path, never skipped and never a read
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -43,12 +47,26 @@ def is_present(path: Path) -> bool:
     return True
 
 
-def regular_file_bytes(path: Path) -> bytes:
-    """The bytes of the regular file at ``path``. Opened without blocking and checked again once open, so a FIFO
-    swapped in after ``is_present`` raises instead of waiting for a writer."""
+@contextmanager
+def _regular_file(path: Path) -> Iterator[io.BufferedReader]:
+    """The regular file at ``path``, open for reading. Opened without blocking and checked again once open, so a
+    FIFO swapped in after ``is_present`` raises instead of waiting for a writer."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(descriptor, "rb") as file:
+    with open(descriptor, "rb") as file:
         mode = os.fstat(file.fileno()).st_mode
         if not stat.S_ISREG(mode):
             raise _not_regular(path, _kind(mode))
+        yield file
+
+
+def regular_file_bytes(path: Path) -> bytes:
+    """The bytes of the regular file at ``path`` (opened as ``_regular_file`` says)."""
+    with _regular_file(path) as file:
         return file.read()
+
+
+def regular_file_sha256(path: Path) -> str:
+    """The sha256 hex digest of the regular file at ``path``, read in small pieces: the file is never held whole
+    (reading 86 MB into one new buffer costs as much CPU as hashing it)."""
+    with _regular_file(path) as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
@@ -36,7 +37,9 @@ Count: TypeAlias = Annotated[int, msgspec.Meta(ge=0, lt=MAX_COUNT)]
 _TYPED_KINDS: Final[dict[str, Any]] = {
     "count": Count,
     "amount": Annotated[float, msgspec.Meta(ge=0)],
-    "id": Annotated[str, msgspec.Meta(pattern=r"\S")],
+    # Any string: a blank one is found after decoding (``typed_rows_fit``), not by a regex run per value inside
+    # the decoder, which made decoding the worker list 1.4x slower.
+    "id": str,
     "text": str,
     "flag": bool,
     "names": list[str],
@@ -89,8 +92,8 @@ def field_problems(row: dict[str, Any], fields: dict[str, ApiField]) -> list[str
 
 
 def api_struct(name: str, fields: dict[str, ApiField]) -> Any:
-    """A msgspec struct reading ``fields`` (column -> API field) and enforcing their kinds; anything it refuses
-    takes the checked path, which names the row and the field."""
+    """A msgspec struct reading ``fields`` (column -> API field) and enforcing their kinds (but for a blank "id":
+    ``typed_rows_fit``); anything it refuses takes the checked path, which names the row and the field."""
     read = [
         (column, _TYPED_KINDS[spec.kind], msgspec.field(name=spec.source))
         if spec.required
@@ -98,6 +101,12 @@ def api_struct(name: str, fields: dict[str, ApiField]) -> Any:
         for column, spec in fields.items()
     ]
     return msgspec.defstruct(name, read, kw_only=True, gc=False)
+
+
+def typed_rows_fit(rows: list[Any], fields: dict[str, ApiField]) -> bool:
+    """Whether rows decoded by an ``api_struct`` hold what the decoder leaves unchecked: no blank "id"."""
+    ids = [column for column, spec in fields.items() if spec.kind == "id"]
+    return all(value is None or value.strip() for column in ids for value in map(attrgetter(column), rows))
 
 
 #: ``GET /v2/status/models`` fields, each read into the column of the same name.

@@ -37,10 +37,12 @@ def _object_list(label: str, payload: Any) -> list[dict[str, Any]]:
 
 def with_names(label: str, frame: pl.DataFrame, column: str = "name") -> pl.DataFrame:
     """``frame`` without rows whose ``column`` is blank (logged, never counted as bad)."""
-    blank = frame.filter(pl.col(column).is_null() | (pl.col(column).str.strip_chars() == ""))
-    if blank.height:
-        log.warning("horde rows without a name dropped", extra={"payload": label, "rows": blank.height})
-    return frame.filter(pl.col(column).is_not_null() & (pl.col(column).str.strip_chars() != ""))
+    blank = frame.select(pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")).to_series()
+    blanks = blank.sum()
+    if not blanks:
+        return frame
+    log.warning("horde rows without a name dropped", extra={"payload": label, "rows": blanks})
+    return frame.filter(~blank)
 
 
 def typed_payload(label: str, raw: bytes, shape: Any, *, typed: bool = True) -> Any | None:
@@ -113,9 +115,12 @@ def first_of_each(frame: pl.DataFrame, column: str, verdicts: Verdicts) -> pl.Da
     """``frame`` without repeated ``column`` values (the first is kept, SPEC §2.2); repeats go to ``verdicts``."""
     # Blank names are dropped later with their own warning, never counted as repeats.
     first = pl.col(column).is_first_distinct() | (pl.col(column).str.strip_chars().fill_null("") == "")
+    kept = frame.select(first).to_series()
+    if kept.all():
+        return frame
     verdicts.add(
-        frame.filter(~first).select(
+        frame.filter(~kept).select(
             pl.col(column).alias("name"), pl.format("repeated {}; the first is kept", pl.lit(column)).alias("reason")
         )
     )
-    return frame.filter(first)
+    return frame.filter(kept)

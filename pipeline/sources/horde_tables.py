@@ -25,6 +25,7 @@ from pipeline.sources.horde_fields import (
     api_struct,
     fits,
     shown,
+    typed_rows_fit,
 )
 from pipeline.sources.horde_rows import (
     Verdicts,
@@ -50,7 +51,7 @@ def _payload_rows(
     """A payload's rows: typed structs when the whole payload decodes as ``shape`` (the fast path), else the
     checked rows, each bad one reported in ``verdicts``; and whether they are the typed ones."""
     typed_rows = typed_payload(label, raw, list[shape], typed=typed)
-    if typed_rows is not None:
+    if typed_rows is not None and typed_rows_fit(typed_rows, fields):
         verdicts.rows = len(typed_rows)
         return typed_rows, True
     return checked_rows(label, raw, fields, key, verdicts), False

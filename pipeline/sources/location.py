@@ -53,6 +53,11 @@ class InputLocation(Protocol):
         """The bytes of a present file; None when an optional one turns out absent."""
         ...
 
+    def path(self, file: InputFile) -> Path | None:
+        """Where a present file lies on this machine, to be read or hashed when wanted (a folder); None for a URL,
+        which says whether an optional file is there only when it is fetched (``read``)."""
+        ...
+
 
 class FolderLocation:
     """Input files in a local folder."""
@@ -77,6 +82,9 @@ class FolderLocation:
 
     def read(self, file: InputFile) -> bytes | None:
         return regular_file_bytes(self.folder / file.file_name)
+
+    def path(self, file: InputFile) -> Path | None:
+        return self.folder / file.file_name
 
 
 class UrlLocation:
@@ -107,6 +115,9 @@ class UrlLocation:
         # an absent required file is the fetcher's error (its URL and "HTTP 404"); an optional one is None
         return self.fetcher.get_bytes(self.url(file), dict(file.params) or None, missing_ok=not file.required)
 
+    def path(self, file: InputFile) -> Path | None:
+        return None
+
 
 def is_url(source: str) -> bool:
     """Whether ``source`` is an http(s) base URL rather than a folder."""
@@ -122,15 +133,23 @@ def input_location(source: str, fetcher: HttpFetcher | None) -> InputLocation:
     return UrlLocation(source, fetcher)
 
 
+def present_files(
+    location: InputLocation, files: Sequence[InputFile], missing: Callable[[InputFile, str], Exception]
+) -> list[InputFile]:
+    """The files of ``files`` that are there, in order; an absent required file raises ``missing(file, label)``
+    before any file is read."""
+    there = location.present(files)
+    for file in files:
+        if file.required and file not in there:
+            raise missing(file, location.label(file))
+    return there
+
+
 def input_files(
     location: InputLocation, files: Sequence[InputFile], missing: Callable[[InputFile, str], Exception]
 ) -> Iterator[tuple[InputFile, str, bytes | None]]:
     """``(file, label, bytes)`` of each file of ``files`` that is there, in order, read one at a time so that
     only one file's bytes are in memory (bytes None: an optional file that turned out absent). An absent required
     file raises ``missing(file, label)`` before any file is read."""
-    there = location.present(files)
-    for file in files:
-        if file.required and file not in there:
-            raise missing(file, location.label(file))
-    for file in there:
+    for file in present_files(location, files, missing):
         yield file, location.label(file), location.read(file)  # no local keeps the bytes: the reader owns them

@@ -135,15 +135,20 @@ def _checked_chunks(entries: Iterator[tuple[str, Any]], duplicate_keys: list[str
 
 
 def decoded_chunks(
-    raw: bytes, source_file: str, duplicate_keys: list[str], decoding: Decoding
+    raw: bytes, source_file: str, duplicate_keys: list[str], decoding: Decoding, sha256: str | None = None
 ) -> tuple[str, Iterator[ChunkColumns]]:
-    """The sha256 of ``raw`` and its entries in chunks; decoding starts here, so the caller can drop ``raw``.
+    """The sha256 of ``raw`` (``sha256`` when the caller knows it already) and its entries in chunks; decoding
+    starts here, so the caller can drop ``raw``.
 
     Clean files take the typed path; any file it refuses is decoded again by the checked path, which names
     every bad record (and the line and column of malformed JSON) and sends repeated names to ``duplicate_keys``.
     """
-    digest, typed = sha256_while(raw, lambda: typed_entries(raw) if decoding.typed else None)
-    if typed is not None:
-        return digest, _typed_chunks(*typed, decoding.chunk_entries)
+
+    def typed() -> tuple[list[str], list[Any]] | None:
+        return typed_entries(raw) if decoding.typed else None
+
+    digest, typed_records = (sha256, typed()) if sha256 is not None else sha256_while(raw, typed)
+    if typed_records is not None:
+        return digest, _typed_chunks(*typed_records, decoding.chunk_entries)
     text = checked_text(raw)
     return digest, _checked_chunks(top_level_entries(text, source_file), duplicate_keys, decoding.chunk_entries)

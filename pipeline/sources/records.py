@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import polars as pl
@@ -25,9 +26,10 @@ from pipeline.contracts.schemas import (
 )
 from pipeline.sources.bad_fraction import check_bad_fraction
 from pipeline.sources.field_columns import list_series
+from pipeline.sources.files import regular_file_bytes, regular_file_sha256
 from pipeline.sources.http import HttpFetcher
 from pipeline.sources.json_entries import ReferenceInputError as ReferenceInputError  # raised by the loaders
-from pipeline.sources.location import InputFile, input_files, input_location
+from pipeline.sources.location import InputFile, input_location, present_files
 from pipeline.sources.record_columns import DEFAULT_DECODING, ChunkColumns, Decoding, decoded_chunks, dict_columns
 from pipeline.sources.record_fields import DOWNLOADS_WANTED, kind_reasons
 
@@ -64,36 +66,53 @@ def _missing(_: InputFile, label: str) -> ReferenceInputError:
 
 
 class ReferenceFile:
-    """One category file's bytes, handed over once (``take``): the decoder then holds the only reference and
-    drops it as soon as decoding has started (the files are 1.8 GB at 1000x scale)."""
+    """One category file: its bytes, handed over once (``take``) so that the decoder holds the only reference and
+    drops it as soon as decoding has started (the files are 1.8 GB at 1000x scale), and their sha256.
 
-    def __init__(self, category: str, label: str, raw: bytes) -> None:
+    ``content`` is the bytes (a URL's body) or the ``Path`` of a file on this machine, which is read only when
+    taken and hashed in pieces: a file whose hash shows it unchanged (SPEC §9) is never held in memory.
+    """
+
+    def __init__(self, category: str, label: str, content: bytes | Path) -> None:
         self.category = category
         #: The file's path or URL, as messages name it.
         self.label = label
-        self._raw: bytes | None = raw
+        self._content: bytes | Path | None = content
+        #: the sha256 of ``content`` once computed (of the bytes held, or of the file as it was then)
+        self._sha256: str | None = None
 
     def sha256(self) -> str:
         """The sha256 hex digest of the bytes (before ``take``)."""
-        assert self._raw is not None, "the bytes were taken"
-        return hashlib.sha256(self._raw).hexdigest()
+        content = self._content
+        assert content is not None, "the bytes were taken"
+        if self._sha256 is None:
+            if isinstance(content, bytes):
+                self._sha256 = hashlib.sha256(content).hexdigest()
+            else:
+                self._sha256 = regular_file_sha256(content)
+        return self._sha256
 
-    def take(self) -> bytes:
-        """The bytes, which this object then lets go of."""
-        raw, self._raw = self._raw, None
-        assert raw is not None, "the bytes were taken"
-        return raw
+    def take(self) -> tuple[bytes, str | None]:
+        """The bytes, which this object then lets go of, and their sha256 when it is known already (a file read
+        now may have changed since it was hashed, so its hash is not)."""
+        content, self._content = self._content, None
+        assert content is not None, "the bytes were taken"
+        if isinstance(content, bytes):
+            return content, self._sha256
+        return regular_file_bytes(content), None
 
 
 def reference_files(source: str, fetcher: HttpFetcher | None = None) -> Iterator[ReferenceFile]:
-    """Every category file present at ``source`` (a folder or a base URL), read one at a time so that only one
-    file's bytes are in memory. A missing required file raises."""
+    """Every category file present at ``source`` (a folder or a base URL), one at a time so that only one file's
+    bytes are in memory (a folder's files are read when taken). A missing required file raises."""
     category_of = {file: category for category, file in _REFERENCE_FILES.items()}
-    files = list(_REFERENCE_FILES.values())
-    for file, label, raw in input_files(input_location(source, fetcher), files, _missing):
-        if raw is not None:
-            reference = ReferenceFile(category_of[file], label, raw)
-            del raw  # the holder is the one owner: ``take`` hands the bytes to the decoder
+    location = input_location(source, fetcher)
+    for file in present_files(location, list(_REFERENCE_FILES.values()), _missing):
+        path = location.path(file)
+        content = path if path is not None else location.read(file)
+        if content is not None:
+            reference = ReferenceFile(category_of[file], location.label(file), content)
+            del content  # the holder is the one owner: ``take`` hands the bytes to the decoder
             yield reference
 
 
@@ -168,8 +187,8 @@ def validated_records(
     ReferenceInputError when the file is unusable or more than ``max_bad_record_fraction`` of it is bad."""
     category, source_file = file.category, file.label
     duplicate_keys: list[str] = []
-    raw = file.take()
-    input_hash, chunks = decoded_chunks(raw, source_file, duplicate_keys, decoding)
+    raw, known_hash = file.take()
+    input_hash, chunks = decoded_chunks(raw, source_file, duplicate_keys, decoding, known_hash)
     del raw  # decoding started: the bytes can go
     parts = [_validated_chunk(category, chunk) for chunk in chunks]
     if not parts:
@@ -178,12 +197,13 @@ def validated_records(
     frame = pl.concat([part[1] for part in parts], rechunk=False).with_row_index("position")
     del parts
     bad = verdicts.filter(pl.col("reason") != "")
-    good = frame.join(bad.select("position"), on="position", how="anti")
+    # (each filter or join copies every column, lists too: skipped when it would drop nothing, the usual case)
+    good = frame.join(bad.select("position"), on="position", how="anti") if bad.height else frame
 
     # Duplicates: a repeated JSON key (the decoder kept the first) and names equal but for case.
-    folded = good.with_columns(pl.col("name").str.to_lowercase().alias("_folded"))
-    case_dupes = folded.filter(pl.col("_folded").is_duplicated() & ~pl.col("_folded").is_first_distinct())
-    good = folded.filter(pl.col("_folded").is_first_distinct()).drop("_folded")
+    first = good["name"].str.to_lowercase().is_first_distinct()
+    case_dupes = good.filter(~first) if not first.all() else good.clear()
+    good = good.filter(first) if case_dupes.height else good
 
     records = good.with_columns(
         pl.lit(category).alias("category"),

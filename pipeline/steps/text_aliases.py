@@ -88,8 +88,10 @@ def folded_text_aliases(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
         backend_of(pl.col("name")).alias("_backend"),
         without_backend(pl.col("name")).str.to_lowercase().alias("_rest"),
     )
-    canonical = keyed.filter(pl.col("_backend").is_null())
-    prefixed = keyed.filter(pl.col("_backend").is_not_null())
+    is_copy = pl.col("_backend").is_not_null()
+    canonical = keyed.filter(~is_copy)
+    # the copies' keys only: a filter copies every column it keeps, lists too
+    copies = keyed.select("name", "position", "_backend", "_rest").filter(is_copy)
     targets = canonical.select(
         pl.col("name").alias("_canonical"),
         pl.col("position").alias("_canonical_position"),
@@ -99,7 +101,7 @@ def folded_text_aliases(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     matches = (
         pl.concat(
             [
-                prefixed.filter(pl.col("_backend") == backend)
+                copies.filter(pl.col("_backend") == backend)
                 .join(
                     targets.select("_canonical", "_canonical_position", target_key),
                     left_on="_rest",
@@ -116,7 +118,7 @@ def folded_text_aliases(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     alias_lists = (
         matches.sort("position").group_by("_canonical", maintain_order=True).agg(pl.col("name").alias("_aliases"))
     )
-    orphans = prefixed.join(matches.select("name"), on="name", how="anti")
+    orphans = keyed.filter(is_copy & ~pl.col("position").is_in(matches["position"].implode()))
     folded = (
         pl.concat([canonical, orphans])
         .join(alias_lists, left_on="name", right_on="_canonical", how="left")
