@@ -9,6 +9,7 @@ import polars as pl
 
 from pipeline.contracts.models import BaselineStats, CategoryStatistics, DownloadStats, ParameterBucketStats, TagStats
 from pipeline.contracts.parameters import BILLION
+from pipeline.contracts.schemas import StoredStatistics
 from pipeline.steps.collect_engine import ENGINE
 
 #: (label, min_params, max_params): half-open ``[min, max)`` in this order; the last has no upper edge.
@@ -168,6 +169,11 @@ def model_counts(records: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+#: The snapshot tables of a category's statistics, each ``StatisticsTables``' frame of that name (``buckets`` only
+#: where parameter buckets are computed).
+STATISTICS_TABLES: Final = ("baselines", "tags", "styles", "hosts", "buckets")
+
+
 @dataclass(frozen=True)
 class StatisticsTables:
     """The collected tables behind one ``CategoryStatistics`` (also written to the snapshot)."""
@@ -178,6 +184,25 @@ class StatisticsTables:
     tags: pl.DataFrame
     styles: pl.DataFrame
     hosts: pl.DataFrame
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """``{snapshot table: frame}`` for each of ``STATISTICS_TABLES`` this holds."""
+        found = {table: getattr(self, table) for table in STATISTICS_TABLES}
+        return {table: frame for table, frame in found.items() if frame is not None}
+
+
+def stored_statistics(
+    stored: StoredStatistics, *, grouped: bool, with_parameter_buckets: bool
+) -> StatisticsTables | None:
+    """The ``grouped`` (or ungrouped) tables of ``stored``, as ``statistics_tables`` computed them for that run;
+    None when ``stored`` lacks one of them (they are computed again)."""
+    frames = {
+        table: frame.filter(pl.col("grouped") == grouped).drop("grouped") for table, frame in stored.tables.items()
+    }
+    expected = {table for table in STATISTICS_TABLES if with_parameter_buckets or table != "buckets"}
+    if set(frames) != expected or grouped not in stored.counts:
+        return None
+    return StatisticsTables(counts=stored.counts[grouped], buckets=frames.pop("buckets", None), **frames)
 
 
 def statistics_tables(
