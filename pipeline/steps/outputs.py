@@ -20,9 +20,9 @@ from pipeline.steps.names.families import (
     families,
     family_records,
     parameter_count,
+    parsed_records,
     text_names,
     with_family_ids,
-    with_parsed_names,
 )
 from pipeline.steps.statistics import StatisticsTables, category_statistics, statistics_tables, stored_statistics
 
@@ -74,9 +74,7 @@ def run_outputs(
         if has_families:
             # Every text name is parsed once; every table below reads these collected frames.
             names = item.names if item.names is not None else text_names(records.lazy()).collect(engine=ENGINE)
-            parsed = with_parsed_names(records.lazy(), names.lazy()).with_columns(
-                parameter_count().alias("parameter_count")
-            )
+            parsed = parsed_records(records, names).lazy().with_columns(parameter_count().alias("parameter_count"))
             # Family ids once, for the families table, the family rows and the grouped risk view.
             named = with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
             outputs.tables[("names", category)] = names
