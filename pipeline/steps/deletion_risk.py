@@ -12,7 +12,7 @@ from pipeline.contracts.models import DeletionRiskFlags
 from pipeline.contracts.rules import RiskRules
 from pipeline.contracts.schemas import BACKEND_VARIATION_DTYPE, RISK_SCHEMA
 from pipeline.steps.collect_engine import ENGINE
-from pipeline.steps.merge import WORKER_IDS, worker_weighted_mean
+from pipeline.steps.merge import WORKER_IDS, worker_weighted_mean, worker_weighted_mean_of_one
 from pipeline.steps.names.families import (
     FAMILY_ID,
     most_common_per_family,
@@ -221,9 +221,27 @@ def family_backend_variations(members: pl.LazyFrame) -> pl.LazyFrame:
     """``_family`` -> ``backend_variations``: one entry per backend (VARIATION_BACKENDS order) over the members'
     entries: workers and usages summed; ``performance`` the worker-weighted mean of the members' performance for
     that backend (the plain mean of the non-null ones when no member has a worker there; null when none has one);
-    ``variant_name`` the busiest member's (ties: the smallest name)."""
+    ``variant_name`` the busiest member's (ties: the smallest name).
+
+    A member's entries are the merge's (one per backend, in VARIATION_BACKENDS order). Most families have one
+    member (84 % at 100x): theirs are that member's, each ``performance`` weighted as over one row; only the other
+    families' entries are grouped (0.14 s -> 0.05 s at 100x).
+    """
+    sized = members.select(FAMILY_ID, "backend_variations", pl.len().over(FAMILY_ID).alias("_members"))
+    entry = pl.element().struct
+    alone = sized.filter(pl.col("_members") == 1).select(
+        FAMILY_ID,
+        pl.col("backend_variations").list.eval(
+            entry.with_fields(
+                worker_weighted_mean_of_one(entry.field("performance"), entry.field("worker_count")).alias(
+                    "performance"
+                )
+            )
+        ),
+    )
     entries = (
-        members.select(FAMILY_ID, "backend_variations")
+        sized.filter(pl.col("_members") > 1)
+        .select(FAMILY_ID, "backend_variations")
         .explode("backend_variations")
         .drop_nulls("backend_variations")
         .unnest("backend_variations")
@@ -237,9 +255,10 @@ def family_backend_variations(members: pl.LazyFrame) -> pl.LazyFrame:
     position = pl.col("backend").replace_strict(
         {backend: index for index, backend in enumerate(VARIATION_BACKENDS)}, default=len(VARIATION_BACKENDS)
     )
-    return (
+    grouped = (
         per_backend.sort(FAMILY_ID, position)
         .group_by(FAMILY_ID, maintain_order=True)
         .agg(pl.struct(*[field.name for field in BACKEND_VARIATION_DTYPE.fields]).alias("backend_variations"))
         .with_columns(pl.col("backend_variations").cast(pl.List(BACKEND_VARIATION_DTYPE)))
     )
+    return pl.concat([alone, grouped])
