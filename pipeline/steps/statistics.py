@@ -37,7 +37,9 @@ def download_host(url: pl.Expr) -> pl.Expr:
 def model_size_bytes() -> pl.Expr:
     """``size_on_disk_bytes``, else the sum of per-download sizes when every download declares one."""
     sizes = pl.col("download_sizes")
-    all_declared = (sizes.list.len() > 0) & (sizes.list.drop_nulls().list.len() == sizes.list.len())
+    # the null test inside list.eval, over the flat values: list.drop_nulls() paid per list (0.02 s on the 72k
+    # empty lists of text at 100x, for each statistics and risk table)
+    all_declared = (sizes.list.len() > 0) & ~sizes.list.eval(pl.element().is_null()).list.any()
     return pl.coalesce(pl.col("size_on_disk_bytes"), pl.when(all_declared).then(sizes.list.sum()))
 
 
