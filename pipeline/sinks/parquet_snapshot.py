@@ -294,11 +294,18 @@ def run_tables(
     """``(table, category) -> frame`` for each of ``tables`` the committed run of ``manifest`` wrote (its own file
     or, after compaction, its rows of the day's file; only ``columns`` of each when given)."""
     store = open_store(root)
-    return {
-        (table, category): _read_entry(store, manifest["run_id"], entry, columns)
-        for table in tables
-        for category, entry in manifest["tables"].get(table, {}).items()
+    run_id = manifest["run_id"]
+    entries = {
+        (table, category): entry for table in tables for category, entry in manifest["tables"].get(table, {}).items()
     }
+    scans = [entry_scan(store, run_id, entry) for entry in entries.values()]
+    try:
+        # Read together: one collect for all the files (a steady run reads ~60 small ones; 0.06 s -> 0.03 s CPU)
+        frames = pl.collect_all([scan if columns is None else scan.select(columns) for scan in scans], engine=ENGINE)
+    except (pl.exceptions.PolarsError, OSError):
+        # one by one, so the error names the file that cannot be read
+        return {key: _read_entry(store, run_id, entry, columns) for key, entry in entries.items()}
+    return dict(zip(entries, frames, strict=True))
 
 
 def snapshot_lock(
