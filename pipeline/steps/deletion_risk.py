@@ -261,4 +261,6 @@ def family_backend_variations(members: pl.LazyFrame) -> pl.LazyFrame:
         .agg(pl.struct(*[field.name for field in BACKEND_VARIATION_DTYPE.fields]).alias("backend_variations"))
         .with_columns(pl.col("backend_variations").cast(pl.List(BACKEND_VARIATION_DTYPE)))
     )
-    return pl.concat([alone, grouped])
+    # One chunk: the family rows join and sort these lists of structs, and gathering them across two chunks cost
+    # more than the group-by saved (grouped risk table 0.25 s with, 0.45 s without, in a fresh process at 100x).
+    return pl.concat([alone, grouped], rechunk=True)
