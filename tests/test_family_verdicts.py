@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.contracts.rules import AnalysisRules, RiskRules
 from pipeline.shell.reference_records import category_records, load_records
@@ -15,7 +17,7 @@ from pipeline.sources.horde import horde_frames, load_horde
 from pipeline.sources.records import ReferenceFile
 from pipeline.steps.deletion_risk import FLAGS, deletion_risk_table
 from pipeline.steps.deletion_risk_view import deletion_risk_summary
-from pipeline.steps.merge import merged_models
+from pipeline.steps.merge import merged_models, worker_weighted_mean, worker_weighted_mean_of_one
 from pipeline.steps.names.families import parameter_count, with_family_ids, with_parsed_names
 from pipeline.steps.outputs import run_outputs
 
@@ -188,6 +190,50 @@ def test_family_backend_performance_is_the_worker_weighted_mean() -> None:
     assert _variation(eps, "canonical")["performance"] is None  # no member has a figure there
     # no weights: the plain mean of the members' figures
     assert _variation(rows["Zed-8B"], "canonical")["performance"] == pytest.approx(6.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=1e6)),
+            st.one_of(st.none(), st.integers(min_value=0, max_value=10_000)),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_a_one_member_family_weighs_its_performance_as_the_grouped_families_do(
+    rows: list[tuple[float | None, int | None]],
+) -> None:
+    # the one-member families skip the group-by (family_backend_variations): the same bits as aggregating one row
+    frame = pl.DataFrame(rows, schema={"performance": pl.Float64, "worker_count": pl.Int64}, orient="row")
+    grouped = (
+        frame.with_row_index("row")
+        .group_by("row", maintain_order=True)
+        .agg(worker_weighted_mean("performance", "worker_count"))["performance"]
+    )
+    alone = frame.select(worker_weighted_mean_of_one(pl.col("performance"), pl.col("worker_count")))["performance"]
+    assert alone.to_list() == grouped.to_list()
+
+
+def test_family_variations_of_one_member_and_of_several_agree(real_outputs: Any) -> None:
+    # the real families mix one-member families (the member's entries) and larger ones (grouped): every family's
+    # figures are its members' summed, whichever way they were computed
+    merged = real_outputs.tables[("merged", TEXT)]
+    families = real_outputs.deletion_risk[(TEXT, True, False)].table
+    sizes = families["members"].list.len()
+    assert (sizes == 1).any() and (sizes > 1).any()
+    for family in families.filter(sizes <= 3).iter_rows(named=True):
+        members = merged.filter(pl.col("name").is_in(family["members"]))
+        for position, entry in enumerate(family["backend_variations"]):
+            member_entries = [row[position] for row in members["backend_variations"]]
+            assert entry["usage_month"] == sum(item["usage_month"] for item in member_entries)
+            assert entry["worker_count"] == sum(item["worker_count"] for item in member_entries)
+            if len(member_entries) == 1:
+                assert entry == member_entries[0] or entry["performance"] == pytest.approx(
+                    member_entries[0]["performance"]
+                )
 
 
 def test_cost_benefit_divides_by_the_exact_size() -> None:

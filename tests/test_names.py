@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from jobs.__main__ import main
 from pipeline import load_records
@@ -23,6 +24,7 @@ from pipeline.steps.names.families import (
     families,
     family_records,
     parameter_count,
+    parsed_records,
     text_names,
     with_family_ids,
     with_parsed_names,
@@ -408,6 +410,12 @@ def test_reusing_the_names_table_parses_the_same(real_reference: Path) -> None:
     reused = with_parsed_names(records.lazy(), text_names(records.lazy())).collect()
     assert fresh.equals(reused)
     assert text_names(records.lazy()).collect().height == 3 * 719
+    # collected frames: laid side by side when the canonical rows are the records' in order, else joined
+    names = text_names(records.lazy()).collect()
+    assert_frame_equal(parsed_records(records, names), fresh)
+    shuffled = names.sample(fraction=1.0, shuffle=True, seed=7)
+    assert not shuffled.filter(pl.col("name") == pl.col("canonical"))["name"].equals(records["name"])
+    assert_frame_equal(parsed_records(records, shuffled), fresh)
 
 
 def test_real_families(real_reference: Path) -> None:

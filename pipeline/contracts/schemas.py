@@ -45,6 +45,7 @@ __all__ = [
     "UNMATCHED_SCHEMA",
     "HordeFrames",
     "LoadedCategory",
+    "StoredStatistics",
     "conformed",
 ]
 
@@ -158,10 +159,23 @@ class LoadedCategory:
     problems: pl.DataFrame
     input_hash: str
     entries: int
-    #: the ``names`` and ``families`` tables of these records when an earlier run's were read back with them
-    #: (SPEC §9: parsed by the same parser code, families under the same grouping); None: computed by the run
+    #: The tables derived from these records alone when an earlier run's were read back with them (SPEC §9: the
+    #: same code and rules); None: computed by the run. ``names`` and ``families`` (text), the statistics
+    #: tables and counts, and the previous ``audit`` table (its findings about the reference are this run's).
     names: pl.DataFrame | None = None
     families: pl.DataFrame | None = None
+    statistics: StoredStatistics | None = None
+    audit: pl.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class StoredStatistics:
+    """A category's statistics as an earlier run stored them: each statistics table (``baselines``, ``tags``, ...;
+    both ``grouped`` values in one frame, as the snapshot holds them) and, per ``grouped``, the counts behind its
+    statistics object (the run's manifest holds those)."""
+
+    tables: dict[str, pl.DataFrame]
+    counts: dict[bool, dict[str, int]]
 
 
 @dataclass(frozen=True)

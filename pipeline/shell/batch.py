@@ -36,7 +36,7 @@ from pipeline.sinks.parquet_snapshot import (
     SnapshotWriter,
     snapshot_lock,
 )
-from pipeline.sinks.previous_run import PreviousRecords, parsed_tables_key
+from pipeline.sinks.previous_run import PreviousRecords, derived_tables_key, statistics_counts_entry
 from pipeline.sinks.redis_publisher import PublishError
 from pipeline.sinks.redis_values import RedisValues
 from pipeline.sinks.retention import index_committed_run, maintain_after_commit
@@ -185,7 +185,7 @@ def run_once(
     run_id = run_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     store = open_store(settings.snapshot_dir)
     rules = analysis_rules(settings)
-    parsed_key = parsed_tables_key(rules.group_by_variant)  # what the names and families tables depend on (SPEC §9)
+    derived_key = derived_tables_key(rules)  # what the tables derived from the records alone depend on (SPEC §9)
     clock = Stopwatch(stop)
     log.info("run started", extra={"run_id": run_id, "stages": "load, compute, snapshot, commit, publish, maintain"})
     for level, event, fields in settings_log_events(settings):  # SPEC §8: effective settings, masked
@@ -208,7 +208,7 @@ def run_once(
             cache_dir=Path(store.location) / "_http_cache" if isinstance(store, FolderStore) else None,
         ) as fetcher:
             # SPEC §9: unchanged reference files are read back from the previous run (reuse_inputs=False decodes all)
-            previous = PreviousRecords.latest(store, parsed_key) if reuse_inputs else None
+            previous = PreviousRecords.latest(store, derived_key) if reuse_inputs else None
             inputs = load(settings, fetcher, previous)
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
@@ -250,7 +250,11 @@ def run_once(
             store_fence.verify()  # the lock object of an object store, likewise
             entries = {keys.records_hash_key(category): item.entries for category, item in inputs.records.items()}
             writer.commit(
-                input_hashes=inputs.input_hashes, counts=counts, input_entries=entries, parsed_tables_key=parsed_key
+                input_hashes=inputs.input_hashes,
+                counts=counts,
+                input_entries=entries,
+                derived_tables_key=derived_key,
+                statistics_counts=statistics_counts_entry(outputs.statistics_counts),
             )
         except BaseException:
             writer.abort()

@@ -170,7 +170,8 @@ class SnapshotWriter:
         input_hashes: dict[str, str],
         counts: dict[str, int],
         input_entries: dict[str, int] | None = None,
-        parsed_tables_key: str | None = None,
+        derived_tables_key: str | None = None,
+        statistics_counts: dict[str, dict[str, Any]] | None = None,
     ) -> str:
         """Write the manifest last: from now on this run is part of history."""
         manifest: dict[str, Any] = {
@@ -182,8 +183,10 @@ class SnapshotWriter:
         }
         if input_entries is not None:  # entries per reference input, for incremental runs (SPEC §9)
             manifest["input_entries"] = input_entries
-        if parsed_tables_key is not None:  # the code and grouping its names and families came from (SPEC §9)
-            manifest["parsed_tables_key"] = parsed_tables_key
+        if derived_tables_key is not None:  # the code and rules its tables derived from records came from (SPEC §9)
+            manifest["derived_tables_key"] = derived_tables_key
+        if statistics_counts is not None:  # what its statistics objects hold beyond its tables (SPEC §9)
+            manifest["statistics_counts"] = statistics_counts
         if self.artifacts:
             manifest["artifacts"] = self.artifacts
         key = write_manifest(self.store, manifest)

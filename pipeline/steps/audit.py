@@ -21,7 +21,7 @@ from pipeline.contracts.schemas import (
     ORPHAN_COPY_REASON,
     conformed,
 )
-from pipeline.steps.audit_kinds import ERROR, SEVERITIES, finding, in_audit_order
+from pipeline.steps.audit_kinds import ERROR, HORDE_KINDS, SEVERITIES, finding, in_audit_order
 from pipeline.steps.audit_names import name_findings
 from pipeline.steps.baselines import is_known_baseline
 from pipeline.steps.collect_engine import ENGINE
@@ -30,12 +30,16 @@ from pipeline.steps.statistics import download_host
 
 __all__ = [
     "audit_json",
+    "audit_table",
     "reference_audit",
+    "reference_findings",
     "severity_counts",
 ]
 
 #: Names listed in a ``duplicate_download`` detail before "and N more".
 _NAMES_SHOWN: Final = 5
+#: The columns of one finding (``audit_kinds.finding``): the audit table's but its category.
+_FINDING_COLUMNS: Final = [column for column in AUDIT_SCHEMA.names() if column != "category"]
 
 
 def _record_findings(records: pl.LazyFrame, category: str, preferred_file_hosts: tuple[str, ...]) -> list[pl.LazyFrame]:
@@ -144,16 +148,15 @@ def _unmatched_findings(unmatched: pl.LazyFrame) -> list[pl.LazyFrame]:
     ]
 
 
-def reference_audit(
+def reference_findings(
     category: str,
     records: pl.LazyFrame,
     *,
     problems: pl.DataFrame,
-    unmatched: pl.DataFrame | None = None,
     preferred_file_hosts: tuple[str, ...] = ("huggingface.co",),
 ) -> pl.DataFrame:
-    """Every finding of SPEC §11 for one category (``AUDIT_SCHEMA``), ``in_audit_order``: by severity, most urgent
-    first, then by kind, then in the records' order.
+    """The findings of SPEC §11 about the reference alone (every kind but ``HORDE_KINDS``), in the order the audit
+    table lists them within a kind: what ``audit_table`` completes with the Horde's findings.
 
     ``records`` are the category's records; for text, with the parsed name columns and family keys (``size_b``,
     ``experts``, ``active_b``, ``_family_key``).
@@ -163,11 +166,35 @@ def reference_audit(
         parts += _problem_findings(records, problems.lazy())
     if policy(category).has_families:
         parts += name_findings(records)
-    if unmatched is not None:
-        parts += _unmatched_findings(unmatched.lazy())
     collected = [frame for frame in pl.collect_all(parts, engine=ENGINE) if frame.height]
-    found = in_audit_order(pl.concat(collected)) if collected else pl.DataFrame(schema=AUDIT_SCHEMA)
+    return pl.concat(collected) if collected else pl.DataFrame(schema=AUDIT_SCHEMA).select(_FINDING_COLUMNS)
+
+
+def audit_table(category: str, reference: pl.DataFrame, unmatched: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The ``audit`` table of one category (``AUDIT_SCHEMA``) ``in_audit_order`` (by severity, most urgent first,
+    then by kind, then in the records' order): the ``reference``'s findings and, from ``unmatched``, the Horde's.
+
+    ``reference`` is ``reference_findings`` or, for an unchanged reference, the previous run's audit table: only
+    its findings of kinds other than ``HORDE_KINDS`` are kept (the order sorts them back where they were).
+    """
+    parts = [reference.filter(~pl.col("kind").is_in(HORDE_KINDS)).select(_FINDING_COLUMNS)]
+    if unmatched is not None:
+        parts.append(_unmatched_findings(unmatched.lazy())[0].collect(engine=ENGINE))
+    found = in_audit_order(pl.concat(parts, how="vertical_relaxed"))
     return conformed(found.with_columns(pl.lit(category).alias("category")), AUDIT_SCHEMA)
+
+
+def reference_audit(
+    category: str,
+    records: pl.LazyFrame,
+    *,
+    problems: pl.DataFrame,
+    unmatched: pl.DataFrame | None = None,
+    preferred_file_hosts: tuple[str, ...] = ("huggingface.co",),
+) -> pl.DataFrame:
+    """Every finding of SPEC §11 for one category: ``audit_table`` of the ``reference_findings``."""
+    found = reference_findings(category, records, problems=problems, preferred_file_hosts=preferred_file_hosts)
+    return audit_table(category, found, unmatched)
 
 
 def severity_counts(findings: pl.DataFrame) -> dict[str, int]:

@@ -10,6 +10,7 @@ import polars as pl
 
 __all__ = [
     "ERROR",
+    "HORDE_KINDS",
     "INFO",
     "KINDS",
     "SEVERITIES",
@@ -32,6 +33,9 @@ class AuditKind:
 
     severity: str
     explanation: str
+    #: found in the AI Horde data, not in the reference alone: the other kinds of an unchanged reference are found
+    #: again as they were, so a run may read them back (SPEC §9)
+    from_horde: bool = False
 
 
 #: Every kind of finding (the README's table repeats this; a test ties the two).
@@ -52,8 +56,10 @@ KINDS: Final[dict[str, AuditKind]] = {
     "duplicate_download": AuditKind(WARNING, "one file URL used by two or more models"),
     "duplicate_name": AuditKind(WARNING, "the same name twice in one file (the first was kept)"),
     "case_duplicate": AuditKind(WARNING, "names equal but for case (the first was kept)"),
-    "served_not_referenced": AuditKind(WARNING, "served on the AI Horde but not in the reference"),
+    "served_not_referenced": AuditKind(WARNING, "served on the AI Horde but not in the reference", from_horde=True),
 }
+#: The kinds found in the AI Horde data (``AuditKind.from_horde``).
+HORDE_KINDS: Final = tuple(kind for kind, about in KINDS.items() if about.from_horde)
 
 
 def finding(

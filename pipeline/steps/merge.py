@@ -129,6 +129,12 @@ def worker_weighted_mean(value: str, weight: str) -> pl.Expr:
     return pl.when(total > 0).then((pl.col(value) * weights).sum() / total).otherwise(pl.col(value).mean())
 
 
+def worker_weighted_mean_of_one(value: pl.Expr, weight: pl.Expr) -> pl.Expr:
+    """``worker_weighted_mean`` over a single row, row by row (not an aggregation): the same float operations on
+    the one value, so the same bits (``x * w / w`` is not always ``x``)."""
+    return pl.when(value.is_not_null() & (weight.fill_null(0) > 0)).then(value * weight / weight).otherwise(value)
+
+
 def _copy_of(model_id: pl.Expr, horde_name: pl.Expr) -> pl.Expr:
     """A (model, backend) pair as one integer: ``model_id * len(VARIATION_BACKENDS) + backend position``, so the
     rows of a model's copies lie next to each other in VARIATION_BACKENDS order."""

@@ -11,7 +11,7 @@ from pipeline.contracts.categories import policy
 from pipeline.contracts.models import CategoryStatistics
 from pipeline.contracts.rules import AnalysisRules
 from pipeline.contracts.schemas import MERGED_SCHEMA, RISK_SCHEMA, HordeFrames, LoadedCategory, conformed
-from pipeline.steps.audit import reference_audit
+from pipeline.steps.audit import audit_table, reference_findings
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.deletion_risk import deletion_risk_table
 from pipeline.steps.deletion_risk_view import DeletionRiskView, deletion_risk_response
@@ -20,11 +20,11 @@ from pipeline.steps.names.families import (
     families,
     family_records,
     parameter_count,
+    parsed_records,
     text_names,
     with_family_ids,
-    with_parsed_names,
 )
-from pipeline.steps.statistics import StatisticsTables, category_statistics, statistics_tables
+from pipeline.steps.statistics import StatisticsTables, category_statistics, statistics_tables, stored_statistics
 
 #: (category, grouped) and (category, grouped, variations): the keys of a run's published objects.
 StatisticsKey = tuple[str, bool]
@@ -38,19 +38,14 @@ class RunOutputs:
     statistics: dict[StatisticsKey, CategoryStatistics] = field(default_factory=dict)
     deletion_risk: dict[RiskKey, DeletionRiskView] = field(default_factory=dict)
     tables: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
+    #: the counts behind each statistics object (``StatisticsTables.counts``): a run stores them, so the next one
+    #: can read its statistics back with unchanged records (SPEC §9)
+    statistics_counts: dict[StatisticsKey, dict[str, int]] = field(default_factory=dict)
 
 
 def _stats_rows(tables: StatisticsTables, grouped: bool) -> dict[str, pl.DataFrame]:
     flag = pl.lit(grouped).alias("grouped")
-    found = {
-        "baselines": tables.baselines,
-        "tags": tables.tags,
-        "styles": tables.styles,
-        "hosts": tables.hosts,
-    }
-    if tables.buckets is not None:
-        found["buckets"] = tables.buckets
-    return {name: frame.with_columns(flag) for name, frame in found.items()}
+    return {name: frame.with_columns(flag) for name, frame in tables.frames().items()}
 
 
 def _add_tables(outputs: RunOutputs, category: str, per_variant: list[dict[str, pl.DataFrame]]) -> None:
@@ -74,34 +69,47 @@ def run_outputs(
         category_rules = policy(category)
         # parsed names, families, parameter buckets, the grouped and the variations views (CategoryPolicy)
         has_families = category_rules.has_families
+        # With unchanged records, code and rules, the tables derived from the records alone are the previous
+        # run's (SPEC §9): read back with the records, never computed twice.
         if has_families:
-            # Every text name is parsed once (or read back with unchanged records: SPEC §9); every table below
-            # reads these collected frames.
+            # Every text name is parsed once; every table below reads these collected frames.
             names = item.names if item.names is not None else text_names(records.lazy()).collect(engine=ENGINE)
-            parsed = with_parsed_names(records.lazy(), names.lazy()).with_columns(
-                parameter_count().alias("parameter_count")
-            )
+            parsed = parsed_records(records, names).lazy().with_columns(parameter_count().alias("parameter_count"))
             # Family ids once, for the families table, the family rows and the grouped risk view.
             named = with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
-            grouped_rows = family_records(named).collect(engine=ENGINE).lazy()
             outputs.tables[("names", category)] = names
             outputs.tables[("families", category)] = (
                 item.families if item.families is not None else families(named, names.lazy()).collect(engine=ENGINE)
             )
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
-            grouped_rows = named  # grouping only changes text (SPEC §5)
         audited[category] = named
-        ungrouped = statistics_tables(named, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=has_families)
-        grouped = (
-            statistics_tables(grouped_rows, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=True)
-            if has_families
-            else ungrouped
-        )
+        stored = [
+            stored_statistics(item.statistics, grouped=flag, with_parameter_buckets=has_families)
+            for flag in (False, True)
+            if item.statistics is not None
+        ]
+        if stored and stored[0] is not None and stored[1] is not None:
+            ungrouped, grouped = stored[0], stored[1]
+        else:
+            ungrouped = statistics_tables(
+                named, top_tags_limit=rules.top_tags_limit, with_parameter_buckets=has_families
+            )
+            # grouping only changes text (SPEC §5)
+            grouped = (
+                statistics_tables(
+                    family_records(named).collect(engine=ENGINE).lazy(),
+                    top_tags_limit=rules.top_tags_limit,
+                    with_parameter_buckets=True,
+                )
+                if has_families
+                else ungrouped
+            )
         for flag, tables in ((False, ungrouped), (True, grouped)):
             outputs.statistics[(category, flag)] = category_statistics(
                 category, tables, computed_at=computed_at, grouped=flag, run_id=run_id
             )
+            outputs.statistics_counts[(category, flag)] = tables.counts
         _add_tables(outputs, category, [_stats_rows(ungrouped, False), _stats_rows(grouped, True)])
 
         horde_type = category_rules.horde_type
@@ -129,11 +137,15 @@ def run_outputs(
             for flag, table in ((False, plain), (True, by_family))
         )
     for category, item in loaded.items():
-        outputs.tables[("audit", category)] = reference_audit(
-            category,
-            audited[category],
-            problems=item.problems,
-            unmatched=outputs.tables.get(("unmatched", category)),
-            preferred_file_hosts=rules.risk.preferred_file_hosts,
+        found = (
+            item.audit
+            if item.audit is not None
+            else reference_findings(
+                category,
+                audited[category],
+                problems=item.problems,
+                preferred_file_hosts=rules.risk.preferred_file_hosts,
+            )
         )
+        outputs.tables[("audit", category)] = audit_table(category, found, outputs.tables.get(("unmatched", category)))
     return outputs

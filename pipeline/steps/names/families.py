@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, TypeVar
 
 import polars as pl
 
 from pipeline.contracts.parameters import known_parameters, parameters_of_billions
-from pipeline.steps.collect_engine import sorted_lists
+from pipeline.steps.collect_engine import ENGINE, sorted_lists
 from pipeline.steps.names.patterns import BACKENDS, BASE_SEPARATOR, CANONICAL, VARIATION_BACKENDS
 from pipeline.steps.names.polars_engine import parsed_names
 from pipeline.steps.names.spellings import display_spelling
 
 #: Parsed fields renamed where a record column has the same name.
 _RENAMED: Final = {"version": "name_version", "format": "name_format"}
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def text_names(records: pl.LazyFrame) -> pl.LazyFrame:
@@ -33,8 +35,23 @@ def with_parsed_names(records: pl.LazyFrame, names: pl.LazyFrame | None = None) 
     if names is None:
         parsed = parsed_names(records.select("name")).unique("name", maintain_order=True)
     else:
-        parsed = names.filter(pl.col("name") == pl.col("canonical")).drop("canonical")
+        parsed = _canonical_rows(names)
     return records.join(parsed.rename(_RENAMED), on="name", how="left", maintain_order="left")
+
+
+def parsed_records(records: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
+    """``with_parsed_names(records, names)`` of collected frames. Where the names table's canonical rows are the
+    records' names in order, as ``text_names`` lists them, its fields are laid beside the records: the same frame
+    as the join, without hashing every name (the join cost 0.08 s at 100x)."""
+    parsed = _canonical_rows(names)
+    if parsed["name"].equals(records["name"]):
+        return records.hstack(parsed.drop("name").rename(_RENAMED))
+    return with_parsed_names(records.lazy(), names.lazy()).collect(engine=ENGINE)
+
+
+def _canonical_rows(names: FrameT) -> FrameT:
+    """The rows of a ``text_names`` table that parse a record's own name (not an alias), without ``canonical``."""
+    return names.filter(pl.col("name") == pl.col("canonical")).drop("canonical")
 
 
 def parameter_count() -> pl.Expr:
