@@ -143,12 +143,16 @@ class SnapshotWriter:
             pl.lit(self.run_id, dtype=RUN_COLUMNS["run_id"]).alias("run_id"),
             pl.lit(self.run_at, dtype=RUN_COLUMNS["run_at"]).alias("run_at"),
         )
-        buffer = io.BytesIO()
-        stamped.write_parquet(buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         # Recorded before the put: a put that fails half-way (a full disk) still leaves abort() a key to remove.
         self.written.setdefault(table, {})[category] = {"path": key, "rows": stamped.height}
         self._mark_pending(category)
-        self.store.put(key, buffer.getbuffer().tobytes())
+        # Polars writes the file itself: into a Python buffer it would call back, taking the GIL, for every chunk
+        self.store.put_written(
+            key,
+            lambda path: stamped.write_parquet(
+                path, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL
+            ),
+        )
         return key
 
     def write_artifact(self, name: str, frame: pl.DataFrame) -> str:
@@ -156,12 +160,10 @@ class SnapshotWriter:
         if name not in ARTIFACTS:
             raise ValueError(f"unknown snapshot artifact {name!r}; valid: {', '.join(ARTIFACTS)}")
         key = artifact_keys(name, self.run_id)[0]
-        buffer = io.BytesIO()
-        frame.write_ipc(buffer, compression="zstd")
         # Recorded before the put, as for a table: abort() removes a half-written artifact too.
         self.artifacts[name] = key
         self._mark_pending(None)
-        self.store.put(key, buffer.getbuffer().tobytes())
+        self.store.put_written(key, lambda path: frame.write_ipc(path, compression="zstd"))
         return key
 
     def commit(
