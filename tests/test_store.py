@@ -88,6 +88,22 @@ def test_polars_scans_what_the_store_holds(store: SnapshotStore) -> None:
     assert frame["category"].to_list() == ["a", "a"]
 
 
+def test_put_written_stores_what_polars_wrote_or_nothing(store: SnapshotStore, tmp_path: Path) -> None:
+    key = "t/category=a/run_date=2026-01-01/r1.parquet"
+    frame = pl.DataFrame({"x": [1, 2]})
+    store.put_written(key, lambda path: frame.write_parquet(path))
+    assert pl.read_parquet(io.BytesIO(store.get(key))).equals(frame)
+
+    def half_then_fail(path: str) -> None:
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise OSError("disk full (simulated)")
+
+    with pytest.raises(OSError, match="disk full"):
+        store.put_written("t/category=a/run_date=2026-01-01/r2.parquet", half_then_fail)
+    assert store.list("t") == [key]  # nothing half-written, no .tmp left beside it
+    assert not store.exists("t/category=a/run_date=2026-01-01/r2.parquet")
+
+
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "a/../../b", "a//b", "a/./b", "a\\b", "a/"])
 def test_keys_never_leave_the_store(store: SnapshotStore, key: str) -> None:
     with pytest.raises(UnsafeKeyError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,6 +45,12 @@ class FolderStore:
         path = self._path(key)
         with self._tmp_beside(path) as tmp:
             tmp.write_bytes(data)
+            os.replace(tmp, path)
+
+    def put_written(self, key: str, write: Callable[[str], None]) -> None:
+        path = self._path(key)
+        with self._tmp_beside(path) as tmp:
+            write(str(tmp))
             os.replace(tmp, path)
 
     def put_if_absent(self, key: str, data: bytes) -> str | None:

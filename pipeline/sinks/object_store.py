@@ -9,7 +9,9 @@ way every AWS tool reads them; this module never logs or formats them, and its e
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pipeline.sinks.snapshot_store import StoreError, UnsafeKeyError, checked_key, checked_prefix
@@ -59,6 +61,13 @@ class ObjectStore:
             obstore.put(self._store, key, data)
         except Exception as error:
             raise _object_store_error(self.location, error) from None
+
+    def put_written(self, key: str, write: Callable[[str], None]) -> None:
+        # written into a local file first: an object is put whole (a temporary folder is removed on any failure)
+        with tempfile.TemporaryDirectory(prefix="horde-analytics-put-") as folder:
+            local = Path(folder) / "object"
+            write(str(local))
+            self.put(key, local.read_bytes())
 
     def put_if_absent(self, key: str, data: bytes) -> str | None:
         import obstore

@@ -7,7 +7,7 @@ whoever wrote it (SPEC §12: a manifest never makes a reader open a path outside
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Protocol
 
@@ -45,6 +45,10 @@ class SnapshotStore(Protocol):
 
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` at ``key``, replacing any earlier value, atomically."""
+        ...
+
+    def put_written(self, key: str, write: Callable[[str], None]) -> None:
+        """Store at ``key`` what ``write(path)`` writes into a local file, atomically, as ``put`` does."""
         ...
 
     def put_if_absent(self, key: str, data: bytes) -> str | None:
