@@ -90,8 +90,11 @@ def run_outputs(
             # Every text name is parsed once; every table below reads these collected frames.
             names = item.names if item.names is not None else text_names(records.lazy()).collect(engine=ENGINE)
             parsed = parsed_records(records, names).lazy().with_columns(parameter_count().alias("parameter_count"))
-            # Family ids once, for the families table, the family rows and the grouped risk view.
-            named = with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).lazy()
+            # Family ids once, for the families table, the family rows and the grouped risk view; in one chunk per
+            # column, as every table below gathers these rows (across chunks, 0.1 s more at 100x).
+            named = (
+                with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).rechunk().lazy()
+            )
             add("names", category, names)
             add(
                 "families",
