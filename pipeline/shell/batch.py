@@ -46,7 +46,7 @@ from pipeline.sinks.uncommitted import sweep_uncommitted
 from pipeline.sources.gc_pause import collector_paused
 from pipeline.sources.horde import load_horde
 from pipeline.sources.http import HttpFetcher
-from pipeline.steps.history import HISTORY_TABLES, with_history
+from pipeline.steps.history import with_history
 from pipeline.steps.outputs import RunOutputs, run_outputs
 
 __all__ = [
@@ -213,49 +213,37 @@ def run_once(
         clock.lap("load")
         problems = pl.concat([item.problems for item in inputs.records.values()])
         _log_problems(problems)
+        outputs = run_outputs(inputs.records, inputs.horde, rules, computed_at=int(started), run_id=run_id)
+        history_started = time.perf_counter()
+        outputs = with_history(outputs, previous_states(store, run_at), run_at)
+        clock.lap("compute")
+        clock.laps["history"] = round(time.perf_counter() - history_started, 4)  # part of compute (SPEC §10)
+        counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
+        report = RunResult(
+            run_id=run_id,
+            started_at=started,
+            finished_at=started,
+            outputs=outputs,
+            problems=problems,
+            input_hashes=inputs.input_hashes,
+            counts=counts,
+            timings=clock.laps,
+            cpu_timings=clock.cpu_laps,
+        )
         writer = snapshot_writer(root=store, run_id=run_id, run_at=run_at)
         try:
-            # Each table is written on the writer's thread as soon as it is final, while compute goes on (it
-            # leaves a core idle); the tables SPEC §10 rewrites wait for the history. Still SPEC §12: the
-            # manifest goes last, and a failure or a stop from here on removes every file written.
-            early: dict[tuple[str, str], pl.DataFrame] = {}
-
-            def final(key: tuple[str, str], frame: pl.DataFrame) -> None:
-                if key[0] not in HISTORY_TABLES:
-                    early[key] = frame
-                    writer.write_soon(*key, frame)
-
-            for category, item in sorted(inputs.records.items()):
-                writer.write_soon("problems", category, item.problems)
-            outputs = run_outputs(
-                inputs.records, inputs.horde, rules, computed_at=int(started), run_id=run_id, on_table=final
-            )
-            history_started = time.perf_counter()
-            outputs = with_history(outputs, previous_states(store, run_at), run_at)
-            clock.lap("compute")
-            clock.laps["history"] = round(time.perf_counter() - history_started, 4)  # part of compute (SPEC §10)
-            replaced = sorted(key for key, frame in early.items() if outputs.tables.get(key) is not frame)
-            if replaced:  # a table written early must be the one committed
-                raise RuntimeError(f"tables changed after they were reported final: {replaced}")
-            counts = {f"{table}:{category}": frame.height for (table, category), frame in outputs.tables.items()}
-            report = RunResult(
-                run_id=run_id,
-                started_at=started,
-                finished_at=time.time(),  # the outputs are complete; last_run says so
-                outputs=outputs,
-                problems=problems,
-                input_hashes=inputs.input_hashes,
-                counts=counts,
-                timings=clock.laps,
-                cpu_timings=clock.cpu_laps,
-            )
-            for key, frame in sorted(outputs.tables.items()):
-                if key not in early:
-                    writer.write_soon(*key, frame)
-            # Meanwhile the Redis values are built and stored here (so `run --republish` sends exactly these):
-            # both sides are mostly Polars, which lets go of the GIL.
-            redis_values = None if publisher is None else _stored_values(publisher, writer, report)
-            writer.flush()
+            report.finished_at = time.time()  # the outputs are complete; last_run says so
+            redis_values: RedisValues | None = None
+            # The Redis values are built and stored (so `run --republish` sends exactly these) on a second thread
+            # while the tables are written: both are mostly Polars, which lets go of the GIL. Leaving the pool
+            # waits for it, so an abort below never races the artifact's put.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-values") as pool:
+                stored = None if publisher is None else pool.submit(_stored_values, publisher, writer, report)
+                for (table, category), frame in sorted(outputs.tables.items()):
+                    writer.write(table, category, frame)
+                for category, item in sorted(inputs.records.items()):
+                    writer.write("problems", category, item.problems)
+                redis_values = None if stored is None else stored.result()
             clock.lap("snapshot")
             if fence is not None:
                 fence.verify()  # the fence: a run that lost its lock must not commit (SPEC §12)
@@ -269,7 +257,7 @@ def run_once(
                 statistics_counts=statistics_counts_entry(outputs.statistics_counts),
             )
         except BaseException:
-            writer.abort()  # waits for a write in progress, so no file appears after it
+            writer.abort()
             raise
         index_committed_run(store, run_id)  # readers find runs through the index (SPEC §13)
         clock.lap("commit", stoppable=False)  # committed: a stop request now waits for the publish

@@ -40,7 +40,6 @@ from pipeline.sinks.run_manifests import (
 from pipeline.sinks.store import SnapshotStore, open_store
 from pipeline.sinks.store_lock import SnapshotLockedError, SnapshotLockLostError, StoreFence
 from pipeline.sinks.store_lock import snapshot_lock as store_snapshot_lock
-from pipeline.sinks.write_queue import WriteQueue
 from pipeline.steps.collect_engine import ENGINE
 
 __all__ = [
@@ -116,7 +115,6 @@ class SnapshotWriter:
     #: the categories the pending marker names (None: no marker yet); tables and the artifact are put on two threads
     _marked: set[str] | None = field(default=None, init=False, repr=False)
     _marker_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _queue: WriteQueue = field(default_factory=lambda: WriteQueue("snapshot-tables"), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.store = open_store(self.root)
@@ -147,7 +145,7 @@ class SnapshotWriter:
         # Recorded before the put: a put that fails half-way (a full disk) still leaves abort() a key to remove.
         self.written.setdefault(table, {})[category] = {"path": key, "rows": stamped.height}
         self._mark_pending(category)
-        # Polars writes the file itself: into a Python buffer it would call back under the GIL for every chunk
+        # Polars writes the file itself: into a Python buffer it would call back, taking the GIL, for every chunk
         self.store.put_written(
             key,
             lambda path: stamped.write_parquet(
@@ -155,14 +153,6 @@ class SnapshotWriter:
             ),
         )
         return key
-
-    def write_soon(self, table: str, category: str, frame: pl.DataFrame) -> None:
-        """``write`` on the writer's own thread, in the order queued; ``flush`` (or ``commit``) waits for it."""
-        self._queue.submit(self.write, table, category, frame)
-
-    def flush(self) -> None:
-        """Wait for every table ``write_soon`` queued; raise the first write that failed."""
-        self._queue.wait()
 
     def write_artifact(self, name: str, frame: pl.DataFrame) -> str:
         """Write ``frame`` as this run's artifact ``name`` (listed in the manifest at commit); the key."""
@@ -184,12 +174,11 @@ class SnapshotWriter:
         derived_tables_key: str | None = None,
         statistics_counts: dict[str, dict[str, Any]] | None = None,
     ) -> str:
-        """Write the manifest last (after every queued table, listed sorted): from now on the run is history."""
-        self.flush()
+        """Write the manifest last: from now on this run is part of history."""
         manifest: dict[str, Any] = {
             "run_id": self.run_id,
             "run_at": self.run_at.isoformat(),
-            "tables": {table: dict(sorted(entries.items())) for table, entries in sorted(self.written.items())},
+            "tables": self.written,
             "input_hashes": input_hashes,
             "counts": counts,
         }
@@ -206,11 +195,13 @@ class SnapshotWriter:
         return key
 
     def abort(self) -> None:
-        """Remove every file this run wrote, once the write in progress is done (queued ones are dropped)."""
-        self._queue.stop()
-        paths = [entry["path"] for categories in self.written.values() for entry in categories.values()]
-        self.store.delete_all([*paths, *self.artifacts.values()])  # a bucket: one request
-        self.store.delete(pending_key(self.run_id))  # last: until it goes, the sweep finds what is left
+        """Remove every file this run wrote (a failed run leaves nothing behind)."""
+        for categories in self.written.values():
+            for entry in categories.values():
+                self.store.delete(entry["path"])
+        for key in self.artifacts.values():
+            self.store.delete(key)
+        self.store.delete(pending_key(self.run_id))
         self.written.clear()
         self.artifacts.clear()
 
@@ -249,6 +240,10 @@ def _entry_key(entry: dict[str, Any]) -> str:
     return key
 
 
+def _missing(store: SnapshotStore, key: str) -> SnapshotReadError:
+    return SnapshotReadError(f"snapshot file {store.where(key)} is missing (named by a committed manifest)")
+
+
 def history(root: Path | str | SnapshotStore, table: str, category: str | None = None) -> pl.LazyFrame | None:
     """All committed runs of ``table`` as one lazy frame (hive columns ``category`` and ``run_date``), read through
     the store's run index (SPEC §13): each run's rows once, wherever compaction put them."""
@@ -270,7 +265,7 @@ def entry_scan(
     store = open_store(root)
     key = _entry_key(entry)
     if not store.exists(key):
-        raise SnapshotReadError(f"snapshot file {store.where(key)} is missing (named by a committed manifest)")
+        raise _missing(store, key)
     scan = pl.scan_parquet(
         store.scan_target(key), hive_partitioning=hive_partitioning, storage_options=store.storage_options
     )

@@ -45,10 +45,6 @@ from pipeline.steps.changes import changes
 from pipeline.steps.collect_engine import ENGINE
 from pipeline.steps.outputs import RunOutputs
 
-#: The snapshot tables ``with_history`` writes (``model_state``, ``changes``) or replaces (``deletion_risk`` gets
-#: the history fields); every other table of ``run_outputs`` is final when that step reports it.
-HISTORY_TABLES: Final = frozenset({"deletion_risk", "model_state", "changes"})
-
 _TIME: Final = pl.Datetime("us", "UTC")
 _KEY: Final = ("grouped", "key")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -29,10 +29,6 @@ from pipeline.steps.statistics import StatisticsTables, category_statistics, sta
 #: (category, grouped) and (category, grouped, variations): the keys of a run's published objects.
 StatisticsKey = tuple[str, bool]
 RiskKey = tuple[str, bool, bool]
-#: (table, category): the key of a snapshot table.
-TableKey = tuple[str, str]
-#: Told each snapshot table as soon as it is complete (see ``run_outputs``).
-TableDone = Callable[[TableKey, pl.DataFrame], object]
 
 
 @dataclass
@@ -52,8 +48,9 @@ def _stats_rows(tables: StatisticsTables, grouped: bool) -> dict[str, pl.DataFra
     return {name: frame.with_columns(flag) for name, frame in tables.frames().items()}
 
 
-def _concatenated(per_variant: list[dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
-    return {name: pl.concat([variant[name] for variant in per_variant]) for name in per_variant[0]}
+def _add_tables(outputs: RunOutputs, category: str, per_variant: list[dict[str, pl.DataFrame]]) -> None:
+    for name in per_variant[0]:
+        outputs.tables[(name, category)] = pl.concat([variant[name] for variant in per_variant])
 
 
 def run_outputs(
@@ -62,25 +59,13 @@ def run_outputs(
     rules: AnalysisRules,
     computed_at: int,
     run_id: str | None = None,
-    *,
-    on_table: TableDone | None = None,
 ) -> RunOutputs:
-    """Statistics for every category, deletion risk where Horde data exists, and every snapshot table.
-
-    ``on_table`` is told each snapshot table the moment it is complete, with the frame the outputs end with, so
-    the shell can write it while the rest computes (``with_history`` then replaces ``history.HISTORY_TABLES``).
-    """
+    """Statistics for every category, deletion risk where Horde data exists, and every snapshot table."""
     outputs = RunOutputs()
-
-    def add(table: str, category: str, frame: pl.DataFrame) -> None:
-        outputs.tables[(table, category)] = frame
-        if on_table is not None:
-            on_table((table, category), frame)
-
     audited: dict[str, pl.LazyFrame] = {}  # per category, the frame the reference audit reads (SPEC §11)
     for category, item in loaded.items():
         records = item.records
-        add("records", category, records)
+        outputs.tables[("records", category)] = records
         category_rules = policy(category)
         # parsed names, families, parameter buckets, the grouped and the variations views (CategoryPolicy)
         has_families = category_rules.has_families
@@ -95,11 +80,9 @@ def run_outputs(
             named = (
                 with_family_ids(parsed, group_by_variant=rules.group_by_variant).collect(engine=ENGINE).rechunk().lazy()
             )
-            add("names", category, names)
-            add(
-                "families",
-                category,
-                item.families if item.families is not None else families(named, names.lazy()).collect(engine=ENGINE),
+            outputs.tables[("names", category)] = names
+            outputs.tables[("families", category)] = (
+                item.families if item.families is not None else families(named, names.lazy()).collect(engine=ENGINE)
             )
         else:
             named = records.lazy().with_columns(pl.col("parameters").alias("parameter_count"))
@@ -130,18 +113,17 @@ def run_outputs(
                 category, tables, computed_at=computed_at, grouped=flag, run_id=run_id
             )
             outputs.statistics_counts[(category, flag)] = tables.counts
-        for name, frame in _concatenated([_stats_rows(ungrouped, False), _stats_rows(grouped, True)]).items():
-            add(name, category, frame)
+        _add_tables(outputs, category, [_stats_rows(ungrouped, False), _stats_rows(grouped, True)])
 
         horde_type = category_rules.horde_type
         if horde is None or horde_type is None or horde_type not in horde:
             continue
         frames = horde[horde_type]
         merged, unmatched = merged_models(named.collect(engine=ENGINE), frames, category=category)
-        add("merged", category, conformed(merged, MERGED_SCHEMA))
-        add("unmatched", category, unmatched)
-        add("horde_status", category, frames.status)
-        add("horde_usage", category, frames.usage)
+        outputs.tables[("merged", category)] = conformed(merged, MERGED_SCHEMA)
+        outputs.tables[("unmatched", category)] = unmatched
+        outputs.tables[("horde_status", category)] = frames.status
+        outputs.tables[("horde_usage", category)] = frames.usage
         # Each table is computed once: the variations view differs from the plain one only in its JSON, and
         # grouping only changes text (SPEC §5, §6).
         plain = deletion_risk_table(merged, category=category, rules=rules.risk)
@@ -153,13 +135,9 @@ def run_outputs(
             outputs.deletion_risk[(category, grouped_flag, variations)] = deletion_risk_response(
                 table, category=category, with_variations=variations, run_id=run_id
             )
-        add(
-            "deletion_risk",
-            category,
-            pl.concat(
-                conformed(table.with_columns(pl.lit(flag).alias("grouped")), RISK_SCHEMA)
-                for flag, table in ((False, plain), (True, by_family))
-            ),
+        outputs.tables[("deletion_risk", category)] = pl.concat(
+            conformed(table.with_columns(pl.lit(flag).alias("grouped")), RISK_SCHEMA)
+            for flag, table in ((False, plain), (True, by_family))
         )
     for category, item in loaded.items():
         found = (
@@ -172,5 +150,5 @@ def run_outputs(
                 preferred_file_hosts=rules.risk.preferred_file_hosts,
             )
         )
-        add("audit", category, audit_table(category, found, outputs.tables.get(("unmatched", category))))
+        outputs.tables[("audit", category)] = audit_table(category, found, outputs.tables.get(("unmatched", category)))
     return outputs
